@@ -1,0 +1,38 @@
+# Two commands: `make demo` and `make test`. Both create .venv on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+EXTRAS ?= audio,litert,tfmot,plot,dev
+STAMP := $(VENV)/.installed-$(shell echo "$(EXTRAS)" | tr ',' '-')
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint sysdeps venv clean bench
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	@touch $@
+
+# Debian packages used by the demo and some tests: installed when we are root and apt
+# exists, otherwise reported (the tests that need them skip with a clear message).
+sysdeps:
+	@bash scripts/sysdeps.sh
+
+demo: venv sysdeps
+	$(PY) -m keras_filterprune demo
+
+lint: venv
+	$(VENV)/bin/ruff check keras_filterprune tests benchmarks
+	$(VENV)/bin/ruff format --check keras_filterprune tests benchmarks
+
+test: venv sysdeps lint
+	$(PY) -m pytest -n auto --durations=15 $(PYTEST_ARGS)
+
+bench: venv sysdeps
+	$(PY) benchmarks/bench_criteria.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info demo_output
