@@ -1,0 +1,149 @@
+"""Filter scores of a whole model: the glue between models and criteria.
+
+Criteria see arrays only (`keras_filterprune.criteria`); this module finds the
+producers of a model, hands their kernels (or their activations) to a criterion and
+names the results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+import numpy as np
+
+from keras_filterprune import criteria as criteria_lib
+from keras_filterprune.graph import ChannelGraph, trace_channels
+from keras_filterprune.handlers import PassThroughHandler, get_handler
+
+__all__ = ["score_filters", "producer_kernel"]
+
+
+def producer_kernel(layer: keras.layers.Layer) -> np.ndarray:
+    """The kernel of a producer layer in `(*spatial, C_in, N)` layout."""
+    handler = get_handler(layer)
+    if handler is None or not handler.produces:
+        raise ValueError(
+            f"Layer '{layer.name}' ({type(layer).__name__}) has no prunable filters."
+        )
+    return handler.kernel(layer)
+
+
+def _activation_layers(graph: ChannelGraph, producers: list[str]) -> dict[str, str]:
+    """For each producer, the top-level layer whose output is scored by active
+    criteria: the producer itself, or the end of the chain of per-channel layers
+    (BatchNorm, activation, dropout) that consume only its output."""
+    consumers: dict[int, list] = {}
+    for call in graph.walk.calls:
+        for key in call.inputs:
+            consumers.setdefault(key, []).append(call)
+    producing_call = {}
+    for call in graph.walk.calls:
+        producing_call.setdefault(call.path, call)
+    result = {}
+    for path in producers:
+        if "/" in path:
+            raise ValueError(
+                f"Active criteria score activations of the top-level model, but "
+                f"'{path}' is inside a nested model. Flatten the model, or use a "
+                "passive criterion (e.g. 'operator_norm')."
+            )
+        call = producing_call[path]
+        end = path
+        key = call.outputs[0]
+        while len(consumers.get(key, [])) == 1:
+            nxt = consumers[key][0]
+            if (
+                "/" in nxt.path
+                or len(nxt.inputs) != 1
+                or type(get_handler(nxt.layer)) is not PassThroughHandler
+                and not isinstance(nxt.layer, keras.layers.BatchNormalization)
+                and not isinstance(nxt.layer, keras.layers.Activation)
+            ):
+                break
+            end, key = nxt.path, nxt.outputs[0]
+        result[path] = end
+    return result
+
+
+def score_filters(
+    model: keras.Model,
+    criterion: str | Callable = "operator_norm",
+    data=None,
+    *,
+    graph: ChannelGraph | None = None,
+    layers: list[str] | None = None,
+    batch_size: int = 32,
+    verbose: int = 0,
+    **criterion_kwargs,
+) -> dict[str, np.ndarray]:
+    """Scores every output filter of every prunable layer; higher = more important.
+
+    Args:
+        model: A built Functional or Sequential `keras.Model` (only read).
+        criterion: `str` or callable. A registered criterion name (see
+            `keras_filterprune.criteria.names()`) or a function of the kernel.
+            Defaults to `"operator_norm"`.
+        data: Inputs (or `(x, y)`) for active criteria; ignored by passive ones.
+        graph: A `ChannelGraph` of `model` already traced. Defaults to tracing.
+        layers: Restrict to these producer paths. Defaults to all producers.
+        batch_size: `int`. Batch size for active criteria. Defaults to `32`.
+        verbose: `int`. Progress bar for active criteria when `> 0`.
+        **criterion_kwargs: Extra arguments of the active gatherer (e.g. `loss`).
+
+    Returns:
+        `dict[str, np.ndarray]`: layer path → one score per filter.
+
+    Raises:
+        ValueError: unknown criterion, active criterion without `data`, or a kernel
+            with NaN/Inf (the message names the layer).
+
+    Example:
+
+    >>> import keras
+    >>> model = keras.Sequential([keras.Input((8, 8, 3)),
+    ...                           keras.layers.Conv2D(4, 3, name="conv")])
+    >>> scores = score_filters(model, "l1_norm")
+    >>> scores["conv"].shape
+    (4,)
+    """
+    fn = criteria_lib.get(criterion)
+    graph = graph if graph is not None else trace_channels(model, warn=False)
+    paths = [p for g in graph.groups for p in g.producers]
+    if layers is not None:
+        paths = [p for p in paths if p in set(layers)]
+    name = criterion if isinstance(criterion, str) else getattr(fn, "__name__", "")
+    if isinstance(criterion, str) and criteria_lib.is_active(criterion):
+        if data is None:
+            raise ValueError(
+                f"`criterion='{criterion}'` is an active criterion and needs `data` "
+                "(a small dataset of model inputs, or (x, y) for 'taylor'). Pass "
+                "`data=...` or choose a passive criterion such as 'operator_norm'."
+            )
+        points = _activation_layers(graph, paths)
+        scores = criteria_lib.gather_active_scores(
+            model,
+            sorted(set(points.values())),
+            data,
+            criterion,
+            batch_size=batch_size,
+            verbose=verbose,
+            **criterion_kwargs,
+        )
+        return {p: np.asarray(scores[points[p]], dtype=np.float64) for p in paths}
+    result = {}
+    for path in paths:
+        kernel = producer_kernel(graph.walk.layers[path])
+        if not np.all(np.isfinite(kernel)):
+            raise ValueError(
+                f"Layer '{path}' has NaN or Inf in its kernel: it cannot be scored. "
+                "Check the training run that produced these weights."
+            )
+        scores = np.asarray(fn(kernel), dtype=np.float64)
+        if scores.shape != (kernel.shape[-1],):
+            raise ValueError(
+                f"Criterion '{name}' returned scores of shape {scores.shape} for "
+                f"layer '{path}'; expected ({kernel.shape[-1]},), one per filter."
+            )
+        result[path] = scores
+    return result

@@ -1,0 +1,327 @@
+"""Flatten a built Keras model into its call sites, from public structure only.
+
+The walk reads `model.get_config()` (its `inbound_nodes` name every call site, nested
+models and shared layers included) and the live layers found with `get_layer`. It never
+touches private node attributes, which change between Keras releases.
+
+Nested models are flattened: their call sites are listed with a path such as
+`"backbone/conv1"`, and a nested model called twice has its inner call sites listed
+twice (its layers are then shared layers).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+import keras
+
+__all__ = ["Call", "ModelWalk", "walk_model", "check_model"]
+
+
+@dataclasses.dataclass
+class Call:
+    """One call of one (non-model) layer in the flattened graph.
+
+    Attributes:
+        path: `str`. The layer's path, `"nested_model/layer"` for nested layers.
+        layer: The live `keras.layers.Layer`.
+        node_index: `int`. Which call of this layer (0 for the first).
+        inputs: `list[int]`. Keys of the input tensors, in call order.
+        outputs: `list[int]`. Keys of the output tensors.
+        constants: `bool`. Whether the call also takes array constants (e.g.
+            `x * np.ones(C)` in a Functional graph of Keras ops).
+    """
+
+    path: str
+    layer: keras.layers.Layer
+    node_index: int
+    inputs: list[int]
+    outputs: list[int]
+    constants: bool = False
+
+
+@dataclasses.dataclass
+class ModelWalk:
+    """The flattened call sites of a model in topological order.
+
+    Attributes:
+        calls: `list[Call]`, topologically sorted.
+        shapes: `dict[int, tuple]`. Known shape of each tensor key.
+        inputs: `list[int]`. Tensor keys of the model inputs.
+        outputs: `list[int]`. Tensor keys of the model outputs.
+        layers: `dict[str, keras.layers.Layer]`. Every non-model layer by path (the
+            first path under which a shared layer was met).
+        model_inputs: `dict[str, list[int]]`. For each nested model path, the tensor
+            keys its first call receives.
+    """
+
+    calls: list[Call]
+    shapes: dict[int, tuple]
+    inputs: list[int]
+    outputs: list[int]
+    layers: dict[str, keras.layers.Layer]
+    model_inputs: dict[str, list[int]] = dataclasses.field(default_factory=dict)
+
+    def channels(self, key: int) -> int | None:
+        """Size of the last (channel) axis of a tensor, or `None` if unknown."""
+        shape = self.shapes.get(key)
+        if not shape or shape[-1] is None:
+            return None
+        return int(shape[-1])
+
+
+def _is_container(layer: Any) -> bool:
+    return isinstance(layer, keras.Model)
+
+
+def check_model(model: Any, argument: str = "model") -> None:
+    """Raises a clear error unless `model` is a built Functional/Sequential model.
+
+    Args:
+        model: The object to check.
+        argument: `str`. The argument name used in error messages.
+
+    Raises:
+        TypeError: `model` is not a Keras model, or is a subclassed model.
+        ValueError: `model` is not built.
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            f"`{argument}` must be a built Keras Functional or Sequential model. "
+            f"Received: {argument} of type {type(model).__name__}."
+        )
+    if isinstance(model, keras.Sequential):
+        if not model.built or not model.inputs:
+            raise ValueError(
+                f"`{argument}` (Sequential model '{model.name}') is not built: it has "
+                "no known input shape. Start it with `keras.Input(shape)` or call "
+                "`model.build(input_shape)` before pruning."
+            )
+        return
+    try:
+        config = model.get_config()
+    except NotImplementedError:
+        config = None
+    if not isinstance(config, dict) or "layers" not in config:
+        raise TypeError(
+            f"`{argument}` ('{model.name}', class {type(model).__name__}) is a "
+            "subclassed model: its graph cannot be read or rebuilt. Rebuild it with "
+            "the Functional API (`keras.Model(inputs, outputs)`) or "
+            "`keras.Sequential`, then prune that."
+        )
+
+
+def _tensor_refs(obj: Any) -> Iterator[dict]:
+    """Yields the serialised `__keras_tensor__` dicts in `obj`, in order."""
+    if isinstance(obj, dict):
+        if obj.get("class_name") == "__keras_tensor__":
+            yield obj["config"]
+            return
+        for value in obj.values():
+            yield from _tensor_refs(value)
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            yield from _tensor_refs(value)
+
+
+def _has_array_constant(obj: Any) -> bool:
+    """Whether a serialised call argument holds a non-scalar constant."""
+    if isinstance(obj, dict):
+        if obj.get("class_name") == "__keras_tensor__":
+            return False
+        if "class_name" in obj:  # a serialised array or object
+            return True
+        return any(_has_array_constant(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        if obj and all(isinstance(v, (int, float)) for v in obj):
+            return len(obj) > 1
+        return any(_has_array_constant(v) for v in obj)
+    return False
+
+
+def _io_refs(refs: Any) -> list[tuple[str, int, int]]:
+    """Normalises `input_layers`/`output_layers` (a triple, a list or a dict)."""
+    if isinstance(refs, dict):
+        refs = list(refs.values())
+    if (
+        isinstance(refs, (list, tuple))
+        and len(refs) == 3
+        and isinstance(refs[0], str)
+        and isinstance(refs[1], int)
+    ):
+        return [(refs[0], refs[1], refs[2])]
+    out = []
+    for ref in refs:
+        out.extend(_io_refs(ref))
+    return out
+
+
+def _shape(shape: Any) -> tuple | None:
+    if shape is None:
+        return None
+    return tuple(None if d is None else int(d) for d in shape)
+
+
+class _Walker:
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self.shapes: dict[int, tuple] = {}
+        self.layers: dict[str, keras.layers.Layer] = {}
+        self._paths: dict[int, str] = {}
+        self.model_inputs: dict[str, list[int]] = {}
+        self._node_count: dict[int, int] = {}
+        self._next = 0
+
+    def new_key(self, shape: Any = None) -> int:
+        key = self._next
+        self._next += 1
+        if shape is not None:
+            self.shapes[key] = _shape(shape)
+        return key
+
+    def record(
+        self, prefix: str, layer: Any, inputs: list[int], n_out: int, constants=False
+    ) -> list:
+        path = self._paths.setdefault(id(layer), prefix + layer.name)
+        self.layers.setdefault(path, layer)
+        node_index = self._node_count.get(id(layer), 0)
+        self._node_count[id(layer)] = node_index + 1
+        outputs = [self.new_key() for _ in range(n_out)]
+        self.calls.append(
+            Call(path, layer, node_index, list(inputs), outputs, constants)
+        )
+        return outputs
+
+    def call(self, prefix: str, layer: Any, inputs: list, n_out: int, constants=False):
+        if _is_container(layer):
+            return self.model(layer, prefix + layer.name + "/", inputs)
+        return self.record(prefix, layer, inputs, n_out, constants)
+
+    def model(self, model: keras.Model, prefix: str, inputs: list[int]) -> list:
+        check_model(model, argument=f"nested model '{model.name}'")
+        self.model_inputs.setdefault(prefix.rstrip("/"), list(inputs))
+        if isinstance(model, keras.Sequential):
+            return self.sequential(model, prefix, inputs)
+        return self.functional(model, model.get_config(), prefix, inputs)
+
+    def sequential(self, model: keras.Sequential, prefix: str, inputs: list) -> list:
+        keys = inputs
+        for layer in model.layers:
+            keys = self.call(prefix, layer, keys, 1)
+        return keys
+
+    def functional(self, model: keras.Model, config: dict, prefix: str, inputs):
+        local: dict[tuple[str, int, int], int] = {}
+        input_refs = _io_refs(config["input_layers"])
+        if len(input_refs) != len(inputs):
+            raise ValueError(
+                f"Model '{model.name}' expects {len(input_refs)} inputs but is called "
+                f"with {len(inputs)}; keras-filterprune cannot trace this call."
+            )
+        for ref, key in zip(input_refs, inputs):
+            local[ref] = key
+        # How many outputs each (layer, node) has: the largest index referenced.
+        n_outputs: dict[tuple[str, int], int] = {}
+        # Keras ops (`x + y` in a Functional graph) are operations, not layers.
+        operations = {op.name: op for op in getattr(model, "operations", [])}
+        pending = []
+        for layer_cfg in config["layers"]:
+            for node_index, node in enumerate(layer_cfg.get("inbound_nodes", [])):
+                refs = list(_tensor_refs(node))
+                constants = _has_array_constant(node)
+                pending.append((layer_cfg["name"], node_index, refs, constants))
+                for ref in refs:
+                    name, n_idx, t_idx = ref["keras_history"]
+                    n_outputs[(name, n_idx)] = max(
+                        n_outputs.get((name, n_idx), 0), t_idx + 1
+                    )
+        output_refs = _io_refs(config["output_layers"])
+        for name, n_idx, t_idx in output_refs:
+            n_outputs[(name, n_idx)] = max(n_outputs.get((name, n_idx), 0), t_idx + 1)
+        # Node-level topological order: a shared layer's nodes may sit far apart.
+        while pending:
+            remaining = []
+            for item in pending:
+                name, node_index, refs, constants = item
+                keys = [local.get(tuple(r["keras_history"])) for r in refs]
+                if any(k is None for k in keys):
+                    remaining.append(item)
+                    continue
+                for key, ref in zip(keys, refs):
+                    if key not in self.shapes and ref.get("shape") is not None:
+                        self.shapes[key] = _shape(ref["shape"])
+                layer = operations.get(name) or model.get_layer(name)
+                n_out = n_outputs.get((name, node_index), 1)
+                outs = self.call(prefix, layer, keys, n_out, constants)
+                for t_idx, key in enumerate(outs):
+                    local[(name, node_index, t_idx)] = key
+            if len(remaining) == len(pending):
+                names = sorted({p[0] for p in remaining})
+                raise ValueError(
+                    f"Cannot order the graph of model '{model.name}': the call sites "
+                    f"of {names} depend on tensors that are never produced."
+                )
+            pending = remaining
+        return [local[ref] for ref in output_refs]
+
+
+def walk_model(model: keras.Model) -> ModelWalk:
+    """Flattens a built Functional or Sequential model into its call sites.
+
+    Args:
+        model: A built `keras.Model` (Functional or Sequential; nested models and
+            shared layers are supported).
+
+    Returns:
+        A `ModelWalk` with the call sites in topological order.
+
+    Raises:
+        TypeError: for subclassed models and non-models.
+        ValueError: for unbuilt models.
+
+    Example:
+
+    >>> import keras
+    >>> inputs = keras.Input((8, 8, 3))
+    >>> x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    >>> model = keras.Model(inputs, keras.layers.ReLU(name="relu")(x))
+    >>> [call.path for call in walk_model(model).calls]
+    ['conv', 'relu']
+    """
+    check_model(model)
+    walker = _Walker()
+    inputs = [walker.new_key(t.shape) for t in model.inputs]
+    if isinstance(model, keras.Sequential):
+        outputs = walker.sequential(model, "", inputs)
+    else:
+        outputs = walker.functional(model, model.get_config(), "", inputs)
+    for key, tensor in zip(outputs, model.outputs):
+        walker.shapes.setdefault(key, _shape(tensor.shape))
+    _fill_shapes(walker)
+    return ModelWalk(
+        walker.calls, walker.shapes, inputs, outputs, walker.layers, walker.model_inputs
+    )
+
+
+def _fill_shapes(walker: _Walker) -> None:
+    """Computes shapes the config did not record (e.g. inside Sequential models)."""
+    for call in walker.calls:
+        if all(k in walker.shapes for k in call.outputs):
+            continue
+        in_shapes = [walker.shapes.get(k) for k in call.inputs]
+        if any(s is None for s in in_shapes) or not in_shapes:
+            continue
+        arg = in_shapes[0] if len(in_shapes) == 1 else in_shapes
+        try:
+            out = call.layer.compute_output_shape(arg)
+        except Exception:  # noqa: BLE001 - any layer may not implement it
+            continue
+        if len(call.outputs) == 1:
+            out = [out]
+        for key, shape in zip(call.outputs, out):
+            if isinstance(shape, (list, tuple)) and (
+                not shape or not isinstance(shape[0], (list, tuple))
+            ):
+                walker.shapes.setdefault(key, _shape(shape))
