@@ -268,8 +268,8 @@ class ProducerHandler(LayerHandler):
 
     def kernel(self, layer):
         if self.kernel_layout == "separable":
-            return np.asarray(keras.ops.convert_to_numpy(layer.pointwise_kernel))
-        kernel = np.asarray(keras.ops.convert_to_numpy(layer.kernel))
+            return np.asarray(layer.pointwise_kernel.numpy())
+        kernel = np.asarray(layer.kernel.numpy())
         if self.kernel_layout == "out_in":
             kernel = np.swapaxes(kernel, -1, -2)
         return kernel
