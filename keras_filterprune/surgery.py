@@ -314,13 +314,14 @@ def prune_keras_model(
 
 
 def weight_masks(model: keras.Model, plan: PruningPlan) -> dict[str, list]:
-    """0/1 masks of the trainable weights that carry removed channels.
+    """0/1 masks of the weights that carry removed channels.
 
     For every layer path, one mask per weight of `layer.weights` (`None` when the
     weight is untouched), broadcastable to the weight. Multiplying the weights by
     them zeroes the removed filters (kernels, biases, BatchNorm gamma/beta,
     depthwise slices) and the input rows that consume removed channels, so the
-    masked model computes exactly what `apply_plan` would build.
+    masked model computes exactly what `apply_plan` would build. BatchNorm running
+    statistics are left alone (a zero gamma/beta already silences the channel).
 
     Args:
         model: The model the plan was made for.
@@ -340,8 +341,8 @@ def weight_masks(model: keras.Model, plan: PruningPlan) -> dict[str, list]:
         ones = [np.ones(v.shape, dtype=np.float32) for v in variables]
 
         def zero(w, axis, mask, i, variables=variables):
-            if not variables[i].trainable:
-                return w
+            if variables[i].name.startswith("moving_"):
+                return w  # running statistics: keep them for regrowing channels
             shape = [1] * w.ndim
             shape[axis] = len(mask)
             return w * mask.reshape(shape).astype(w.dtype)

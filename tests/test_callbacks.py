@@ -1,0 +1,601 @@
+"""Tests of keras_filterprune.callbacks.PruningCallback."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from keras_filterprune import FilterPruneWarning, weight_masks
+from keras_filterprune.callbacks import PruningCallback
+from keras_filterprune.schedules import ConstantRatio, PolynomialRatio
+
+N, SIZE, CLASSES = 128, 10, 3
+
+
+def make_model(compile=True, optimizer="adam"):
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", name="conv1")(inputs)
+    x = keras.layers.BatchNormalization(name="bn1")(x)
+    x = keras.layers.ReLU(name="relu1")(x)
+    y = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv2")(x)
+    x = keras.layers.Add(name="add")([x, y])
+    x = keras.layers.Conv2D(16, 3, activation="relu", name="conv3")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    outputs = keras.layers.Dense(CLASSES, name="head")(x)
+    model = keras.Model(inputs, outputs, name="tiny")
+    if compile:
+        model.compile(
+            optimizer,
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
+    return model
+
+
+@pytest.fixture
+def xy():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(N, SIZE, SIZE, 3)).astype("float32")
+    y = rng.integers(0, CLASSES, size=N)
+    return x, y
+
+
+def masked_values(model, plan):
+    """Every weight value (and optimizer slot) that the plan's masks zero."""
+    out = {}
+    for path, masks in weight_masks(model, plan).items():
+        layer = model.get_layer(path)
+        for variable, mask in zip(layer.weights, masks):
+            if mask is not None:
+                value = keras.ops.convert_to_numpy(variable)
+                out[variable.path] = value[np.broadcast_to(mask, value.shape) == 0]
+    return out
+
+
+def slot_values(model, plan):
+    masks = {}
+    for path, layer_masks in weight_masks(model, plan).items():
+        for variable, mask in zip(model.get_layer(path).weights, layer_masks):
+            if mask is not None:
+                masks[variable.path.replace("/", "_")] = mask
+    out = {}
+    for slot in model.optimizer.variables:
+        for key, mask in masks.items():
+            if slot.name.startswith(key + "_") and slot.name[len(key) + 1 :] in (
+                "momentum",
+                "velocity",
+            ):
+                value = keras.ops.convert_to_numpy(slot)
+                out[slot.name] = value[np.broadcast_to(mask, value.shape) == 0]
+    return out
+
+
+def n_keep(width, ratio):
+    return max(1, math.ceil((1 - ratio) * width - 1e-9))
+
+
+# ---------------------------------------------------------------------------
+# Hard pruning: exact zeros, pruned_model equivalence
+# ---------------------------------------------------------------------------
+
+
+def test_hard_mode_keeps_exact_zeros_and_pruned_model_matches(xy):
+    x, y = xy
+    model = make_model()
+    callback = PruningCallback("l1_norm", 0.5, epochs=(0,), mode="hard", verbose=0)
+    history = model.fit(x, y, epochs=3, batch_size=32, callbacks=[callback], verbose=0)
+    plan = callback.plan
+    assert plan is not None and plan.num_removed > 0
+    assert plan.kept_filters("conv1") == plan.kept_filters("conv2")  # Add group
+    assert len(plan.kept_filters("conv3")) == 8
+    values = masked_values(model, plan)
+    assert values and all(np.all(v == 0) for v in values.values())
+    slots = slot_values(model, plan)
+    assert len(slots) >= 2 * len(values)  # momentum and velocity of each
+    assert all(np.all(v == 0) for v in slots.values())
+    # The weights trained on: two more epochs after the event.
+    assert model.optimizer.iterations.numpy() == 12
+    assert history.history["pruned_macs_ratio"][0] < 0.5
+
+    pruned = callback.pruned_model()
+    assert pruned.get_layer("conv1").filters == 4
+    assert pruned.count_params() < model.count_params()
+    np.testing.assert_allclose(
+        pruned.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-4
+    )
+    # Compiled like the trained model, with a fresh optimizer of the same config.
+    assert type(pruned.optimizer) is type(model.optimizer)
+    assert pruned.optimizer is not model.optimizer
+    assert int(pruned.optimizer.iterations.numpy()) == 0
+    assert pruned.optimizer.get_config()["learning_rate"] == pytest.approx(
+        model.optimizer.get_config()["learning_rate"]
+    )
+    logs = pruned.fit(x, y, epochs=1, batch_size=64, verbose=0).history
+    assert set(logs) == {"loss", "accuracy"}
+    assert not callback.pruned_model(compile=False).compiled
+
+
+def my_loss(y_true, y_pred):
+    return keras.ops.mean(keras.ops.square(y_pred))
+
+
+@pytest.mark.filterwarnings("ignore:The object being serialized includes a `lambda`")
+def test_pruned_model_compiles_with_custom_losses(xy):
+    x, _ = xy
+    targets = np.zeros((N, CLASSES), "float32")
+    for loss, metrics in ((my_loss, ["mae"]), (lambda t, p: my_loss(t, p), None)):
+        model = make_model(compile=False)
+        model.compile("sgd", loss, metrics=metrics)
+        callback = PruningCallback("l1_norm", epochs=(0,), mode="hard", verbose=0)
+        model.fit(x, targets, epochs=1, batch_size=64, callbacks=[callback], verbose=0)
+        if metrics:  # a plain function: rebuilt from the compile config
+            pruned = callback.pruned_model()
+            assert set(pruned.fit(x, targets, verbose=0).history) == {"loss", "mae"}
+        else:  # a lambda: same loss, fresh optimizer, and a warning
+            with pytest.warns(FilterPruneWarning, match="fresh optimizer only"):
+                pruned = callback.pruned_model()
+            assert pruned.compiled and pruned.optimizer is not model.optimizer
+
+
+def test_hard_mode_with_sgd_momentum(xy):
+    x, y = xy
+    model = make_model(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
+    callback = PruningCallback("l2_norm", 0.25, epochs=(0, 1), mode="hard", verbose=0)
+    model.fit(x, y, epochs=3, batch_size=32, callbacks=[callback], verbose=0)
+    assert all(np.all(v == 0) for v in masked_values(model, callback.plan).values())
+    slots = slot_values(model, callback.plan)
+    assert slots and all(np.all(v == 0) for v in slots.values())
+
+
+def test_slots_are_matched_by_the_longest_variable_path():
+    from keras_filterprune.callbacks import _slot_variables
+
+    inputs = keras.Input((4,))
+    x = keras.layers.Dense(3, name="dense")(inputs)
+    outputs = keras.layers.Dense(2, name="dense_kernel")(x)  # "dense_kernel_bias"
+    model = keras.Model(inputs, outputs)
+    model.compile(keras.optimizers.Adam(), "mse")
+    model.optimizer.build(model.trainable_variables)
+    slots, ambiguous = _slot_variables(model)
+    assert ambiguous == []
+    for variable in model.trainable_variables:
+        names = sorted(s.name for s in slots[id(variable)])
+        key = variable.path.replace("/", "_")
+        assert names == [f"{key}_momentum", f"{key}_velocity"]
+
+
+# ---------------------------------------------------------------------------
+# Iterative schedules
+# ---------------------------------------------------------------------------
+
+
+def plan_recorder(callback):
+    """A callback listed after `callback` that keeps the plan of every event."""
+    plans = []
+
+    def record(epoch, logs):
+        if callback.plan is not None and (not plans or plans[-1] is not callback.plan):
+            plans.append(callback.plan)
+
+    return plans, keras.callbacks.LambdaCallback(on_epoch_end=record)
+
+
+def test_iterative_widths_shrink_to_final_ratio(xy):
+    x, y = xy
+    model = make_model()
+    schedule = PolynomialRatio(0.2, 0.75, begin_step=0, end_step=2, frequency=1)
+    callback = PruningCallback(
+        schedule=schedule, schedule_unit="epoch", mode="hard", verbose=0
+    )
+    plans, recorder = plan_recorder(callback)
+    history = model.fit(
+        x, y, epochs=4, batch_size=32, callbacks=[callback, recorder], verbose=0
+    )
+    assert [e["epoch"] for e in callback.history] == [0, 1, 2]
+    ratios = [e["ratio"] for e in callback.history]
+    assert ratios == sorted(ratios) and ratios[-1] == pytest.approx(0.75)
+    kept = np.array([e["kept"] for e in callback.history])  # events x groups
+    assert np.all(np.diff(kept, axis=0) <= 0)  # never grows back
+    assert np.any(np.diff(kept, axis=0) < 0)
+    final = callback.plan
+    for g in final.groups:
+        expected = g.width if g.frozen else n_keep(g.width, 0.75)
+        assert len(g.keep) == expected
+    # Each plan keeps a subset of what the previous one kept.
+    assert len(plans) == 3
+    for before, after in zip(plans, plans[1:]):
+        for gb, ga in zip(before.groups, after.groups):
+            assert set(ga.keep) <= set(gb.keep)
+    macs = [e["macs_ratio"] for e in callback.history]
+    assert macs == sorted(macs, reverse=True)
+    assert history.history["pruned_macs_ratio"] == pytest.approx(macs + macs[-1:])
+    assert all(np.all(v == 0) for v in masked_values(model, final).values())
+
+
+def test_soft_mode_regrows_and_rescored(xy):
+    x, y = xy
+    model = make_model()
+    callback = PruningCallback("l1_norm", 0.5, epochs=(0, 2), mode="soft", verbose=0)
+    plans, recorder = plan_recorder(callback)
+    zero_at_event = []
+    check = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: zero_at_event.append(
+            all(np.all(v == 0) for v in masked_values(model, callback.plan).values())
+        )
+    )
+    callbacks = [callback, recorder, check]
+    model.fit(x, y, epochs=4, batch_size=32, callbacks=callbacks, verbose=0)
+    assert [e["epoch"] for e in callback.history] == [0, 2]
+    assert zero_at_event == [True, False, True, False]  # zeroed once per event
+    first = plans[0]
+    regrown = masked_values(model, first)
+    assert any(np.any(v != 0) for v in regrown.values())  # soft: filters regrow
+    with pytest.warns(FilterPruneWarning, match="trained again"):
+        pruned = callback.pruned_model(compile=False)
+    assert pruned.get_layer("conv3").filters == 8
+
+
+def test_soft_mode_every_epoch_ends_masked(xy):
+    x, y = xy
+    model = make_model()
+    callback = PruningCallback("l1_norm", 0.5, mode="soft", verbose=0)
+    model.fit(x, y, epochs=2, batch_size=32, callbacks=[callback], verbose=0)
+    assert [e["epoch"] for e in callback.history] == [0, 1]
+    assert all(np.all(v == 0) for v in masked_values(model, callback.plan).values())
+    pruned = callback.pruned_model()  # no warning: the last epoch pruned
+    np.testing.assert_allclose(
+        pruned.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-4
+    )
+
+
+# ---------------------------------------------------------------------------
+# TFMOT schedules, tf.data, steps
+# ---------------------------------------------------------------------------
+
+
+def test_tfmot_polynomial_decay_on_tf_data(xy):
+    tfmot = pytest.importorskip("tensorflow_model_optimization")
+    import tensorflow as tf
+
+    x, y = xy
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)  # 4 steps/epoch
+    schedule = tfmot.sparsity.keras.PolynomialDecay(
+        initial_sparsity=0.25, final_sparsity=0.5, begin_step=0, end_step=8, frequency=4
+    )
+    model = make_model()
+    callback = PruningCallback(schedule=schedule, mode="hard", verbose=0)
+    model.fit(dataset, epochs=3, callbacks=[callback], shuffle=False, verbose=0)
+    assert [e["step"] for e in callback.history] == [0, 4, 8]
+    assert [e["epoch"] for e in callback.history] == [0, 0, 1]
+    expected = [float(schedule(s)[1].numpy()) for s in (0, 4, 8)]
+    assert [e["ratio"] for e in callback.history] == pytest.approx(expected)
+    assert len(callback.plan.kept_filters("conv3")) == 8
+    assert all(np.all(v == 0) for v in masked_values(model, callback.plan).values())
+    config = callback.get_config()
+    restored = PruningCallback.from_config(json.loads(json.dumps(config)))
+    assert type(restored.schedule) is type(schedule)
+    assert restored.schedule.get_config() == schedule.get_config()
+
+
+def test_steps_per_execution_does_not_skip_events(xy):
+    x, y = xy
+    model = make_model(compile=False)
+    model.compile("adam", "sparse_categorical_crossentropy", steps_per_execution=3)
+    schedule = ConstantRatio(0.25, begin_step=2, end_step=5, frequency=2)
+    callback = PruningCallback(schedule=schedule, verbose=0)
+    model.fit(x, y, epochs=1, batch_size=16, callbacks=[callback], verbose=0)
+    # Callbacks run after steps 3 and 6: the pruning steps 2 and 4 are not lost.
+    assert [e["step"] for e in callback.history] == [2, 4]
+
+
+# ---------------------------------------------------------------------------
+# Mixed precision, active criteria, logs, reuse
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mixed_precision():
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+
+
+def test_mixed_precision(xy, mixed_precision):
+    x, y = xy
+    model = make_model()
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    callback = PruningCallback("l1_norm", 0.5, epochs=(0,), mode="hard", verbose=0)
+    model.fit(x, y, epochs=2, batch_size=32, callbacks=[callback], verbose=0)
+    assert all(np.all(v == 0) for v in masked_values(model, callback.plan).values())
+    slots = slot_values(model, callback.plan)
+    assert slots and all(np.all(v == 0) for v in slots.values())
+    pruned = callback.pruned_model()
+    assert isinstance(pruned.optimizer, keras.optimizers.LossScaleOptimizer)
+    np.testing.assert_allclose(
+        pruned.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-2
+    )
+
+
+def test_active_criterion_uses_data(xy):
+    x, y = xy
+    model = make_model()
+    callback = PruningCallback(
+        "mean_activation", 0.5, epochs=(1,), mode="hard", data=x[:32], verbose=0
+    )
+    model.fit(x, y, epochs=2, batch_size=32, callbacks=[callback], verbose=0)
+    assert callback.plan.meta["criterion"] == "mean_activation"
+    assert len(callback.plan.kept_filters("conv3")) == 8
+
+
+def test_logs_reach_csv_logger_and_log_messages(xy, tmp_path, caplog):
+    x, y = xy
+    model = make_model()
+    callback = PruningCallback("l1_norm", 0.5, epochs=(1,))
+    csv = tmp_path / "log.csv"
+    with caplog.at_level("INFO", logger="keras_filterprune.callbacks"):
+        history = model.fit(
+            x,
+            y,
+            epochs=2,
+            batch_size=32,
+            callbacks=[callback, keras.callbacks.CSVLogger(str(csv))],
+            verbose=0,
+        )
+    ratios = history.history["pruned_macs_ratio"]
+    assert ratios[0] == 1.0 and ratios[1] == pytest.approx(
+        callback.history[-1]["macs_ratio"]
+    )
+    header, *rows = csv.read_text().splitlines()
+    assert "pruned_macs_ratio" in header.split(",")
+    assert len(rows) == 2
+    assert any("pruned 50.0% of the filters" in r.message for r in caplog.records)
+
+
+def test_reusable_across_fits(xy):
+    x, y = xy
+    callback = PruningCallback("l1_norm", 0.5, epochs=(0,), mode="hard", verbose=0)
+    first = make_model()
+    first.fit(x, y, epochs=1, batch_size=64, callbacks=[callback], verbose=0)
+    assert len(callback.history) == 1
+    # Continuing on the same model: the plan is recovered from the zeros, kept.
+    keep = [g.keep for g in callback.plan.groups]
+    first.fit(x, y, epochs=2, batch_size=64, callbacks=[callback], verbose=0)
+    assert [g.keep for g in callback.plan.groups] == keep
+    assert all(np.all(v == 0) for v in masked_values(first, callback.plan).values())
+    # A fresh model starts from scratch.
+    second = make_model()
+    second.fit(x, y, epochs=1, batch_size=64, callbacks=[callback], verbose=0)
+    assert len(callback.history) == 1 and callback.history[0]["step"] == 2
+
+
+def test_backup_and_restore_keeps_masks(xy, tmp_path):
+    x, y = xy
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise RuntimeError("interrupted")
+
+    def run(extra):
+        model = make_model()
+        callback = PruningCallback(
+            schedule=ConstantRatio(0.5, begin_step=4, end_step=4),
+            mode="hard",
+            verbose=0,
+        )
+        backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+        callbacks = [callback, backup, *extra]
+        model.fit(x, y, epochs=4, batch_size=32, callbacks=callbacks, verbose=0)
+        return model, callback
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run([Interrupt()])
+    model, callback = run([])
+    assert callback.history == []  # the event happened before the interruption
+    assert callback.plan is not None and callback.plan.meta == {"recovered": True}
+    assert int(model.optimizer.iterations.numpy()) == 16
+    assert len(callback.plan.kept_filters("conv1")) == 4
+    assert all(np.all(v == 0) for v in masked_values(model, callback.plan).values())
+
+
+# ---------------------------------------------------------------------------
+# MirroredStrategy (own process: logical devices must be set before TF starts)
+# ---------------------------------------------------------------------------
+
+_MIRRORED = textwrap.dedent(
+    """
+    import os, sys, tempfile
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    import numpy as np
+    sys.path.insert(0, sys.argv[1])
+    from test_callbacks import make_model, masked_values
+    from keras_filterprune import PruningCallback, weight_masks
+
+    keras.utils.set_random_seed(0)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    assert strategy.num_replicas_in_sync == 2
+    x = np.random.rand(128, 10, 10, 3).astype("float32")
+    y = np.random.randint(0, 3, 128)
+    backup_dir = tempfile.mkdtemp()
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise RuntimeError("interrupted")
+
+    def run(extra):
+        with strategy.scope():
+            model = make_model()
+        callback = PruningCallback("l1_norm", 0.5, epochs=(0,), mode="hard",
+                                   verbose=0)
+        backup = keras.callbacks.BackupAndRestore(backup_dir)
+        model.fit(x, y, epochs=4, batch_size=32, verbose=0,
+                  callbacks=[callback, backup, *extra])
+        return model, callback
+
+    try:
+        run([Interrupt()])
+    except RuntimeError:
+        pass
+    model, callback = run([])
+    assert int(model.optimizer.iterations.numpy()) == 16
+    assert callback.plan.meta == {"recovered": True}
+    kernel = model.get_layer("conv1").kernel
+    replicas = strategy.experimental_local_results(kernel.value)
+    assert len(replicas) == 2
+    for path, masks in weight_masks(model, callback.plan).items():
+        for variable, mask in zip(model.get_layer(path).weights, masks):
+            if mask is None:
+                continue
+            for copy in strategy.experimental_local_results(variable.value):
+                value = copy.numpy()
+                assert np.all(value[np.broadcast_to(mask, value.shape) == 0] == 0)
+    pruned = callback.pruned_model(compile=False)
+    np.testing.assert_allclose(pruned.predict(x, verbose=0),
+                               model.predict(x, verbose=0), atol=1e-4)
+    print("OK", [len(g.keep) for g in callback.plan.groups])
+    """
+)
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_and_backup_and_restore():
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    result = subprocess.run(
+        [sys.executable, "-c", _MIRRORED, os.path.dirname(__file__)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "OK" in result.stdout
+
+
+# ---------------------------------------------------------------------------
+# Bad input, config
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"ratio": 1.5}, ValueError, r"must be in \[0, 1\)\. Received: ratio=1.5"),
+        ({"ratio": "half"}, TypeError, "ratio"),
+        ({"epochs": ()}, ValueError, "epochs"),
+        ({"epochs": (0, -1)}, ValueError, "epochs"),
+        ({"epochs": 3}, TypeError, "sequence of 0-based epoch"),
+        ({"epochs": (0.5,)}, TypeError, "epochs"),
+        ({"mode": "medium"}, ValueError, "`mode` must be one of"),
+        ({"schedule_unit": "b", "schedule": ConstantRatio(0.5)}, ValueError, "unit"),
+        ({"schedule": ConstantRatio(0.5), "epochs": (1,)}, ValueError, "not both"),
+        ({"schedule": ConstantRatio(0.5), "ratio": 0.3}, ValueError, "unused"),
+        ({"schedule": 0.5}, TypeError, "schedule"),
+        ({"criterion": "nope"}, ValueError, "Unknown criterion"),
+        ({"criterion": "apoz"}, ValueError, "needs `data`"),
+        ({"per_layer": {"conv1": 1.0}}, ValueError, r"per_layer\['conv1'\]"),
+        ({"per_layer": [("conv1", 0.5)]}, TypeError, "per_layer"),
+        ({"exclude": [1]}, TypeError, "exclude"),
+        ({"group_reduction": "median"}, ValueError, "group_reduction"),
+        ({"round_to": 0}, ValueError, "round_to"),
+        ({"min_filters": 1.0}, TypeError, "min_filters"),
+    ],
+)
+def test_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        PruningCallback(**kwargs)
+
+
+def test_schedule_ratio_out_of_range_names_the_step(xy):
+    x, y = xy
+    model = make_model()
+    callback = PruningCallback(schedule=lambda step: (step == 3, 1.2), verbose=0)
+    with pytest.raises(ValueError, match=r"ratio=1.2 at step 3"):
+        model.fit(x, y, epochs=1, batch_size=32, callbacks=[callback], verbose=0)
+    callback = PruningCallback(
+        schedule=lambda epoch: (True, -0.5), schedule_unit="epoch", verbose=0
+    )
+    with pytest.raises(ValueError, match=r"ratio=-0.5 at epoch 0"):
+        model.fit(x, y, epochs=1, batch_size=32, callbacks=[callback], verbose=0)
+
+
+def test_subclassed_model_fails_at_train_begin(xy):
+    x, y = xy
+
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.conv = keras.layers.Conv2D(4, 3)
+            self.head = keras.layers.Dense(CLASSES)
+
+        def call(self, inputs):
+            return self.head(keras.ops.mean(self.conv(inputs), axis=(1, 2)))
+
+    model = Net()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model(x[:1])
+    batches = []
+    counter = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: batches.append(batch)
+    )
+    callback = PruningCallback("l1_norm", verbose=0)
+    with pytest.raises(TypeError, match="subclassed model"):
+        model.fit(x, y, epochs=1, callbacks=[callback, counter], verbose=0)
+    assert batches == []
+
+
+def test_unknown_layer_names_fail_at_train_begin(xy):
+    x, y = xy
+    for kwargs in ({"exclude": ["nope"]}, {"per_layer": {"nope": 0.5}}):
+        callback = PruningCallback("l1_norm", verbose=0, **kwargs)
+        with pytest.raises(ValueError, match="nope"):
+            make_model().fit(x, y, epochs=1, callbacks=[callback], verbose=0)
+
+
+def test_pruned_model_before_any_event(xy):
+    x, y = xy
+    callback = PruningCallback("l1_norm", epochs=(5,), verbose=0)
+    with pytest.raises(ValueError, match="No pruning event"):
+        callback.pruned_model()
+    make_model().fit(x, y, epochs=1, batch_size=64, callbacks=[callback], verbose=0)
+    with pytest.raises(ValueError, match="No pruning event"):
+        callback.pruned_model()
+
+
+def test_config_round_trip():
+    callback = PruningCallback(
+        "geometric_median",
+        schedule=PolynomialRatio(0.1, 0.5, 0, 10, frequency=2),
+        schedule_unit="epoch",
+        mode="hard",
+        per_layer={"conv3": 0.25},
+        exclude="conv1",
+        group_reduction="max",
+        round_to=2,
+        min_filters=2,
+        verbose=0,
+    )
+    config = callback.get_config()
+    restored = PruningCallback.from_config(json.loads(json.dumps(config)))
+    assert restored.get_config() == config
+    assert restored.schedule == callback.schedule
+    assert restored.exclude == ["conv1"]
+    plain = PruningCallback("l1_norm", 0.3, epochs=[2, 0, 2])
+    assert plain.epochs == (0, 2)
+    assert PruningCallback.from_config(plain.get_config()).get_config() == (
+        plain.get_config()
+    )
