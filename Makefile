@@ -30,6 +30,7 @@ lint: venv
 
 test: venv sysdeps lint
 	$(PY) -m pytest -n auto --durations=15 $(PYTEST_ARGS)
+	$(PY) -m pytest -n auto --nbmake --nbmake-timeout=300 notebooks
 
 bench: venv sysdeps
 	$(PY) benchmarks/bench_criteria.py

@@ -93,8 +93,6 @@ class _Builder:
             ids = self.uf.add(n)
             self.owner.extend([path] * n)
             self.producers[path] = ids
-            if path in self.exclude:
-                self.freeze(ids, path, "excluded by the user")
         return self.producers[path]
 
     def opaque(self, n: int | None, path: str, reason: str) -> np.ndarray | None:
@@ -309,11 +307,9 @@ def trace_channels(
             else ids
             for k, ids in zip(call.inputs, inputs)
         ]
-        if call.path in builder.exclude:
-            for ids in inputs:
-                builder.freeze(ids, call.path, "excluded by the user")
         outputs = handler.propagate(call.layer, call, inputs, builder)
-        if call.path in builder.exclude:
+        if call.path in builder.exclude:  # its outputs: an excluded conv keeps its
+            # filters, while the layers feeding it may still be pruned
             for ids in outputs:
                 builder.freeze(ids, call.path, "excluded by the user")
         # A layer with input-sliced weights needs one input channel set per layer.

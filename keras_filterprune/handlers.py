@@ -209,6 +209,7 @@ class ProducerHandler(LayerHandler):
         return None
 
     def frozen_reason(self, layer) -> str | None:
+        """Why the layer's own filters cannot be pruned, or `None`."""
         if not _channels_last(layer):
             return "channels_first data format"
         activation = getattr(layer, "activation", None)
@@ -229,9 +230,10 @@ class ProducerHandler(LayerHandler):
         ids = tracer.producer_ids(call.path, n_out)
         reason = self.frozen_reason(layer)
         if reason is not None:
+            tracer.freeze(ids, call.path, reason)
+        if not _channels_last(layer):  # the last axis of the inputs is not channels
             for in_ids in inputs:
                 tracer.freeze(in_ids, call.path, reason)
-            tracer.freeze(ids, call.path, reason)
         return [ids]
 
     def weight_axes(self, layer):

@@ -272,14 +272,23 @@ def _resolve(graph: ChannelGraph, names: Mapping | None, arg: str) -> dict:
 
 
 def _cost_model(model: keras.Model, graph: ChannelGraph, target: str):
-    """Returns a function of element keep flags → estimated MACs or params."""
+    """Returns a function of element keep flags → estimated MACs or params.
+
+    Each call site's cost is scaled by the kept fraction of its weights, taken
+    from the handlers' weight rules (the axes surgery slices): exact for
+    parameters, and for MACs exact up to the bias of a layer (which only makes
+    the estimate a little high, so a target is never exceeded). A product
+    `in × out` fraction alone would miss a separable conv's depthwise part and
+    the biases, which only follow one side. Layers without weights scale with
+    their output channels (pooling, BatchNorm-free activations).
+    """
     from keras_filterprune.profile import profile_model
 
-    prof = {(lp.path, i): lp for i, lp in enumerate(profile_model(model).layers)}
+    profile = profile_model(model)
     calls = graph.walk.calls
     rows = []
-    for (path, i), lp in prof.items():
-        call = calls[i] if i < len(calls) and calls[i].path == path else None
+    for i, lp in enumerate(profile.layers):
+        call = calls[i] if i < len(calls) and calls[i].path == lp.path else None
         if call is None:
             continue
         base = lp.macs if target == "macs" else lp.params
@@ -288,22 +297,33 @@ def _cost_model(model: keras.Model, graph: ChannelGraph, target: str):
         ins = graph.tensor_ids.get(call.inputs[0]) if call.inputs else None
         outs = graph.tensor_ids.get(call.outputs[0])
         handler = get_handler(call.layer)
-        mixing = handler is not None and handler.produces
-        rows.append((base, ins if mixing else None, outs))
-    fixed = (
-        profile_model(model).total_params - sum(r[0] for r in rows)
-        if target == "params"
-        else 0
-    )
+        parts = []
+        weights = list(getattr(call.layer, "weights", ()))
+        if handler is not None and weights:
+            for w, rules in zip(weights, handler.weight_axes(call.layer)):
+                axes = []
+                for axis, src, _ in rules:
+                    ids = ins if src == "in" else outs
+                    if ids is not None and len(ids) and w.shape[axis] != 1:
+                        axes.append(ids)
+                parts.append((math.prod(w.shape), axes))
+        rows.append((base, parts, outs))
+    fixed = profile.total_params - sum(r[0] for r in rows) if target == "params" else 0
 
     def cost(flags: np.ndarray) -> float:
         total = float(fixed)
-        for base, ins, outs in rows:
-            frac = 1.0
-            if ins is not None and len(ins):
-                frac *= flags[ins].mean()
-            if outs is not None and len(outs):
-                frac *= flags[outs].mean()
+        for base, parts, outs in rows:
+            if parts:
+                size = sum(n for n, _ in parts)
+                kept = sum(
+                    n * math.prod(float(flags[ids].mean()) for ids in axes)
+                    for n, axes in parts
+                )
+                frac = kept / size if size else 1.0
+            elif outs is not None and len(outs):
+                frac = float(flags[outs].mean())
+            else:
+                frac = 1.0
             total += base * frac
         return total
 
@@ -342,7 +362,8 @@ def plan_pruning(
             `keras_filterprune.criteria`). Defaults to `"operator_norm"`.
         per_layer: `dict` layer name → ratio, overriding `ratio` for the groups of
             those producers (a group with several gets the smallest).
-        exclude: Layer names never to prune (their groups are frozen).
+        exclude: Layer names whose output channels are never pruned (their groups
+            are frozen; the layers feeding them may still lose filters).
         target_macs: Solve for the uniform ratio whose pruned model has at most
             this many MACs (estimated from the per-layer profile). Overrides
             `ratio`.

@@ -17,7 +17,6 @@ import numpy as np
 from keras_filterprune.graph import ChannelGraph, trace_channels
 from keras_filterprune.handlers import get_handler
 from keras_filterprune.plan import PruningPlan, plan_pruning
-from keras_filterprune.walk import check_model
 
 __all__ = ["apply_plan", "prune_keras_model", "mask_model", "weight_masks"]
 
@@ -204,8 +203,31 @@ def _get_by_path(model: keras.Model, path: str):
     return obj
 
 
+def _layers_by_path(model: keras.Model, prefix: str = "", index=None) -> dict:
+    """Every layer of `model` by path (`get_layer` is a linear scan: calling it for
+    each of n layers is O(n²), seconds for NASNet)."""
+    index = {} if index is None else index
+    for layer in model.layers:
+        index.setdefault(prefix + layer.name, layer)
+        if isinstance(layer, keras.Model):
+            _layers_by_path(layer, prefix + layer.name + "/", index)
+    return index
+
+
+def _set_weights(new_model: keras.Model, graph: ChannelGraph, weights: dict) -> None:
+    """Sets every weighted layer of `new_model` from `weights[path]`, or from the
+    same layer of the traced model when `weights` has no entry."""
+    index = _layers_by_path(new_model)
+    for path, layer in graph.walk.layers.items():
+        if not getattr(layer, "weights", None):
+            continue  # stateless layers and Keras ops
+        values = weights.get(path)
+        target = index.get(path) or _get_by_path(new_model, path)
+        target.set_weights(layer.get_weights() if values is None else values)
+
+
 def _keep_flags(model, plan) -> tuple[ChannelGraph, np.ndarray]:
-    check_model(model)
+    # trace_channels checks the model (subclassed, unbuilt) before anything else.
     graph = trace_channels(model, warn=False)
     masks = _match(graph, plan)
     _check_rebuildable(graph)
@@ -265,13 +287,7 @@ def apply_plan(model: keras.Model, plan: PruningPlan) -> keras.Model:
         if all(graph.tensor_ids.get(k) is not None for k in keys)
     }
     new_model = _rebuild(model, graph, configs, input_widths)
-    for path, layer in graph.walk.layers.items():
-        if not getattr(layer, "weights", None):
-            continue  # stateless layers and Keras ops
-        values = weights.get(path)
-        _get_by_path(new_model, path).set_weights(
-            layer.get_weights() if values is None else values
-        )
+    _set_weights(new_model, graph, weights)
     return new_model
 
 
@@ -330,7 +346,10 @@ def weight_masks(model: keras.Model, plan: PruningPlan) -> dict[str, list]:
     Returns:
         `dict[str, list[np.ndarray | None]]`.
     """
-    graph, flags = _keep_flags(model, plan)
+    return _weight_masks(*_keep_flags(model, plan))
+
+
+def _weight_masks(graph: ChannelGraph, flags: np.ndarray) -> dict[str, list]:
     masks = _layer_masks(graph, flags)
     result = {}
     for path, layer in graph.walk.layers.items():
@@ -367,15 +386,11 @@ def mask_model(model: keras.Model, plan: PruningPlan) -> keras.Model:
     Returns:
         A new `keras.Model` of the same architecture.
     """
-    masks = weight_masks(model, plan)
-    graph = trace_channels(model, warn=False)
+    graph, flags = _keep_flags(model, plan)
+    weights = {}
+    for path, masks in _weight_masks(graph, flags).items():
+        values = graph.walk.layers[path].get_weights()
+        weights[path] = [v if m is None else v * m for v, m in zip(values, masks)]
     clone = _rebuild(model, graph, {}, {})
-    for path, layer in graph.walk.layers.items():
-        if not getattr(layer, "weights", None):
-            continue
-        values = layer.get_weights()
-        for i, m in enumerate(masks.get(path, ())):
-            if m is not None:
-                values[i] = values[i] * m
-        _get_by_path(clone, path).set_weights(values)
+    _set_weights(clone, graph, weights)
     return clone

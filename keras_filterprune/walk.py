@@ -76,12 +76,17 @@ def _is_container(layer: Any) -> bool:
     return isinstance(layer, keras.Model)
 
 
-def check_model(model: Any, argument: str = "model") -> None:
+def check_model(model: Any, argument: str = "model") -> dict | None:
     """Raises a clear error unless `model` is a built Functional/Sequential model.
 
     Args:
         model: The object to check.
         argument: `str`. The argument name used in error messages.
+
+    Returns:
+        The Functional model's `get_config()` (read to tell it from a subclassed
+        model; callers reuse it rather than pay for a second one), or `None` for a
+        Sequential model.
 
     Raises:
         TypeError: `model` is not a Keras model, or is a subclassed model.
@@ -99,7 +104,7 @@ def check_model(model: Any, argument: str = "model") -> None:
                 "no known input shape. Start it with `keras.Input(shape)` or call "
                 "`model.build(input_shape)` before pruning."
             )
-        return
+        return None
     try:
         config = model.get_config()
     except NotImplementedError:
@@ -111,6 +116,7 @@ def check_model(model: Any, argument: str = "model") -> None:
             "the Functional API (`keras.Model(inputs, outputs)`) or "
             "`keras.Sequential`, then prune that."
         )
+    return config
 
 
 def _tensor_refs(obj: Any) -> Iterator[dict]:
@@ -200,11 +206,11 @@ class _Walker:
         return self.record(prefix, layer, inputs, n_out, constants)
 
     def model(self, model: keras.Model, prefix: str, inputs: list[int]) -> list:
-        check_model(model, argument=f"nested model '{model.name}'")
+        config = check_model(model, argument=f"nested model '{model.name}'")
         self.model_inputs.setdefault(prefix.rstrip("/"), list(inputs))
         if isinstance(model, keras.Sequential):
             return self.sequential(model, prefix, inputs)
-        return self.functional(model, model.get_config(), prefix, inputs)
+        return self.functional(model, config, prefix, inputs)
 
     def sequential(self, model: keras.Sequential, prefix: str, inputs: list) -> list:
         keys = inputs
@@ -290,13 +296,13 @@ def walk_model(model: keras.Model) -> ModelWalk:
     >>> [call.path for call in walk_model(model).calls]
     ['conv', 'relu']
     """
-    check_model(model)
+    config = check_model(model)
     walker = _Walker()
     inputs = [walker.new_key(t.shape) for t in model.inputs]
     if isinstance(model, keras.Sequential):
         outputs = walker.sequential(model, "", inputs)
     else:
-        outputs = walker.functional(model, model.get_config(), "", inputs)
+        outputs = walker.functional(model, config, "", inputs)
     for key, tensor in zip(outputs, model.outputs):
         walker.shapes.setdefault(key, _shape(tensor.shape))
     _fill_shapes(walker)

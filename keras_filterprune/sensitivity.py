@@ -1,0 +1,467 @@
+"""Sensitivity analysis: how much each channel group can lose on its own.
+
+Li et al. (2017, §3.2 and Fig. 2) prune every layer *independently* at increasing
+ratios and evaluate the network after each cut, without retraining. Layers whose
+accuracy holds up are pruned harder; sensitive ones are spared. Here the unit is a
+channel *group* (a conv with its BatchNorm, or a whole residual stage tied by its
+`Add`s), because that is the smallest thing that can be pruned alone.
+
+Evaluations run on one masked copy of the model: the removed channels are zeroed
+(`weight_masks`), which computes exactly what `apply_plan` would build, without
+rebuilding or retracing a model per point.
+
+References:
+    - Li, Kadav, Durdanovic, Samet and Graf, "Pruning Filters for Efficient
+      ConvNets", ICLR 2017.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+
+from keras_filterprune import criteria as criteria_lib
+from keras_filterprune.plan import GroupPlan, PruningPlan, plan_pruning
+from keras_filterprune.scoring import score_filters
+from keras_filterprune.surgery import weight_masks
+
+__all__ = ["SensitivityResult", "sensitivity_analysis"]
+
+_DEFAULT_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+@dataclasses.dataclass
+class SensitivityResult:
+    """Score of the model with each channel group pruned alone, per ratio.
+
+    Made by `sensitivity_analysis`. Groups are named by their first producer
+    layer (the conv or dense layer that creates the channels).
+
+    Attributes:
+        baseline: `float`. Score of the unpruned model.
+        curves: `dict[str, list[tuple[float, float]]]`. Group name → `(ratio,
+            score)` points, starting with `(0.0, baseline)`.
+        groups: `dict[str, list[str]]`. Group name → its producer layers (all of
+            them are pruned together).
+        widths: `dict[str, int]`. Group name → channels in the original model.
+        metric: `str`. What the score is (e.g. `"accuracy"`).
+        criterion: `str`. The importance criterion used to choose channels.
+    """
+
+    baseline: float
+    curves: dict[str, list[tuple[float, float]]]
+    groups: dict[str, list[str]]
+    widths: dict[str, int]
+    metric: str = "score"
+    criterion: str = "operator_norm"
+
+    @property
+    def ratios(self) -> list[float]:
+        """`list[float]`. The ratios evaluated (without the `0.0` baseline)."""
+        first = next(iter(self.curves.values()), [])
+        return [r for r, _ in first if r > 0]
+
+    def drops(self) -> dict[str, list[tuple[float, float]]]:
+        """`baseline - score` at each ratio, per group (positive = worse)."""
+        return {
+            name: [(r, self.baseline - s) for r, s in points]
+            for name, points in self.curves.items()
+        }
+
+    def suggest_ratios(
+        self, max_drop: float, *, relative: bool = False
+    ) -> dict[str, float]:
+        """Largest tested ratio per group whose score drop stays within `max_drop`.
+
+        A ratio is accepted only if it and every smaller tested ratio keep the
+        score within `max_drop` of the baseline, so a noisy bump past a cliff
+        is never chosen. The drops were measured one group at a time; pruning
+        several groups together usually costs more than the largest single
+        drop, so fine-tune afterwards (as Li et al. do) or choose a smaller
+        `max_drop`.
+
+        Args:
+            max_drop: `float` >= 0. Largest acceptable drop of the score, in the
+                score's units (e.g. `0.01` = one accuracy point when the score
+                is an accuracy in [0, 1]).
+            relative: `bool`. Read `max_drop` as a fraction of the baseline
+                instead. Defaults to `False`.
+
+        Returns:
+            `dict[str, float]`: every producer layer of the analysed groups →
+            its ratio (`0.0` for groups that cannot lose anything), ready for
+            `plan_pruning(model, ratio=0.0, per_layer=...)`.
+
+        Raises:
+            ValueError: `max_drop` is negative or not finite.
+        """
+        if (
+            isinstance(max_drop, bool)
+            or not isinstance(max_drop, (int, float, np.floating))
+            or not math.isfinite(max_drop)
+            or max_drop < 0
+        ):
+            raise ValueError(
+                f"`max_drop` must be a finite number >= 0. Received: {max_drop!r}"
+            )
+        limit = max_drop * abs(self.baseline) if relative else max_drop
+        result = {}
+        for name, points in self.curves.items():
+            chosen = 0.0
+            for ratio, score in sorted(points):
+                if self.baseline - score > limit + 1e-12:
+                    break
+                chosen = ratio
+            for path in self.groups[name]:
+                result[path] = chosen
+        return result
+
+    def to_markdown(self, digits: int = 4) -> str:
+        """The curves as a Markdown table: one row per group, one column per ratio.
+
+        Args:
+            digits: `int`. Decimals of the scores. Defaults to `4`.
+
+        Returns:
+            `str`.
+        """
+        ratios = self.ratios
+        head = "| group | width | " + " | ".join(f"{r:g}" for r in ratios) + " |"
+        rule = "|---|---:|" + "---:|" * len(ratios)
+        lines = [
+            f"{self.metric} after pruning one group alone "
+            f"(criterion {self.criterion}, baseline {self.baseline:.{digits}f})",
+            "",
+            head,
+            rule,
+        ]
+        for name, points in self.curves.items():
+            by_ratio = dict(points)
+            cells = " | ".join(f"{by_ratio[r]:.{digits}f}" for r in ratios)
+            label = name
+            if len(self.groups[name]) > 1:
+                label += f" (+{len(self.groups[name]) - 1} tied)"
+            lines.append(f"| {label} | {self.widths[name]} | {cells} |")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-serialisable data."""
+        return {
+            "baseline": self.baseline,
+            "metric": self.metric,
+            "criterion": self.criterion,
+            "curves": {k: [list(p) for p in v] for k, v in self.curves.items()},
+            "groups": {k: list(v) for k, v in self.groups.items()},
+            "widths": dict(self.widths),
+        }
+
+    def plot(self, **kwargs):
+        """Score-vs-ratio curves, one per group (see `plot_sensitivity`).
+
+        Returns:
+            A `matplotlib.figure.Figure`.
+        """
+        from keras_filterprune.plots import plot_sensitivity
+
+        return plot_sensitivity(self, **kwargs)
+
+    def __str__(self) -> str:
+        return self.to_markdown()
+
+
+# ---------------------------------------------------------------------------
+# Evaluation
+# ---------------------------------------------------------------------------
+
+
+def _check_ratios(ratios) -> tuple[float, ...]:
+    try:
+        values = tuple(float(r) for r in ratios)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"`ratios` must be a sequence of numbers. Received: ratios={ratios!r}"
+        ) from None
+    if not values or any(not 0.0 < r < 1.0 for r in values):
+        raise ValueError(
+            "`ratios` must be a non-empty sequence of numbers in (0, 1). "
+            f"Received: ratios={ratios!r}"
+        )
+    return tuple(sorted(set(values)))
+
+
+def _accuracy(outputs: np.ndarray, y: np.ndarray) -> float:
+    outputs = np.asarray(outputs)
+    y = np.asarray(y)
+    if outputs.ndim >= 2 and outputs.shape[-1] > 1:
+        pred = outputs.argmax(axis=-1)
+        truth = y.argmax(axis=-1) if y.shape == outputs.shape else y.reshape(pred.shape)
+    else:  # one sigmoid unit
+        pred = outputs.reshape(len(outputs), -1)[:, 0] > 0.5
+        truth = y.reshape(len(y), -1)[:, 0] > 0.5
+    return float(np.mean(pred == truth))
+
+
+def _data_evaluator(model: keras.Model, clone: keras.Model, data, batch_size: int):
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise ValueError(
+            "`data` must be an `(x, y)` pair of arrays. Received: "
+            f"{type(data).__name__}. For other data, pass `eval_fn`."
+        )
+    x, y = data
+    if isinstance(x, np.ndarray) and len(x) != len(y):
+        raise ValueError(
+            f"`data` x and y differ in length: {len(x)} and {len(y)} samples."
+        )
+    metric_names = []
+    if getattr(model, "compiled", False):
+        clone.compile_from_config(model.get_compile_config())
+        metric_names = [
+            k
+            for k in clone.evaluate(
+                x[:1], y[:1], verbose=0, return_dict=True, batch_size=batch_size
+            )
+            if k != "loss"
+        ]
+    if metric_names:
+        name = metric_names[0]
+
+        def evaluate(m: keras.Model) -> float:
+            logs = m.evaluate(x, y, verbose=0, return_dict=True, batch_size=batch_size)
+            return float(logs[name])
+
+        return evaluate, name
+
+    def accuracy(m: keras.Model) -> float:
+        return _accuracy(m.predict(x, verbose=0, batch_size=batch_size), y)
+
+    return accuracy, "accuracy"
+
+
+def _get_by_path(model: keras.Model, path: str) -> keras.layers.Layer:
+    obj = model
+    for part in path.split("/"):
+        obj = obj.get_layer(part)
+    return obj
+
+
+def _names(name: str, paths: Iterable[str]) -> bool:
+    return any(name == p or name == p.split("/")[-1] for p in paths)
+
+
+def _select_groups(plan: PruningPlan, groups) -> list[GroupPlan]:
+    prunable = [g for g in plan.groups if not g.frozen and g.width > 1]
+    if groups is None:
+        return prunable
+    if isinstance(groups, (str, int)):
+        groups = [groups]
+    chosen: dict[int, GroupPlan] = {}
+    for item in groups:
+        if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+            match = [g for g in plan.groups if g.id == int(item)]
+        elif isinstance(item, str):
+            # A producer names its own group; any other layer, the groups it
+            # carries (a BatchNorm, an activation, …).
+            match = [g for g in plan.groups if _names(item, g.producers)]
+            match = match or [g for g in plan.groups if _names(item, g.members)]
+        else:
+            raise TypeError(
+                "`groups` must hold layer names or group ids. Received: "
+                f"{item!r} of type {type(item).__name__}"
+            )
+        if not match:
+            raise ValueError(f"`groups` names '{item}', which is not in the model.")
+        for g in match:
+            if g.frozen:
+                raise ValueError(
+                    f"`groups` names '{item}', whose channel group cannot be "
+                    f"pruned: {g.frozen}."
+                )
+            if g.width > 1:
+                chosen[g.id] = g
+    return sorted(chosen.values(), key=lambda g: g.id)
+
+
+def _one_group_plan(plan: PruningPlan, group_id: int) -> PruningPlan:
+    groups = [
+        g
+        if g.id == group_id
+        else dataclasses.replace(g, keep=list(range(g.width)), scores=None)
+        for g in plan.groups
+    ]
+    return PruningPlan(groups, plan.model_name, plan.meta)
+
+
+def sensitivity_analysis(
+    model: keras.Model,
+    eval_fn: Callable[[keras.Model], float] | None = None,
+    data=None,
+    *,
+    ratios: Sequence[float] | None = None,
+    criterion: str | Callable = "operator_norm",
+    groups: Iterable[str | int] | None = None,
+    batch_size: int = 128,
+    verbose: int = 1,
+    **plan_kwargs,
+) -> SensitivityResult:
+    """Prunes each channel group alone at each ratio and evaluates the model.
+
+    For every ratio a plan is made once (`plan_pruning`); then, group by group,
+    only that group's cut is applied (the others keep all their channels) to a
+    masked copy of `model` and the copy is evaluated. Nothing is retrained and
+    `model` is never modified.
+
+    Args:
+        model: A built Functional or Sequential `keras.Model`.
+        eval_fn: Callable `eval_fn(model) -> float`, higher is better (negate a
+            loss). It receives a copy of `model` with the same architecture,
+            compiled like `model` when `model` is compiled. Either this or
+            `data`.
+        data: `(x, y)` arrays. The score is the first compiled metric of
+            `model` (from `model.evaluate`) or, when `model` has none, the
+            accuracy of `argmax` predictions (labels as ints or one-hot; a
+            single output unit is thresholded at 0.5). With an active criterion
+            `x` also feeds the scoring.
+        ratios: Ratios in (0, 1) to evaluate. Defaults to `None`:
+            `(0.1, 0.2, …, 0.9)`.
+        criterion: `str` or callable. Which channels a cut removes. Defaults to
+            `"operator_norm"`.
+        groups: Layer names (any member of a group) or group ids to analyse.
+            Defaults to `None`: every prunable group.
+        batch_size: `int`. Batch size of the evaluations with `data`. Defaults
+            to `128`.
+        verbose: `int`. `1` shows a `keras.utils.Progbar`. Defaults to `1`.
+        **plan_kwargs: Other `plan_pruning` arguments (`exclude`,
+            `group_reduction`, `round_to`, `min_filters`).
+
+    Returns:
+        `SensitivityResult` with `.curves`, `.to_markdown()`,
+        `.suggest_ratios(max_drop)` and `.plot()`.
+
+    Raises:
+        ValueError: neither or both of `eval_fn` and `data`, bad `ratios`,
+            unknown or frozen `groups`, or a non-finite score.
+        TypeError: `eval_fn` is not callable.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> inputs = keras.Input((8, 8, 1))
+    >>> x = keras.layers.Conv2D(8, 3, activation="relu", name="conv")(inputs)
+    >>> x = keras.layers.GlobalAveragePooling2D()(x)
+    >>> model = keras.Model(inputs, keras.layers.Dense(3, name="head")(x))
+    >>> rng = np.random.default_rng(0)
+    >>> data = rng.normal(size=(32, 8, 8, 1)), rng.integers(0, 3, 32)
+    >>> result = sensitivity_analysis(model, data=data, ratios=(0.5,), verbose=0)
+    >>> [r for r, _ in result.curves["conv"]]
+    [0.0, 0.5]
+    >>> result.suggest_ratios(max_drop=1.0)
+    {'conv': 0.5}
+
+    References:
+        - Li et al., "Pruning Filters for Efficient ConvNets", ICLR 2017, §3.2.
+    """
+    if (eval_fn is None) == (data is None):
+        raise ValueError(
+            "Pass exactly one of `eval_fn` (a function model -> score) and "
+            "`data` (an (x, y) pair)."
+        )
+    if eval_fn is not None and not callable(eval_fn):
+        raise TypeError(
+            f"`eval_fn` must be callable. Received: {type(eval_fn).__name__}"
+        )
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, int)
+        or batch_size < 1
+    ):
+        raise ValueError(
+            f"`batch_size` must be an int >= 1. Received: batch_size={batch_size!r}"
+        )
+    unknown = set(plan_kwargs) - {
+        "exclude",
+        "group_reduction",
+        "round_to",
+        "min_filters",
+    }
+    if unknown:
+        raise TypeError(
+            f"Unexpected keyword arguments {sorted(unknown)}: besides its own, "
+            "`sensitivity_analysis` takes `exclude`, `group_reduction`, `round_to` "
+            "and `min_filters` of `plan_pruning`."
+        )
+    ratios = _check_ratios(_DEFAULT_RATIOS if ratios is None else ratios)
+    criteria_lib.get(criterion)  # unknown names fail before any work
+    active = isinstance(criterion, str) and criteria_lib.is_active(criterion)
+    score_data = None
+    if active:
+        if data is None:
+            raise ValueError(
+                f"`criterion='{criterion}'` is active and scores activations: pass "
+                "`data=(x, y)`, or use a passive criterion with `eval_fn`."
+            )
+        score_data = data if criteria_lib.needs_gradients(criterion) else data[0]
+    scores = score_filters(model, criterion, score_data)
+    plans = {
+        r: plan_pruning(model, r, criterion, scores=scores, **plan_kwargs)
+        for r in ratios
+    }
+    selected = _select_groups(plans[ratios[0]], groups)
+
+    clone = keras.models.clone_model(model, recursive=True)
+    clone.set_weights(model.get_weights())
+    if eval_fn is not None:
+        if getattr(model, "compiled", False):
+            clone.compile_from_config(model.get_compile_config())
+        evaluate = eval_fn
+        metric = getattr(eval_fn, "__name__", "score")
+        if metric == "<lambda>":
+            metric = "score"
+    else:
+        evaluate, metric = _data_evaluator(model, clone, data, batch_size)
+
+    def score_of(m: keras.Model) -> float:
+        value = evaluate(m)
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"`eval_fn` must return a number. Received: {value!r}"
+            ) from None
+        if not math.isfinite(value):
+            raise ValueError(f"The evaluation returned a non-finite score: {value}.")
+        return value
+
+    progbar = keras.utils.Progbar(
+        1 + len(selected) * len(ratios), verbose=verbose, unit_name="evaluation"
+    )
+    baseline = score_of(clone)
+    progbar.add(1)
+    curves, members, widths = {}, {}, {}
+    originals: dict[str, list[np.ndarray]] = {}
+    for group in selected:
+        name = next(iter(group.producers))
+        members[name] = list(group.producers)
+        widths[name] = group.width
+        points = [(0.0, baseline)]
+        for r in ratios:
+            masks = weight_masks(model, _one_group_plan(plans[r], group.id))
+            for path, layer_masks in masks.items():
+                if path not in originals:
+                    originals[path] = _get_by_path(model, path).get_weights()
+                values = [
+                    w if m is None else w * m
+                    for w, m in zip(originals[path], layer_masks)
+                ]
+                _get_by_path(clone, path).set_weights(values)
+            points.append((r, score_of(clone)))
+            for path in masks:
+                _get_by_path(clone, path).set_weights(originals[path])
+            progbar.add(1)
+        curves[name] = points
+    meta_name = criterion if isinstance(criterion, str) else criterion.__name__
+    return SensitivityResult(baseline, curves, members, widths, metric, meta_name)

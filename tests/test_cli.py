@@ -1,0 +1,340 @@
+"""The `keras-filterprune` command line.
+
+A few runs go through a real subprocess (`python -m keras_filterprune`, and the
+installed `keras-filterprune` script): exit codes, stdout, the one-line error on
+stderr. TensorFlow's start-up costs seconds per process, so everything else calls
+`cli.main(argv)` in-process, which returns the exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from keras_filterprune import PruningPlan, cli
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"}
+
+
+def run(*args: str, script: bool = False) -> subprocess.CompletedProcess:
+    exe = shutil.which("keras-filterprune", path=os.path.dirname(sys.executable))
+    command = [exe] if script else [sys.executable, "-m", "keras_filterprune"]
+    return subprocess.run(
+        [*command, *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
+    )
+
+
+def last_line(text: str) -> str:
+    return text.strip().splitlines()[-1] if text.strip() else ""
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A small trained CNN saved compiled, and evaluation data."""
+    d = tmp_path_factory.mktemp("cli")
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    prototypes = rng.random((3, 12, 12, 1)).astype("float32")
+    y = rng.integers(0, 3, 192)
+    x = prototypes[y] + rng.normal(0, 0.2, (192, 12, 12, 1)).astype("float32")
+    inputs = keras.Input((12, 12, 1), name="image")
+    h = keras.layers.Conv2D(8, 3, padding="same", name="conv1")(inputs)
+    h = keras.layers.BatchNormalization(name="bn1")(h)
+    h = keras.layers.ReLU()(h)
+    h = keras.layers.MaxPooling2D()(h)
+    h = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv2")(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    outputs = keras.layers.Dense(3, name="head")(h)
+    model = keras.Model(inputs, outputs, name="tiny")
+    model.compile(
+        "adam",
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    model.fit(x, y, epochs=3, batch_size=32, verbose=0)
+    model.save(d / "model.keras")
+    np.savez(d / "data.npz", x=x[:64], y=y[:64])
+    np.save(d / "rep.npy", x[:32])
+    (d / "junk.keras").write_text("not a model")
+    return d
+
+
+# ---------------------------------------------------------------------------
+# Through a subprocess
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_help_lists_the_commands():
+    result = run("--help", script=True)
+    assert result.returncode == 0, result.stderr
+    for command in ("score", "prune", "profile", "export", "sensitivity", "demo"):
+        assert command in result.stdout
+
+
+@pytest.mark.slow
+def test_profile_and_score(files):
+    result = run("profile", files / "model.keras")
+    assert result.returncode == 0, result.stderr
+    assert "conv1" in result.stdout and "Total" in result.stdout
+    result = run("score", files / "model.keras", "--criterion", "l1_norm")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "criterion: l1_norm" in lines[0]
+    assert lines[1].split()[:3] == ["layer", "group", "filters"]
+    conv1 = next(line for line in lines if line.startswith("conv1 "))
+    assert conv1.split()[2] == "8" and conv1.endswith("prunable")
+
+
+@pytest.mark.slow
+def test_prune_saves_the_model_and_the_plan_then_replays_it(files, tmp_path):
+    out, plan = tmp_path / "pruned.keras", tmp_path / "plan.json"
+    result = run(
+        "prune", files / "model.keras", "-o", out, "--ratio", "0.5",
+        "--per-layer", "conv2=0.75", "--plan-out", plan,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "params:" in result.stdout and "MACs:" in result.stdout
+    pruned = keras.saving.load_model(out)
+    assert pruned.get_layer("conv1").filters == 4
+    assert pruned.get_layer("conv2").filters == 4
+    assert pruned.compiled  # compiled like the input: ready to fine-tune
+    assert PruningPlan.load(plan).kept_filters("conv2") is not None
+    again = tmp_path / "again.keras"
+    result = run("prune", files / "model.keras", "-o", again, "--plan", plan)
+    assert result.returncode == 0, result.stderr
+    replayed = keras.saving.load_model(again)
+    np.testing.assert_allclose(
+        replayed.get_layer("conv2").get_weights()[0],
+        pruned.get_layer("conv2").get_weights()[0],
+    )
+
+
+@pytest.mark.slow
+def test_export_int8_with_representative_data(files, tmp_path):
+    out = tmp_path / "model.tflite"
+    result = run(
+        "export", files / "model.keras", "--tflite", out,
+        "--quantize", "int8", "--representative", files / "rep.npy",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert out.stat().st_size > 0
+    assert "tflite (int8)" in result.stdout and "ok" in result.stdout
+
+
+@pytest.mark.slow
+def test_sensitivity_prints_the_table_and_saves_the_plot(files, tmp_path):
+    plot = tmp_path / "s.png"
+    result = run(
+        "sensitivity", files / "model.keras", "--data", files / "data.npz",
+        "--ratios", "0.25", "0.5", "--max-drop", "1", "--plot", plot,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "| conv1 | 8 |" in result.stdout
+    assert "--per-layer conv1=0.5 conv2=0.5" in result.stdout
+    assert plot.stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_missing_model_fails_with_one_line(tmp_path):
+    result = run("profile", tmp_path / "nope.keras")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert last_line(result.stderr) == (
+        f"keras-filterprune profile: error: model file "
+        f"'{tmp_path / 'nope.keras'}' does not exist"
+    )
+
+
+@pytest.mark.slow
+def test_corrupt_model_fails_with_one_line(files):
+    result = run("score", files / "junk.keras")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert last_line(result.stderr).startswith(
+        "keras-filterprune score: error: cannot load model"
+    )
+
+
+@pytest.mark.slow
+def test_usage_errors_exit_2(files):
+    result = run("prune", files / "model.keras")  # no -o
+    assert result.returncode == 2
+    assert "required: -o/--output" in result.stderr
+    result = run("frobnicate")
+    assert result.returncode == 2
+    assert "invalid choice" in result.stderr
+
+
+# ---------------------------------------------------------------------------
+# In-process
+# ---------------------------------------------------------------------------
+
+
+def test_version_and_help_in_process(capsys):
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("keras-filterprune ")
+    assert cli.main(["prune", "--help"]) == 0
+    assert "--target-macs" in capsys.readouterr().out
+    assert cli.main([]) == 2
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["prune", "M", "-o", "o.keras", "--ratio", "1.5"], "must be in [0, 1)"),
+        (["prune", "M", "-o", "o.keras", "--ratio", "x"], "not a number"),
+        (["prune", "M", "-o", "o.keras", "--per-layer", "conv1"], "LAYER=RATIO"),
+        (["prune", "M", "-o", "o.keras", "--target-macs", "lots"], "not a count"),
+        (["prune", "M", "-o", "o.keras", "--round-to", "0"], "must be >= 1"),
+        (
+            ["prune", "M", "-o", "o.keras", "--target-macs", "1M",
+             "--target-params", "1k"],
+            "not allowed with",
+        ),
+        (
+            ["prune", "M", "-o", "o.keras", "--plan", "p.json", "--plan-out", "q"],
+            "not allowed with",
+        ),
+        (
+            ["prune", "M", "-o", "o.keras", "--plan", "p.json", "--ratio", "0.3"],
+            "cannot be combined with --ratio",
+        ),
+        (["sensitivity", "M"], "required: --data"),
+        (["sensitivity", "M", "--data", "d", "--ratios", "0"], "must be in (0, 1)"),
+        (["export", "M", "--tflite", "o.tflite", "--quantize", "int4"], "choice"),
+    ],
+)  # fmt: skip
+def test_usage_errors_in_process(capsys, argv, message):
+    assert cli.main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    return err.strip()
+
+
+def test_failures_in_process(files, tmp_path, capsys):
+    model = str(files / "model.keras")
+    cases = [
+        (["prune", model, "-o", str(tmp_path / "o.h5")], "must end with .keras"),
+        (["prune", model, "-o", str(tmp_path / "x" / "o.keras")], "does not exist"),
+        (
+            ["prune", model, "-o", str(tmp_path / "o.keras"), "--exclude", "nope"],
+            "ValueError: `exclude` names layer 'nope'",
+        ),
+        (
+            ["prune", model, "-o", str(tmp_path / "o.keras"), "--plan", model],
+            "cannot read plan",
+        ),
+        (
+            ["prune", model, "-o", str(tmp_path / "o.keras"), "--criterion", "apoz"],
+            "needs `data`",
+        ),
+        (
+            [
+                "export",
+                model,
+                "--tflite",
+                str(tmp_path / "m.tflite"),
+                "--quantize",
+                "int8",
+            ],
+            "needs --representative",
+        ),  # fmt: skip
+        (["export", model, "--tflite", str(tmp_path / "m.tfl")], "'.tflite'"),
+        (["sensitivity", model, "--data", str(tmp_path / "none.npz")], "data file"),
+        (["sensitivity", model, "--data", str(files / "rep.npy")], "cannot read"),
+        (["profile", str(tmp_path)], "not a Keras model file"),
+    ]
+    for argv, message in cases:
+        assert cli.main(argv) == 1, argv
+        line = _error(capsys)
+        assert line.startswith(f"keras-filterprune {argv[0]}: error: "), line
+        assert message in line, (argv, line)
+
+
+def test_debug_raises_instead_of_printing(tmp_path):
+    with pytest.raises(cli.CommandError, match="must end with .keras"):
+        cli.main(["--debug", "prune", str(tmp_path / "m.keras"), "-o", "x.h5"])
+
+
+def test_prune_options_in_process(files, tmp_path, capsys):
+    from keras_filterprune import count_macs
+
+    out = tmp_path / "t.keras"
+    macs = count_macs(keras.saving.load_model(files / "model.keras"))
+    argv = [
+        "prune", str(files / "model.keras"), "-o", str(out),
+        "--target-macs", f"{0.8 * macs / 1000:.1f}k", "--round-to", "2",
+        "--exclude", "conv1",
+        "--criterion", "apoz", "--data", str(files / "data.npz"),
+    ]  # fmt: skip
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    text = capsys.readouterr().out
+    assert "criterion=apoz" in text
+    pruned = keras.saving.load_model(out)
+    assert pruned.get_layer("conv1").filters == 8  # excluded
+    assert pruned.get_layer("conv2").filters % 2 == 0
+    assert pruned.get_layer("conv2").filters < 16
+    assert count_macs(pruned) <= 0.8 * macs
+
+
+def test_profile_json_and_score_active(files, capsys):
+    import json
+
+    assert cli.main(["profile", str(files / "model.keras"), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (
+        data["total_params"]
+        == keras.saving.load_model(files / "model.keras").count_params()
+    )
+    argv = ["score", str(files / "model.keras"), "--criterion", "mean_activation"]
+    assert cli.main([*argv, "--data", str(files / "data.npz")]) == 0
+    assert "mean_activation" in capsys.readouterr().out
+
+
+def test_export_from_a_directory_of_images(files, tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        keras.utils.save_img(
+            images / f"{i}.png", rng.integers(0, 255, (20, 20, 1)).astype("uint8")
+        )
+    out = tmp_path / "m.tflite"
+    argv = ["export", str(files / "model.keras"), "--tflite", str(out)]
+    argv += ["--quantize", "int8", "--representative", str(images), "--benchmark"]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    text = capsys.readouterr().out
+    assert "tflite (int8)" in text and "median" in text
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    argv[-2] = str(empty)
+    assert cli.main(argv) == 1
+    assert "no images" in _error(capsys)
+
+
+def test_sensitivity_json_in_process(files, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "curves.json"
+    argv = ["sensitivity", str(files / "model.keras"), "--data"]
+    argv += [str(files / "data.npz"), "--ratios", "0.5", "--json", str(out)]
+    assert cli.main(argv) == 0
+    assert json.loads(out.read_text())["metric"] == "accuracy"
+    argv[-1] = str(tmp_path / "missing" / "c.json")
+    assert cli.main(argv) == 1
+    assert "--json" in _error(capsys)

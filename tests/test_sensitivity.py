@@ -1,0 +1,209 @@
+"""Sensitivity analysis (Li et al. 2017, §3.2): curves, suggestions, plots."""
+
+from __future__ import annotations
+
+import functools
+
+import keras
+import numpy as np
+import pytest
+
+from keras_filterprune import (
+    PruningPlan,
+    SensitivityResult,
+    apply_plan,
+    plan_pruning,
+    sensitivity_analysis,
+)
+
+RATIOS = (0.25, 0.5, 0.75, 0.9)
+
+
+def _task(n: int, seed: int):
+    """Four noisy 8x8 prototypes: learnable in a few epochs."""
+    rng = np.random.default_rng(seed)
+    prototypes = np.random.default_rng(99).random((4, 8, 8, 1)).astype("float32")
+    y = rng.integers(0, 4, n)
+    x = prototypes[y] + rng.normal(0, 0.25, (n, 8, 8, 1)).astype("float32")
+    return x, y
+
+
+@functools.cache
+def _trained():
+    """A small trained CNN with a residual pair (conv2 + conv3 tied by Add)."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(
+        inputs
+    )
+    a = keras.layers.Conv2D(12, 3, padding="same", name="conv2")(x)
+    b = keras.layers.Conv2D(12, 1, name="conv3")(x)
+    x = keras.layers.ReLU()(keras.layers.Add()([a, b]))
+    x = keras.layers.MaxPooling2D()(x)
+    outputs = keras.layers.Dense(4, name="head")(keras.layers.Flatten()(x))
+    model = keras.Model(inputs, outputs, name="small")
+    model.compile(
+        keras.optimizers.Adam(1e-2),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    model.fit(*_task(512, 1), epochs=8, batch_size=64, verbose=0)
+    return model
+
+
+@functools.cache
+def _result() -> SensitivityResult:
+    return sensitivity_analysis(
+        _trained(), data=_task(256, 2), ratios=RATIOS, verbose=0
+    )
+
+
+def test_curves_are_sane():
+    model = _trained()
+    result = _result()
+    assert result.metric == "accuracy"
+    assert result.baseline > 0.8  # the model learned the task
+    # Two prunable groups: conv1, and the residual pair as one unit.
+    assert set(result.curves) == {"conv1", "conv2"}
+    assert sorted(result.groups["conv2"]) == ["conv2", "conv3"]
+    assert result.widths == {"conv1": 8, "conv2": 12}
+    assert result.ratios == list(RATIOS)
+    for points in result.curves.values():
+        assert points[0] == (0.0, result.baseline)
+        assert [r for r, _ in points] == [0.0, *RATIOS]
+        assert all(0.0 <= s <= 1.0 for _, s in points)
+    # Removing 90% of a group costs accuracy; removing 25% costs little.
+    worst = min(min(s for _, s in points) for points in result.curves.values())
+    assert worst < result.baseline - 0.05
+    # The model is untouched: its weights are the trained ones.
+    x, y = _task(256, 2)
+    assert model.evaluate(x, y, verbose=0, return_dict=True)["accuracy"] == (
+        pytest.approx(result.baseline)
+    )
+
+
+def test_points_match_the_physically_pruned_model():
+    """A masked evaluation equals the accuracy of `apply_plan`'s smaller model."""
+    model = _trained()
+    x, y = _task(256, 2)
+    plan = plan_pruning(model, 0.5)
+    for name, points in _result().curves.items():
+        gid = plan.group_of(name).id
+        groups = [
+            g
+            if g.id == gid
+            else type(g)(**{**g.__dict__, "keep": list(range(g.width))})
+            for g in plan.groups
+        ]
+        small = apply_plan(model, PruningPlan(groups, plan.model_name))
+        acc = float(np.mean(np.argmax(small.predict(x, verbose=0), -1) == y))
+        assert dict(points)[0.5] == pytest.approx(acc)
+
+
+@pytest.mark.parametrize("max_drop", [0.0, 0.02, 0.1, 0.3])
+def test_suggested_ratio_respects_the_target_drop(max_drop):
+    result = _result()
+    suggested = result.suggest_ratios(max_drop)
+    assert set(suggested) == {"conv1", "conv2", "conv3"}
+    assert suggested["conv2"] == suggested["conv3"]  # one unit
+    for name, points in result.curves.items():
+        ratio = suggested[name]
+        scores = dict(points)
+        # Every ratio up to the suggestion keeps the drop within the target ...
+        assert all(
+            result.baseline - s <= max_drop + 1e-9 for r, s in points if r <= ratio
+        )
+        # ... and the next tested ratio would not.
+        larger = [r for r, _ in points if r > ratio]
+        if larger:
+            assert result.baseline - scores[min(larger)] > max_drop
+    # The suggestion plugs into the planner.
+    plan = plan_pruning(_trained(), 0.0, per_layer=suggested)
+    assert len(plan.kept_filters("conv1")) == round(8 * (1 - suggested["conv1"]))
+
+
+def test_suggest_ratios_stops_at_the_first_violation():
+    result = SensitivityResult(
+        0.9,
+        {"a": [(0.0, 0.9), (0.2, 0.89), (0.4, 0.7), (0.6, 0.895)]},
+        {"a": ["a", "a2"]},
+        {"a": 10},
+    )
+    assert result.suggest_ratios(0.05) == {"a": 0.2, "a2": 0.2}
+    assert result.suggest_ratios(0.25) == {"a": 0.6, "a2": 0.6}
+    assert result.suggest_ratios(0.1, relative=True) == {"a": 0.2, "a2": 0.2}
+    with pytest.raises(ValueError, match="max_drop"):
+        result.suggest_ratios(-0.1)
+
+
+def test_markdown_dict_and_figure():
+    result = _result()
+    table = result.to_markdown()
+    assert "| conv2 (+1 tied) | 12 |" in table
+    assert table.count("\n") == 5  # title, blank, header, rule, two groups
+    data = result.to_dict()
+    assert data["curves"]["conv1"][0] == [0.0, result.baseline]
+    fig = result.plot(max_drop=0.05)
+    ax = fig.axes[0]
+    assert len(ax.lines) == 3  # two curves and the threshold
+    assert ax.get_ylabel() == "accuracy"
+
+
+def test_eval_fn_groups_and_uncompiled_models():
+    model = _trained()
+    x, y = _task(128, 3)
+    calls = []
+
+    def agreement(m):
+        calls.append(m)
+        return float(np.mean(np.argmax(m.predict(x, verbose=0), -1) == y))
+
+    result = sensitivity_analysis(
+        model, agreement, ratios=(0.5,), groups=["conv3"], verbose=0
+    )
+    assert list(result.curves) == ["conv2"]  # conv3's group, named by conv2
+    assert result.metric == "agreement"
+    assert len(calls) == 2 and calls[0] is not model
+    # Uncompiled: accuracy of argmax predictions.
+    plain = keras.models.clone_model(model)
+    plain.set_weights(model.get_weights())
+    result = sensitivity_analysis(plain, data=(x, y), ratios=(0.5,), verbose=0)
+    assert result.metric == "accuracy"
+    assert result.baseline == pytest.approx(agreement(model))
+
+
+def test_active_criterion_scores_with_the_data():
+    result = sensitivity_analysis(
+        _trained(), data=_task(64, 4), ratios=(0.5,), criterion="apoz", verbose=0
+    )
+    assert result.criterion == "apoz"
+    assert set(result.curves) == {"conv1", "conv2"}
+
+
+def test_bad_arguments():
+    model = _trained()
+    data = _task(16, 5)
+    with pytest.raises(ValueError, match="exactly one"):
+        sensitivity_analysis(model, verbose=0)
+    with pytest.raises(ValueError, match="exactly one"):
+        sensitivity_analysis(model, lambda m: 1.0, data, verbose=0)
+    with pytest.raises(TypeError, match="callable"):
+        sensitivity_analysis(model, 3, verbose=0)
+    with pytest.raises(ValueError, match="ratios"):
+        sensitivity_analysis(model, data=data, ratios=(0.0, 0.5), verbose=0)
+    with pytest.raises(ValueError, match="ratios"):
+        sensitivity_analysis(model, data=data, ratios=(), verbose=0)
+    with pytest.raises(ValueError, match="not in the model"):
+        sensitivity_analysis(model, data=data, groups=["nope"], verbose=0)
+    with pytest.raises(ValueError, match="cannot be pruned"):
+        sensitivity_analysis(model, data=data, groups=["head"], verbose=0)
+    with pytest.raises(ValueError, match="Unknown|unknown"):
+        sensitivity_analysis(model, data=data, criterion="nope", verbose=0)
+    with pytest.raises(ValueError, match=r"\(x, y\)"):
+        sensitivity_analysis(model, data=data[0], verbose=0)
+    with pytest.raises(ValueError, match="non-finite"):
+        sensitivity_analysis(model, lambda m: float("nan"), verbose=0)
+    with pytest.raises(TypeError, match="number"):
+        sensitivity_analysis(model, lambda m: "high", verbose=0)
+    with pytest.raises(TypeError, match="ratio"):
+        sensitivity_analysis(model, data=data, ratio=0.5, verbose=0)
