@@ -418,7 +418,7 @@ def plan_pruning(
     if target_macs is not None and target_params is not None:
         raise ValueError("Pass at most one of `target_macs` and `target_params`.")
     fn = criteria_lib.get(criterion)  # unknown names fail before any work
-    active = isinstance(criterion, str) and criteria_lib.is_active(criterion)
+    active = criteria_lib.is_active(criterion)
     if greedy and active:
         raise ValueError("`greedy=True` needs a passive criterion (kernel-based).")
     graph = trace_channels(model, exclude=exclude)

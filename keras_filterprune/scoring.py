@@ -113,10 +113,10 @@ def score_filters(
     if layers is not None:
         paths = [p for p in paths if p in set(layers)]
     name = criterion if isinstance(criterion, str) else getattr(fn, "__name__", "")
-    if isinstance(criterion, str) and criteria_lib.is_active(criterion):
+    if criteria_lib.is_active(criterion):
         if data is None:
             raise ValueError(
-                f"`criterion='{criterion}'` is an active criterion and needs `data` "
+                f"`criterion='{name}'` is an active criterion and needs `data` "
                 "(a small dataset of model inputs, or (x, y) for 'taylor'). Pass "
                 "`data=...` or choose a passive criterion such as 'operator_norm'."
             )
