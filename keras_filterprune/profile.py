@@ -355,8 +355,13 @@ class ModelProfile:
 
 
 def _param_counts(layer: keras.layers.Layer) -> tuple[int, int]:
-    trainable = sum(math.prod(w.shape) for w in layer.trainable_weights)
-    return int(layer.count_params()), int(trainable)
+    """(all, trainable) parameters; 0 for Keras ops (`x + y` in a graph)."""
+    weights = getattr(layer, "weights", ())
+    trainable = getattr(layer, "trainable_weights", ())
+    return (
+        int(sum(math.prod(w.shape) for w in weights)),
+        int(sum(math.prod(w.shape) for w in trainable)),
+    )
 
 
 def _output_shape(shapes: dict, keys: list[int]) -> Any:

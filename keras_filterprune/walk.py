@@ -26,7 +26,9 @@ class Call:
 
     Attributes:
         path: `str`. The layer's path, `"nested_model/layer"` for nested layers.
-        layer: The live `keras.layers.Layer`.
+        layer: The live `keras.layers.Layer`, or a Keras `Operation` (not a
+            layer: no weights attributes) for Keras ops used in a Functional
+            graph (`x + y`, `x * 2.0`).
         node_index: `int`. Which call of this layer (0 for the first).
         inputs: `list[int]`. Keys of the input tensors, in call order.
         outputs: `list[int]`. Keys of the output tensors.
@@ -51,8 +53,9 @@ class ModelWalk:
         shapes: `dict[int, tuple]`. Known shape of each tensor key.
         inputs: `list[int]`. Tensor keys of the model inputs.
         outputs: `list[int]`. Tensor keys of the model outputs.
-        layers: `dict[str, keras.layers.Layer]`. Every non-model layer by path (the
-            first path under which a shared layer was met).
+        layers: `dict[str, keras.layers.Layer]`. Every non-model layer (and Keras
+            op `Operation`) by path (the first path under which a shared layer
+            was met).
         model_inputs: `dict[str, list[int]]`. For each nested model path, the tensor
             keys its first call receives.
     """

@@ -1,0 +1,411 @@
+"""Tests of keras_filterprune/plan.py: the planner's options and plans as data."""
+
+import functools
+import json
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from keras_filterprune import (
+    GroupPlan,
+    PruningPlan,
+    apply_plan,
+    count_macs,
+    plan_pruning,
+    score_filters,
+    trace_channels,
+)
+from keras_filterprune.plan import _cost_model
+from tests import oracle
+from tests._models import case_model, inputs_for, width
+
+L = keras.layers
+
+
+@functools.cache
+def wide_model() -> keras.Model:
+    """Wide enough (16-64 channels) that MAC/param targets can be met closely."""
+    inputs = keras.Input((16, 16, 3))
+    x = L.Conv2D(32, 3, padding="same", name="stem")(inputs)
+    x = L.ReLU(name="stem_relu")(L.BatchNormalization(name="stem_bn")(x))
+    y = L.Conv2D(48, 3, padding="same", activation="relu", name="r1")(x)
+    y = L.BatchNormalization(name="r2_bn")(
+        L.Conv2D(32, 3, padding="same", name="r2")(y)
+    )
+    x = L.Add(name="add")([x, y])
+    x = L.DepthwiseConv2D(3, depth_multiplier=2, padding="same", name="dw")(x)
+    x = L.Conv2D(64, 1, activation="relu", name="pw")(x)
+    s = L.GlobalAveragePooling2D(name="se_gap")(x)
+    s = L.Dense(16, activation="relu", name="sq")(s)
+    s = L.Reshape((1, 1, 64), name="se_shape")(L.Dense(64, "sigmoid", name="ex")(s))
+    x = L.Multiply(name="se")([x, s])
+    x = L.SeparableConv2D(40, 3, strides=2, padding="same", name="sep")(x)
+    x = L.MaxPooling2D(2, name="pool")(x)  # 4 x 4 x 40
+    x = L.Dense(24, activation="relu", name="fc")(L.Flatten(name="flat")(x))
+    return oracle.randomize(
+        keras.Model(inputs, L.Dense(10, name="head")(x), name="wide")
+    )
+
+
+def _kept(plan):
+    return {g.id: len(g.keep) for g in plan.groups}
+
+
+def _prunable(plan):
+    return [g for g in plan.groups if not g.frozen]
+
+
+# ---------------------------------------------------------------------------
+# Plans as data
+# ---------------------------------------------------------------------------
+
+
+def test_json_round_trip_and_file(tmp_path):
+    plan = plan_pruning(wide_model(), 0.5, "l1_norm")
+    text = plan.to_json()
+    again = PruningPlan.from_json(text)
+    assert again.get_config() == plan.get_config()
+    assert json.loads(text)["format"] == "keras_filterprune.PruningPlan/1"
+    path = tmp_path / "plan.json"
+    plan.save(path)
+    loaded = PruningPlan.load(str(path))
+    assert loaded.get_config() == plan.get_config()
+    assert loaded.kept_filters("r2") == plan.kept_filters("stem")
+    assert isinstance(loaded.groups[0], GroupPlan)
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+def test_summary_and_repr():
+    plan = plan_pruning(
+        case_model("concat_frozen_branch"), 0.5, "l1_norm", exclude=["f"]
+    )
+    lines = plan.summary().splitlines()
+    assert lines[0] == (
+        "PruningPlan for 'concat_frozen_branch' (criterion=l1_norm, ratio=0.5, "
+        "group_reduction=mean)"
+    )
+    assert lines[2].split() == ["0", "4/8", "stem"]
+    assert (
+        "4/4" in lines[3]
+        and "[frozen: excluded by the user (at layer 'f')]" in lines[3]
+    )
+    assert lines[-1] == "total: 17/26 channels kept, 2 frozen of 5 groups"
+    assert repr(plan) == "<PruningPlan model='concat_frozen_branch' groups=5 removed=9>"
+
+
+def test_replay_on_a_fresh_copy_gives_the_same_model(tmp_path):
+    model = case_model("residual_projection")
+    plan = plan_pruning(model, 0.5, "geometric_median")
+    plan.save(tmp_path / "p.json")
+    fresh = oracle.copy_model(model)
+    replayed = apply_plan(fresh, PruningPlan.load(tmp_path / "p.json"))
+    x = inputs_for(model)
+    np.testing.assert_allclose(
+        oracle.outputs(replayed, x)[0],
+        oracle.outputs(apply_plan(model, plan), x)[0],
+        rtol=0,
+        atol=1e-6,
+    )
+    assert [w.shape for w in replayed.weights] == [
+        w.shape for w in apply_plan(model, plan).weights
+    ]
+
+
+def test_plan_from_another_model_names_the_first_mismatching_layer():
+    plan = plan_pruning(case_model("plain_chain"), 0.5, "l1_norm")
+    inputs = keras.Input((12, 12, 3))
+    x = L.Conv2D(8, 3, padding="same", name="c1")(inputs)
+    x = L.ReLU(name="relu1")(L.BatchNormalization(name="bn1")(x))
+    x = L.Conv2D(10, 3, padding="same", name="c2")(x)  # 12 in the plan
+    x = L.Conv2D(6, 3, name="c3")(x)
+    x = L.Dense(3, name="head")(L.GlobalAveragePooling2D(name="head_gap")(x))
+    other = keras.Model(inputs, x)
+    with pytest.raises(
+        ValueError, match="layer 'c2' has 10 filters in the model but 12"
+    ):
+        apply_plan(other, plan)
+    with pytest.raises(ValueError, match="names layer 'c1', which model 'wide'"):
+        apply_plan(wide_model(), plan)
+
+
+def test_a_plan_cannot_remove_frozen_channels():
+    model = case_model("layer_norm")
+    config = plan_pruning(model, 0.5, "l1_norm").get_config()
+    config["groups"][0]["keep"] = [0, 1, 2]  # the stem group, frozen by LayerNorm
+    with pytest.raises(ValueError, match="cannot be pruned in this model: LayerNorm"):
+        apply_plan(model, PruningPlan.from_config(config))
+    with pytest.raises(TypeError, match="must be a keras_filterprune.PruningPlan"):
+        apply_plan(model, config)
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("{not json", "must be JSON"),
+        ("[]", "Not a keras-filterprune pruning plan"),
+        ('{"format": "other/1", "groups": []}', "Not a keras-filterprune"),
+        ('{"format": "keras_filterprune.PruningPlan/1"}', "Corrupt pruning plan"),
+        (
+            '{"format": "keras_filterprune.PruningPlan/1", "groups": [{"id": 0}]}',
+            "Corrupt pruning plan",
+        ),
+        (
+            '{"format": "keras_filterprune.PruningPlan/1", "groups": [{"id": 0, '
+            '"width": 2, "producers": {"c": [0, 1]}, "members": ["c"], '
+            '"keep": [0, 5]}]}',
+            r"keeps channels outside \[0, 2\)",
+        ),
+        (
+            '{"format": "keras_filterprune.PruningPlan/1", "groups": [{"id": 0, '
+            '"width": "two", "producers": {}, "members": [], "keep": []}]}',
+            "Corrupt pruning plan",
+        ),
+    ],
+)
+def test_corrupt_plans_are_value_errors(tmp_path, text, match):
+    with pytest.raises(ValueError, match=match):
+        PruningPlan.from_json(text)
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=match):
+        PruningPlan.load(path)
+
+
+def test_binary_garbage_file_is_a_value_error(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_bytes(b"\x00\x01\x02 plan")
+    with pytest.raises(ValueError, match="must be JSON"):
+        PruningPlan.load(path)
+
+
+# ---------------------------------------------------------------------------
+# Planner options
+# ---------------------------------------------------------------------------
+
+
+def test_ratio_zero_keeps_everything():
+    plan = plan_pruning(wide_model(), 0.0, "l1_norm")
+    assert plan.num_removed == 0
+    assert all(len(g.keep) == g.width for g in plan.groups)
+
+
+@pytest.mark.parametrize("ratio", [-0.1, 1.0, 1.5, float("nan")])
+def test_ratio_outside_range_is_a_value_error(ratio):
+    with pytest.raises(ValueError, match=r"`ratio` must be in \[0, 1\)"):
+        plan_pruning(wide_model(), ratio)
+
+
+@pytest.mark.parametrize("ratio", [True, "0.5", None])
+def test_ratio_of_wrong_type_is_a_type_error(ratio):
+    with pytest.raises(TypeError, match="`ratio` must be a number"):
+        plan_pruning(wide_model(), ratio)
+
+
+def test_extreme_ratio_keeps_min_filters():
+    model = wide_model()
+    plan = plan_pruning(model, 0.999999999, "l1_norm")
+    assert all(len(g.keep) == 1 for g in _prunable(plan))
+    plan = plan_pruning(model, 0.95, "l1_norm", min_filters=5)
+    for g in _prunable(plan):
+        assert len(g.keep) == max(5, math.ceil(0.05 * g.width)), g.producers
+    pruned = apply_plan(model, plan)
+    assert pruned.get_layer("stem").filters == 5
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"round_to": 0}, "`round_to` must be an int >= 1"),
+        ({"round_to": 2.0}, "`round_to` must be an int >= 1"),
+        ({"min_filters": 0}, "`min_filters` must be an int >= 1"),
+        ({"group_reduction": "median"}, "`group_reduction` must be one of"),
+        ({"target_macs": 1e6, "target_params": 1e5}, "at most one of"),
+        ({"criterion": "nope"}, "nope"),
+        ({"per_layer": {"nope": 0.5}}, "`per_layer` names layer 'nope'"),
+        ({"per_layer": {"stem_bn": 0.5}}, "'stem_bn', which produces no prunable"),
+        ({"per_layer": {"stem": 1.2}}, r"`per_layer\['stem'\]` must be in \[0, 1\)"),
+        ({"exclude": ["nope"]}, "`exclude` names layer 'nope'"),
+        ({"target_macs": 10}, "cannot be reached"),
+        ({"criterion": "mean_activation", "greedy": True}, "needs a passive"),
+        ({"criterion": "mean_activation"}, "needs `data`"),
+    ],
+)
+def test_bad_arguments_are_value_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        plan_pruning(wide_model(), **kwargs)
+
+
+def test_per_layer_overrides_the_ratio():
+    plan = plan_pruning(wide_model(), 0.5, "l1_norm", per_layer={"r1": 0.75, "r2": 0.0})
+    assert len(plan.kept_filters("r1")) == 12  # 48 * 0.25
+    assert len(plan.kept_filters("r2")) == 32  # the whole residual group is kept
+    assert len(plan.kept_filters("stem")) == 32
+    assert len(plan.kept_filters("pw")) == 32
+    # a group with several producers gets the smallest of their ratios
+    plan = plan_pruning(
+        wide_model(), 0.5, "l1_norm", per_layer={"stem": 0.25, "r2": 0.75}
+    )
+    assert len(plan.kept_filters("stem")) == 24
+
+
+def test_exclude_freezes_the_groups_of_a_layer():
+    model = wide_model()
+    plan = plan_pruning(model, 0.5, "l1_norm", exclude=["r1", "fc"])
+    assert plan.group_of("r1").frozen == "excluded by the user (at layer 'r1')"
+    assert plan.group_of("fc").frozen == "excluded by the user (at layer 'fc')"
+    pruned = apply_plan(model, plan)
+    assert pruned.get_layer("r1").filters == 48
+    assert pruned.get_layer("fc").units == 24
+    assert pruned.get_layer("pw").filters == 32
+    # An excluded layer keeps its filters; the channels it reads may still go.
+    assert pruned.get_layer("stem").filters == 16
+    assert pruned.get_layer("r1").kernel.shape[2] == 16
+
+
+def test_cost_model_counts_params_exactly():
+    """The planner's estimate of parameters equals the rebuilt model's count."""
+    model = wide_model()
+    graph = trace_channels(model)
+    cost = _cost_model(model, graph, "params")
+    macs = _cost_model(model, graph, "macs")
+    for ratio, criterion in [(0.3, "l1_norm"), (0.5, "random"), (0.8, "l2_norm")]:
+        plan = plan_pruning(model, ratio, criterion)
+        flags = graph.element_keep(plan.keep_masks())
+        pruned = apply_plan(model, plan)
+        assert cost(flags) == pruned.count_params()
+        # MACs: never under the real count (a target is never exceeded), and close.
+        real = count_macs(pruned)
+        assert real <= macs(flags) <= 1.02 * real
+
+
+@pytest.mark.parametrize("fraction", [0.7, 0.4, 0.25])
+@pytest.mark.parametrize("target", ["macs", "params"])
+def test_targets_are_met_and_close(target, fraction):
+    model = wide_model()
+    before = count_macs(model) if target == "macs" else model.count_params()
+    goal = fraction * before
+    plan = plan_pruning(model, criterion="l1_norm", **{f"target_{target}": goal})
+    pruned = apply_plan(model, plan)
+    after = count_macs(pruned) if target == "macs" else pruned.count_params()
+    assert after <= goal
+    assert after >= 0.9 * goal, (after / before, plan.meta)
+    assert 0 < plan.meta["ratio"] < 1
+
+
+def test_target_above_the_model_cost_prunes_nothing():
+    model = wide_model()
+    plan = plan_pruning(model, target_params=2 * model.count_params())
+    assert plan.num_removed == 0 and plan.meta["ratio"] == 0.0
+
+
+def test_round_to_keeps_multiples():
+    plan = plan_pruning(wide_model(), 0.6, "l1_norm", round_to=8)
+    for g in _prunable(plan):
+        assert len(g.keep) % 8 == 0 or len(g.keep) == g.width, (g.width, len(g.keep))
+    assert len(plan.kept_filters("r1")) == 24  # ceil(19.2) = 20 -> 24
+    assert len(plan.kept_filters("sq")) == 8  # ceil(6.4) = 7 -> 8
+
+
+def test_group_reduction_of_a_residual_group():
+    """The group score is the reduction of its producers' max-normalised scores."""
+    model = case_model("residual_identity")
+    scores = score_filters(model, "l1_norm")
+    a = scores["stem"] / np.max(np.abs(scores["stem"]))
+    b = scores["r2"] / np.max(np.abs(scores["r2"]))
+    expected = {
+        "mean": (a + b) / 2,
+        "sum": a + b,
+        "max": np.maximum(a, b),
+        "l2": np.sqrt(a**2 + b**2),
+    }
+    keeps = set()
+    for how, want in expected.items():
+        plan = plan_pruning(model, 0.5, "l1_norm", group_reduction=how)
+        group = plan.group_of("stem")
+        np.testing.assert_allclose(group.scores, want, rtol=1e-12)
+        assert group.keep == sorted(np.argsort(-want, kind="stable")[:4].tolist())
+        assert plan.meta["group_reduction"] == how
+        keeps.add(tuple(group.keep))
+    assert len(keeps) > 1, "the reductions should not all agree on this model"
+
+
+def test_global_ranking_removes_the_globally_lowest_channels():
+    model = wide_model()
+    plan = plan_pruning(model, 0.5, "l1_norm", global_ranking=True)
+    groups = _prunable(plan)
+    total = sum(g.width for g in groups)
+    removed = sum(g.removed for g in groups)
+    assert abs(removed - total // 2) <= len(groups)  # up to one per group (min 1)
+    # Threshold property on per-group max-normalised scores.
+    worst_kept = min(
+        min(np.asarray(g.scores)[g.keep] / np.max(np.abs(g.scores))) for g in groups
+    )
+    best_removed = max(
+        max(np.delete(np.asarray(g.scores), g.keep) / np.max(np.abs(g.scores)))
+        for g in groups
+        if g.removed
+    )
+    assert best_removed <= worst_kept
+    uniform = plan_pruning(model, 0.5, "l1_norm")
+    assert _kept(plan) != _kept(uniform)
+    assert plan.meta["global_ranking"] is True
+
+
+def test_greedy_scores_ignore_removed_input_channels():
+    model = case_model("plain_chain")
+    plan = plan_pruning(model, 0.5, "l1_norm", greedy=True)
+    kept_c1 = plan.kept_filters("c1")
+    kernel = model.get_layer("c2").kernel.numpy()[:, :, kept_c1, :]
+    s = np.abs(kernel).reshape(-1, 12).sum(0)
+    np.testing.assert_allclose(plan.group_of("c2").scores, s / s.max(), rtol=1e-6)
+    full = np.abs(model.get_layer("c2").kernel.numpy()).reshape(-1, 12).sum(0)
+    assert not np.allclose(s / s.max(), full / full.max())
+    assert plan.meta["greedy"] is True
+    x = inputs_for(model)
+    oracle.assert_close(
+        oracle.outputs(apply_plan(model, plan), x),
+        oracle.outputs(
+            oracle.zero_consumers(
+                model,
+                {
+                    "c2": oracle.removed(plan, "c1"),
+                    "c3": oracle.removed(plan, "c2"),
+                    "head": oracle.removed(plan, "c3"),
+                },
+            ),
+            x,
+        ),
+    )
+
+
+def test_greedy_through_a_depthwise_multiplier():
+    plan = plan_pruning(case_model("separable"), 0.5, "l2_norm", greedy=True)
+    assert len(plan.kept_filters("sep")) == 6
+    assert width(apply_plan(case_model("separable"), plan).get_layer("pw")) == 5
+
+
+def test_criterion_callable_and_precomputed_scores():
+    model = case_model("plain_chain")
+
+    def my_l1(kernel):
+        return np.abs(kernel).reshape(-1, kernel.shape[-1]).sum(0)
+
+    by_fn = plan_pruning(model, 0.5, my_l1)
+    by_name = plan_pruning(model, 0.5, "l1_norm")
+    assert _kept(by_fn) == _kept(by_name)
+    assert [g.keep for g in by_fn.groups] == [g.keep for g in by_name.groups]
+    assert by_fn.meta["criterion"] == "my_l1"
+    scores = score_filters(model, "l1_norm")
+    scores["c2"] = -scores["c2"]  # reversed ranking
+    reused = plan_pruning(model, 0.5, scores=scores)
+    assert reused.group_of("c2").keep != by_name.group_of("c2").keep
+
+
+def test_active_criterion_plans_with_data():
+    model = case_model("plain_chain")
+    data = np.random.default_rng(3).normal(size=(8, 12, 12, 3)).astype("float32")
+    plan = plan_pruning(model, 0.5, "mean_activation", data=data)
+    assert len(plan.kept_filters("c2")) == 6
+    assert plan.meta["criterion"] == "mean_activation"
