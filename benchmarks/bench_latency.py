@@ -1,8 +1,8 @@
 """Does pruning pay off in latency? MAC ratio vs TFLite latency ratio, side by side.
 
-    python benchmarks/bench_latency.py            # 2 threads, batch 1, 100 runs
+    python benchmarks/bench_latency.py            # VGG-16-CIFAR, ResNet-56 at 0.5
     python benchmarks/bench_latency.py --quick    # a smoke run (~1 min)
-    python benchmarks/bench_latency.py --zoo      # VGG-16-CIFAR, ResNet-56 at 0.5
+    python benchmarks/bench_latency.py --plain    # plain conv stacks of half width
 
 For each (original, pruned) pair `measure()` exports both models to TFLite (float32,
 verified against Keras) and times them in LiteRT (XNNPACK) with interleaved A/B runs
@@ -52,11 +52,11 @@ def plain_cnn(width: int, depth: int = 4, name: str | None = None) -> keras.Mode
     return keras.Model(inp, keras.layers.Dense(10)(x), name=name)
 
 
-def model_pairs(quick: bool, zoo: bool = False) -> list[tuple]:
+def model_pairs(quick: bool, zoo: bool = True) -> list[tuple]:
     """The (name, original, pruned) pairs measured.
 
-    `zoo=True` measures the CIFAR zoo pruned at ratio 0.5 (operator norm) instead
-    of plain conv stacks of half the width.
+    `zoo=True` measures the CIFAR zoo pruned at ratio 0.5 (operator norm, every
+    group) instead of plain conv stacks of half the width.
     """
     if zoo:
         from keras_filterprune import prune_keras_model
@@ -215,7 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=None, help="timed runs per model")
     parser.add_argument(
-        "--zoo", action="store_true", help="VGG-16-CIFAR / ResNet-56 pruned at 0.5"
+        "--plain",
+        action="store_true",
+        help="plain conv stacks of half the width instead of the CIFAR zoo",
     )
     parser.add_argument("--no-alignment", action="store_true")
     parser.add_argument("--out", default=os.path.join(RESULTS, "latency.json"))
@@ -231,7 +233,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     pruning = [
         measure(original, pruned, name, runs=runs, num_threads=args.threads)
-        for name, original, pruned in model_pairs(args.quick, args.zoo)
+        for name, original, pruned in model_pairs(
+            args.quick, zoo=not (args.plain or args.quick)
+        )
     ]
     print(
         f"## Pruning: MAC ratio vs latency ratio ({args.threads} threads, batch 1, "
