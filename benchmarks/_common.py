@@ -321,15 +321,56 @@ def train_baseline(build, train, test, fit: FitConfig, seed: int):
     return model, evaluate(model, *test), seconds
 
 
-def finetune(model, train, test, fit: FitConfig, seed: int) -> tuple[float, float]:
-    """Accuracy of `model` before and after the fine-tune budget of `fit`."""
+RECALIBRATION_EXAMPLES = 2048
+
+
+def recalibrate_batchnorm(model, x, batch_size: int = 128) -> None:
+    """Re-estimates the moving statistics of every BatchNormalization layer.
+
+    Pruning changes the inputs of the layers downstream, so the statistics
+    stored during training no longer match. `x` is run through the model in
+    training mode (no weight update) with the momentum of batch `k` set to
+    `k / (k + 1)`, so the moving statistics become the plain average of the batch
+    statistics. A model without BatchNormalization is left as it is.
+    """
+    import keras
+
+    def walk(m):
+        for layer in m.layers:
+            yield layer
+            if isinstance(layer, keras.Model):
+                yield from walk(layer)
+
+    layers = [
+        layer
+        for layer in walk(model)
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    if not layers:
+        return
+    saved = [layer.momentum for layer in layers]
+    try:
+        for k, start in enumerate(range(0, len(x), batch_size)):
+            for layer in layers:
+                layer.momentum = k / (k + 1)
+            model(x[start : start + batch_size], training=True)
+    finally:
+        for layer, momentum in zip(layers, saved):
+            layer.momentum = momentum
+
+
+def finetune(model, train, test, fit: FitConfig, seed: int) -> tuple[float, ...]:
+    """Test accuracy of `model` as given, after recalibrating its BatchNorm
+    statistics on training images, and after the fine-tune budget of `fit`."""
     import keras
 
     compile_model(model, fit.ft_lr, fit.run_eagerly)
     before = evaluate(model, *test)
+    recalibrate_batchnorm(model, train[0][:RECALIBRATION_EXAMPLES])
+    recalibrated = evaluate(model, *test)
     keras.utils.set_random_seed(seed)  # the same batch order for every cell
     model.fit(*train, epochs=fit.ft_epochs, batch_size=fit.batch_size, verbose=0)
-    return before, evaluate(model, *test)
+    return before, recalibrated, evaluate(model, *test)
 
 
 def prune_grid(
@@ -367,12 +408,13 @@ def prune_grid(
     start = time.perf_counter()
     copy = keras.models.clone_model(base)
     copy.set_weights(base.get_weights())
-    before, after = finetune(copy, train, test, fit, seed)
+    before, recal, after = finetune(copy, train, test, fit, seed)
     cells.append(
         dict(
             criterion=CONTROL,
             ratio=0.0,
             acc_pruned=before,
+            acc_recal=recal,
             acc_ft=after,
             macs=1.0,
             params=1.0,
@@ -389,12 +431,13 @@ def prune_grid(
             start = time.perf_counter()
             plan = plan_pruning(base, ratio, criterion, scores=scores)
             pruned = apply_plan(base, plan)
-            before, after = finetune(pruned, train, test, fit, seed)
+            before, recal, after = finetune(pruned, train, test, fit, seed)
             cells.append(
                 dict(
                     criterion=criterion,
                     ratio=ratio,
                     acc_pruned=before,
+                    acc_recal=recal,
                     acc_ft=after,
                     macs=count_macs(pruned) / base_macs,
                     params=count_params(pruned) / base_params,
@@ -404,7 +447,7 @@ def prune_grid(
             )
             log(
                 f"{label} seed {seed} {criterion} r={ratio}: pruned "
-                f"{before:.4f} -> fine-tuned {after:.4f} "
+                f"{before:.4f}, recalibrated {recal:.4f}, fine-tuned {after:.4f} "
                 f"(MACs {cells[-1]['macs']:.3f}, {cells[-1]['seconds']:.1f} s)"
             )
     return cells
@@ -431,7 +474,8 @@ def grid_report(
     out.append(
         f"Baseline test accuracy: **{mean_std(baselines)} %**; the unpruned "
         f"baseline after the same fine-tune (control): "
-        f"**{mean_std([c['acc_ft'] for c in control])} %**."
+        f"**{mean_std([c['acc_ft'] for c in control])} %** (recalibrated only: "
+        f"{mean_std([c['acc_recal'] for c in control])} %)."
     )
     first = {r: _cells(runs, criteria[0], r) for r in ratios}
     macs = {r: statistics.fmean(c["macs"] for c in first[r]) for r in ratios}
@@ -439,7 +483,11 @@ def grid_report(
     heads = [f"r={r:g} (MACs {100 * macs[r]:.0f} %)" for r in ratios]
     for key, title in (
         ("acc_ft", "Test accuracy (%) after pruning and fine-tuning"),
-        ("acc_pruned", "Test accuracy (%) right after pruning, no fine-tuning"),
+        (
+            "acc_recal",
+            "Test accuracy (%) after pruning and BatchNorm recalibration, no training",
+        ),
+        ("acc_pruned", "Test accuracy (%) right after pruning, nothing else"),
     ):
         rows = [
             [f"`{crit}`"]
@@ -502,14 +550,27 @@ def paired(runs, a: str, b: str, ratio: float, key: str = "acc_ft"):
     return statistics.fmean(diffs), sd, len(diffs)
 
 
+# Two-sided 95 % critical values of Student's t, by degrees of freedom.
+_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
+
+VERDICT_RULE = (
+    "a verdict 'better'/'worse' is a paired two-sided t-test at 95 % over seeds "
+    "(|mean| > t(n-1) · std / √n; with 2 seeds that needs |mean| > 9 std)"
+)
+
+
 def compare_verdict(mean: float, sd: float, n: int) -> str:
-    """`better` / `worse` when the paired mean is beyond 2 standard errors."""
+    """`better` / `worse` when a paired t-test over seeds rejects no difference."""
     if n < 2 or sd != sd:
         return "one seed: no verdict"
-    se = sd / n**0.5
-    if mean > 2 * se and mean > 0:
+    t = _T95[n - 2] if n - 2 < len(_T95) else 1.96
+    if sd == 0:
+        margin = 0.0
+    else:
+        margin = t * sd / n**0.5
+    if mean > margin and mean > 0:
         return "better"
-    if mean < -2 * se and mean < 0:
+    if mean < -margin and mean < 0:
         return "worse"
     return "no clear difference"
 
@@ -521,25 +582,29 @@ def fmt_diff(mean: float, sd: float, n: int) -> str:
 
 
 def criteria_claims(
-    runs, criteria: Sequence[str], ratios: Sequence[float], key: str = "acc_ft"
+    runs, criteria: Sequence[str], ratios: Sequence[float]
 ) -> list[list[str]]:
-    """Rows comparing operator_norm with l1/l2 and with the active criteria."""
+    """Rows comparing operator_norm with every other criterion: paired
+    differences after BatchNorm recalibration and after fine-tuning."""
     from keras_filterprune import criteria as criteria_lib
 
     if "operator_norm" not in criteria:
         return []
     rows = []
-    others = [c for c in criteria if c != "operator_norm"]
-    for other in others:
+    for other in [c for c in criteria if c != "operator_norm"]:
+        kind = "active" if criteria_lib.is_active(other) else "passive"
         for ratio in ratios:
-            m, s, n = paired(runs, "operator_norm", other, ratio, key)
-            kind = "active" if criteria_lib.is_active(other) else "passive"
-            rows.append(
-                [
-                    f"`operator_norm` − `{other}` ({kind})",
-                    f"{ratio:g}",
-                    fmt_diff(m, s, n),
-                    compare_verdict(m, s, n),
-                ]
-            )
+            row = [f"`operator_norm` − `{other}` ({kind})", f"{ratio:g}"]
+            for key in ("acc_recal", "acc_ft"):
+                m, s, n = paired(runs, "operator_norm", other, ratio, key)
+                row.append(f"{fmt_diff(m, s, n)}: {compare_verdict(m, s, n)}")
+            rows.append(row)
     return rows
+
+
+CRITERIA_CLAIM_HEADERS = (
+    "comparison",
+    "ratio",
+    "after BN recalibration (no training)",
+    "after fine-tuning",
+)

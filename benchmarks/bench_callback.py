@@ -1,0 +1,222 @@
+"""Pruning during training (`PruningCallback`) vs prune once after training.
+
+    python benchmarks/bench_callback.py            # full run (~15 min, 2 cores)
+    python benchmarks/bench_callback.py --quick    # smoke run (~20 s)
+    python benchmarks/bench_callback.py --ratios 0.5 0.75 --seeds 0 1
+
+The VGG-style CNN of `bench_accuracy_images.py` on the same Fashion-MNIST
+subsample, with the same total number of epochs `E` for every schedule:
+
+- `no pruning`: `E` epochs, for reference.
+- `one-shot`: train `E - F` epochs, prune once (`plan_pruning` + `apply_plan`),
+  fine-tune the smaller model `F` epochs.
+- `iterative (hard)`: `PruningCallback(mode="hard", schedule=PolynomialRatio(0,
+  r, begin_step=0, end_step=E - F - 1, power=3, frequency=1),
+  schedule_unit="epoch")`: a pruning event at the end of each of the first
+  `E - F` epochs with a growing ratio (Li et al.'s iterative pruning with Zhu &
+  Gupta's schedule), removed filters held at zero, then `F` epochs with the final
+  masks; `callback.pruned_model()` at the end.
+- `soft (SFP)`: `PruningCallback(mode="soft", schedule=ConstantRatio(r,
+  frequency=1), schedule_unit="epoch")`: He et al.'s soft filter pruning, the
+  lowest-scored filters zeroed at every epoch end (they may regrow), the final
+  zeroing at the end of the last epoch; `pruned_model()` at the end.
+
+Reported: test accuracy of the final (physically pruned) model, its MACs relative
+to the unpruned model, and the wall time of the whole schedule (training, pruning
+and fine-tuning). Results: `benchmarks/results/bench_callback.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import _common as common
+
+NAME = "bench_callback"
+DEFAULT_SEEDS = (0, 1, 2)
+DEFAULT_RATIOS = (0.5,)
+SCHEDULES = ("no pruning", "one-shot", "iterative (hard)", "soft (SFP)")
+
+
+def run_schedule(kind, build, train, test, fit, seed, ratio, criterion, total, ft):
+    """`(accuracy, MACs kept, seconds)` of one schedule."""
+    import keras
+
+    from keras_filterprune import (
+        ConstantRatio,
+        PolynomialRatio,
+        PruningCallback,
+        apply_plan,
+        count_macs,
+        plan_pruning,
+    )
+
+    keras.utils.set_random_seed(seed)
+    model = build()
+    base_macs = count_macs(model)
+    common.compile_model(model, fit.lr, fit.run_eagerly)
+    kwargs = dict(batch_size=fit.batch_size, verbose=0)
+    start = time.perf_counter()
+    if kind == "no pruning":
+        model.fit(*train, epochs=total, **kwargs)
+        final = model
+    elif kind == "one-shot":
+        model.fit(*train, epochs=total - ft, **kwargs)
+        final = apply_plan(model, plan_pruning(model, ratio, criterion))
+        common.compile_model(final, fit.lr, fit.run_eagerly)
+        final.fit(*train, epochs=ft, **kwargs)
+    else:
+        if kind == "iterative (hard)":
+            schedule = PolynomialRatio(
+                0.0, ratio, begin_step=0, end_step=total - ft - 1, frequency=1
+            )
+            mode = "hard"
+        else:
+            schedule = ConstantRatio(ratio, frequency=1)
+            mode = "soft"
+        callback = PruningCallback(
+            criterion,
+            schedule=schedule,
+            schedule_unit="epoch",
+            mode=mode,
+            verbose=0,
+        )
+        model.fit(*train, epochs=total, callbacks=[callback], **kwargs)
+        final = callback.pruned_model()
+    seconds = time.perf_counter() - start
+    common.compile_model(final, fit.lr, fit.run_eagerly)
+    return common.evaluate(final, *test), count_macs(final) / base_macs, seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    common.add_common_args(
+        parser,
+        name=NAME,
+        seeds=DEFAULT_SEEDS,
+        ratios=DEFAULT_RATIOS,
+        criteria=("operator_norm",),
+    )
+    parser.add_argument("--train", type=int, default=None, help="train images (10000)")
+    parser.add_argument("--test", type=int, default=None, help="test images (2000)")
+    parser.add_argument("--epochs", type=int, default=None, help="total E (8)")
+    parser.add_argument(
+        "--ft-epochs", type=int, default=None, help="F, after the last event (2)"
+    )
+    args = parser.parse_args(argv)
+    watch = common.Stopwatch()
+    common.configure(args.threads)
+
+    from bench_accuracy_images import load_data, vgg_style
+
+    quick = args.quick
+    seeds = args.seeds or ([0] if quick else list(DEFAULT_SEEDS))
+    ratios = args.ratios or list(DEFAULT_RATIOS)
+    criteria = common.check_criteria(args.criteria or ["operator_norm"])
+    train_n = args.train or (512 if quick else 10000)
+    test_n = args.test or (256 if quick else 2000)
+    total = args.epochs or (2 if quick else 8)
+    ft = args.ft_epochs or (1 if quick else 2)
+    if not 0 < ft < total:
+        parser.error("need 0 < --ft-epochs < --epochs")
+    fit = common.FitConfig(epochs=total, ft_epochs=ft, run_eagerly=quick)
+    train, _, test = load_data(train_n, 0, test_n)
+
+    results: dict[tuple, list] = {}
+    jobs = [("–", 0.0, "no pruning", seed) for seed in seeds]
+    jobs += [
+        (criterion, ratio, kind, seed)
+        for criterion in criteria
+        for ratio in ratios
+        for seed in seeds
+        for kind in SCHEDULES[1:]
+    ]
+    for criterion, ratio, kind, seed in jobs:
+        acc, macs, seconds = run_schedule(
+            kind, vgg_style, train, test, fit, seed, ratio, criterion, total, ft
+        )
+        results.setdefault((criterion, ratio, kind), []).append((acc, macs, seconds))
+        common.log(
+            f"{criterion} r={ratio} seed {seed} {kind}: acc {acc:.4f}, "
+            f"MACs {macs:.3f}, {seconds:.0f} s"
+        )
+
+    rows = []
+    for (criterion, ratio, kind), values in results.items():
+        accs, macs, secs = zip(*values)
+        rows.append(
+            [
+                f"`{criterion}`" if criterion != "–" else "–",
+                f"{ratio:g}",
+                kind,
+                common.mean_std(accs),
+                f"{100 * statistics.fmean(macs):.1f} %",
+                common.fmt_seconds(statistics.median(secs)),
+            ]
+        )
+    verdicts = []
+    for criterion in criteria:
+        for ratio in ratios:
+            one = results.get((criterion, ratio, "one-shot"), [])
+            for kind in ("iterative (hard)", "soft (SFP)"):
+                other = results.get((criterion, ratio, kind), [])
+                diffs = [100 * (a[0] - b[0]) for a, b in zip(other, one)]
+                if not diffs:
+                    continue
+                m = statistics.fmean(diffs)
+                s = statistics.stdev(diffs) if len(diffs) > 1 else float("nan")
+                verdicts.append(
+                    [
+                        f"`{criterion}` r={ratio:g}: {kind} − one-shot",
+                        common.fmt_diff(m, s, len(diffs)),
+                        common.compare_verdict(m, s, len(diffs)),
+                    ]
+                )
+    notes = [
+        f"Data: Fashion-MNIST subsample, the first {train_n:,} training and "
+        f"{test_n:,} test images"
+        + (" (--quick: tiny subsets, numbers meaningless)" if quick else "")
+        + ".",
+        f"Model: VGG-style CNN of bench_accuracy_images.py; Adam lr {fit.lr:g}, batch "
+        f"{fit.batch_size}, E = {total} epochs in total for every schedule, F = {ft} "
+        "epoch(s) after the last pruning event (one-shot: fine-tuning the pruned "
+        "model; iterative: training with the final masks).",
+        "Accuracy: mean ± sample std over seeds, in %; time: median over seeds; "
+        + common.VERDICT_RULE
+        + ".",
+    ]
+    text = "\n".join(
+        [
+            common.report_header(
+                "Pruning during training vs prune once (PruningCallback)",
+                watch,
+                seeds=seeds,
+                notes=notes,
+            ),
+            common.table(
+                [
+                    "criterion",
+                    "ratio",
+                    "schedule",
+                    "test accuracy (%)",
+                    "MACs kept",
+                    "wall time",
+                ],
+                rows,
+            ),
+            "",
+            "Paired differences (same seed):",
+            "",
+            common.table(["comparison", "difference", "verdict"], verdicts),
+            "",
+        ]
+    )
+    common.write_report(common.resolve_output(args, NAME), text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

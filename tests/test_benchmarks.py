@@ -1,0 +1,79 @@
+"""Smoke runs of the benchmark scripts (`--quick`), so that they cannot rot.
+
+Each script runs in its own process, as a user runs it, and writes its Markdown
+report to a temporary file (never over `benchmarks/results/`). The numbers of a
+quick run are meaningless; only the machinery is checked.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCHMARKS = os.path.join(ROOT, "benchmarks")
+FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+
+
+def _run(script: str, tmp_path, *extra: str) -> str:
+    output = tmp_path / "report.md"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(
+        [sys.executable, os.path.join(BENCHMARKS, script), "--quick"]
+        + ["--output", str(output), *extra],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    text = output.read_text(encoding="utf-8")
+    # The header every report carries, and at least one table.
+    for needle in ("- Command: `python benchmarks/", "wall time", "Versions:"):
+        assert needle in text
+    assert "|---|" in text
+    assert text in result.stdout  # the table is printed too
+    return text
+
+
+needs_fashion_mnist = pytest.mark.skipif(
+    not os.path.isdir(FASHION_MNIST),
+    reason="Debian's dataset-fashion-mnist is not installed",
+)
+
+
+@pytest.mark.slow
+@needs_fashion_mnist
+def test_bench_accuracy_images_quick(tmp_path):
+    text = _run("bench_accuracy_images.py", tmp_path)
+    assert "## vgg_style" in text and "## resnet8_style" in text
+    assert "`l1_norm`" in text and "`mean_activation`" in text
+    assert "Sensitivity analysis" in text
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
+def test_bench_accuracy_audio_quick(tmp_path):
+    text = _run(
+        "bench_accuracy_audio.py", tmp_path, "--cache-dir", str(tmp_path / "digits")
+    )
+    assert "## dcase21_style" in text and "## vggish_style" in text
+    assert "test speakers (held out)" in text
+
+
+@pytest.mark.slow
+def test_bench_scoring_quick(tmp_path):
+    text = _run("bench_scoring.py", tmp_path)
+    assert "`operator_norm`" in text and "`mean_activation`" in text
+    assert "÷ operator_norm" in text
+
+
+@pytest.mark.slow
+@needs_fashion_mnist
+def test_bench_callback_quick(tmp_path):
+    text = _run("bench_callback.py", tmp_path)
+    for schedule in ("no pruning", "one-shot", "iterative (hard)", "soft (SFP)"):
+        assert schedule in text
