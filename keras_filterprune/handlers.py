@@ -57,6 +57,10 @@ class LayerHandler:
 
     #: Whether the layer creates new, prunable output channels (a "producer").
     produces = False
+    #: Whether each output element depends only on the same input element (BatchNorm
+    #: at inference, activations, dropout): active criteria score a producer's
+    #: activations at the end of such a chain.
+    elementwise = False
 
     def propagate(self, layer, call: Call, inputs: list, tracer) -> list:
         """Returns the element ids of each output tensor of one call.
@@ -110,7 +114,14 @@ class PassThroughHandler(LayerHandler):
 
     Every weight whose last axis has the channel count is sliced along it (BatchNorm
     gamma/beta/moving statistics, PReLU alpha, a per-channel scale).
+
+    Args:
+        elementwise: `bool`. Whether the layer maps each element on its own (an
+            activation), as opposed to pooling or padding. Defaults to `False`.
     """
+
+    def __init__(self, elementwise: bool = False) -> None:
+        self.elementwise = elementwise
 
     def propagate(self, layer, call, inputs, tracer):
         if not _channels_last(layer):
@@ -407,6 +418,7 @@ class ChannelPadHandler(LayerHandler):
 
 
 _PASS = PassThroughHandler()
+_ELEMENTWISE = PassThroughHandler(elementwise=True)
 _FREEZE_RESHAPE = FreezeHandler("reshapes the channel axis")
 _REGISTRY: dict[type, LayerHandler] = {}
 _BY_NAME: dict[str, LayerHandler] = {
@@ -435,10 +447,12 @@ def _init_registry() -> None:
         L.SeparableConv2D: ProducerHandler(kernel_layout="separable"),
         L.Dense: ProducerHandler(width_key="units"),
     }
-    passing = [
+    elementwise = [
         L.ReLU, L.LeakyReLU, L.ELU, L.PReLU, L.Dropout, L.SpatialDropout1D,
         L.SpatialDropout2D, L.SpatialDropout3D, L.GaussianDropout, L.GaussianNoise,
         L.AlphaDropout, L.ActivityRegularization, L.Identity,
+    ]  # fmt: skip
+    passing = [
         L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D, L.AveragePooling1D,
         L.AveragePooling2D, L.AveragePooling3D, L.GlobalMaxPooling1D,
         L.GlobalMaxPooling2D, L.GlobalMaxPooling3D, L.GlobalAveragePooling1D,
@@ -459,13 +473,14 @@ def _init_registry() -> None:
     }
     merges = [L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum]
     _REGISTRY.update(producers)
+    _REGISTRY.update({cls: _ELEMENTWISE for cls in elementwise})
     _REGISTRY.update({cls: _PASS for cls in passing})
     _REGISTRY.update(frozen)
     _REGISTRY.update({cls: MergeHandler() for cls in merges})
     _REGISTRY.update(
         {
-            L.BatchNormalization: BatchNormHandler(),
-            L.Activation: ActivationHandler(),
+            L.BatchNormalization: BatchNormHandler(elementwise=True),
+            L.Activation: ActivationHandler(elementwise=True),
             L.Softmax: SoftmaxHandler(),
             L.Rescaling: RescalingHandler(),
             L.DepthwiseConv1D: DepthwiseHandler(),

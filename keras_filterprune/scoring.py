@@ -14,7 +14,7 @@ import numpy as np
 
 from keras_filterprune import criteria as criteria_lib
 from keras_filterprune.graph import ChannelGraph, trace_channels
-from keras_filterprune.handlers import PassThroughHandler, get_handler
+from keras_filterprune.handlers import get_handler
 
 __all__ = ["score_filters", "producer_kernel"]
 
@@ -31,8 +31,9 @@ def producer_kernel(layer: keras.layers.Layer) -> np.ndarray:
 
 def _activation_layers(graph: ChannelGraph, producers: list[str]) -> dict[str, str]:
     """For each producer, the top-level layer whose output is scored by active
-    criteria: the producer itself, or the end of the chain of per-channel layers
-    (BatchNorm, activation, dropout) that consume only its output."""
+    criteria: the producer itself, or the end of the chain of elementwise layers
+    (BatchNorm, activation, dropout: `handler.elementwise`) that consume only its
+    output."""
     consumers: dict[int, list] = {}
     for call in graph.walk.calls:
         for key in call.inputs:
@@ -53,13 +54,9 @@ def _activation_layers(graph: ChannelGraph, producers: list[str]) -> dict[str, s
         key = call.outputs[0]
         while len(consumers.get(key, [])) == 1:
             nxt = consumers[key][0]
-            if (
-                "/" in nxt.path
-                or len(nxt.inputs) != 1
-                or type(get_handler(nxt.layer)) is not PassThroughHandler
-                and not isinstance(nxt.layer, keras.layers.BatchNormalization)
-                and not isinstance(nxt.layer, keras.layers.Activation)
-            ):
+            handler = get_handler(nxt.layer)
+            elementwise = handler is not None and handler.elementwise
+            if "/" in nxt.path or len(nxt.inputs) != 1 or not elementwise:
                 break
             end, key = nxt.path, nxt.outputs[0]
         result[path] = end
