@@ -11,13 +11,16 @@ channel form a *group*, the unit the planner prunes with one shared mask.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import warnings
+import weakref
 from collections.abc import Iterable
 
 import keras
 import numpy as np
 
+from keras_filterprune._validation import check_layer_names, resolve_layer_names
 from keras_filterprune.exceptions import FilterPruneWarning
 from keras_filterprune.handlers import FreezeHandler, LayerHandler, get_handler
 from keras_filterprune.walk import Call, ModelWalk, walk_model
@@ -73,13 +76,12 @@ class _UnionFind:
 class _Builder:
     """The tracer handed to handlers (see `LayerHandler.propagate`)."""
 
-    def __init__(self, walk: ModelWalk, exclude: set[str]) -> None:
+    def __init__(self, walk: ModelWalk) -> None:
         self.walk = walk
         self.uf = _UnionFind()
         self.frozen: dict[int, tuple[str, str]] = {}
         self.owner: list[str | None] = []
         self.producers: dict[str, np.ndarray] = {}
-        self.exclude = exclude
 
     # -- the API handlers use -------------------------------------------------
     def shape(self, key: int) -> tuple | None:
@@ -136,6 +138,7 @@ class ChannelGraph:
         touched: dict[str, list[np.ndarray]],
     ) -> None:
         self.model_name = model.name
+        self._model = weakref.ref(model)
         self.walk = walk
         self.tensor_ids = tensor_ids
         uf = builder.uf
@@ -220,12 +223,59 @@ class ChannelGraph:
     def input_ids(self, call: Call) -> list[np.ndarray | None]:
         return [self.tensor_ids.get(k) for k in call.inputs]
 
-    def first_calls(self) -> dict[str, Call]:
-        """The first call of every layer path."""
+    @functools.cached_property
+    def _first_calls(self) -> dict[str, Call]:
         calls: dict[str, Call] = {}
         for call in self.walk.calls:
             calls.setdefault(call.path, call)
         return calls
+
+    def first_calls(self) -> dict[str, Call]:
+        """The first call of every layer path."""
+        return self._first_calls
+
+    def is_graph_of(self, model: keras.Model) -> bool:
+        """Whether this graph was traced from `model` (the same object)."""
+        return self._model() is model
+
+    def resolve(self, names: Iterable[str] | None, arg: str) -> dict[str, list[str]]:
+        """Layer names (short or full paths) → the layer paths they mean."""
+        return resolve_layer_names(self.walk.layers, names, arg)
+
+    def exclusions(self, names: Iterable[str] | None) -> dict[int, str]:
+        """Group id → "excluded by the user" reason, for the groups that the
+        outputs of the named layers carry (an excluded conv keeps its filters,
+        while the layers feeding it may still be pruned).
+
+        Raises:
+            ValueError: a name is not a layer of the model.
+        """
+        names = check_layer_names(names, "exclude")
+        paths = {p for ps in self.resolve(names, "exclude").values() for p in ps}
+        result: dict[int, str] = {}
+        for call in self.walk.calls:
+            if call.path not in paths:
+                continue
+            for key in call.outputs:
+                ids = self.tensor_ids.get(key)
+                if ids is None or not len(ids):
+                    continue
+                for g in np.unique(self.elem_group[ids]).tolist():
+                    if g >= 0:
+                        reason = f"excluded by the user (at layer '{call.path}')"
+                        result.setdefault(g, reason)
+        return result
+
+    def frozen_reason(self, group: ChannelGroup, excluded: dict[int, str]):
+        """Why `group` is not pruned: its structural reason, else the exclusion."""
+        return group.frozen or excluded.get(group.id)
+
+    @functools.cached_property
+    def profile(self):
+        """The `ModelProfile` of the traced model, from this graph's walk."""
+        from keras_filterprune.profile import profile_walk
+
+        return profile_walk(self.walk)
 
     def summary(self) -> str:
         lines = [f"ChannelGraph of '{self.model_name}': {len(self.groups)} groups"]
@@ -238,21 +288,6 @@ class ChannelGraph:
         return "\n".join(lines)
 
 
-def _resolve_names(walk: ModelWalk, names: Iterable[str] | None, arg: str) -> set:
-    resolved: set[str] = set()
-    for name in names or ():
-        matches = [p for p in walk.layers if p == name or p.rsplit("/", 1)[-1] == name]
-        if not matches:
-            known = sorted(walk.layers)
-            more = " …" if len(known) > 20 else ""
-            raise ValueError(
-                f"`{arg}` names layer '{name}', which is not in the model. Known "
-                f"layers: {known[:20]}{more}"
-            )
-        resolved.update(matches)
-    return resolved
-
-
 def trace_channels(
     model: keras.Model, *, exclude: Iterable[str] | None = None, warn: bool = True
 ) -> ChannelGraph:
@@ -261,7 +296,10 @@ def trace_channels(
     Args:
         model: A built `keras.Model`. It is only read.
         exclude: Layer names (or nested paths like `"backbone/conv1"`) whose
-            channels must not be pruned. Defaults to `None`.
+            output channels must not be pruned: their groups are marked frozen
+            in the returned graph. The planner applies `exclude` itself
+            (`plan_pruning(..., exclude=...)`) without changing a graph, so a
+            graph traced once serves every exclusion. Defaults to `None`.
         warn: `bool`. Warn (`FilterPruneWarning`) for each layer class without a
             handler. Defaults to `True`.
 
@@ -285,7 +323,7 @@ def trace_channels(
     [(['a', 'b'], 8, True), (['head'], 2, False)]
     """
     walk = walk_model(model)
-    builder = _Builder(walk, _resolve_names(walk, exclude, "exclude"))
+    builder = _Builder(walk)
     tensor_ids: dict[int, np.ndarray | None] = {}
     for key in walk.inputs:
         tensor_ids[key] = builder.opaque(walk.channels(key), "<input>", "model input")
@@ -308,10 +346,6 @@ def trace_channels(
             for k, ids in zip(call.inputs, inputs)
         ]
         outputs = handler.propagate(call.layer, call, inputs, builder)
-        if call.path in builder.exclude:  # its outputs: an excluded conv keeps its
-            # filters, while the layers feeding it may still be pruned
-            for ids in outputs:
-                builder.freeze(ids, call.path, "excluded by the user")
         # A layer with input-sliced weights needs one input channel set per layer.
         if inputs and inputs[0] is not None and getattr(call.layer, "weights", ()):
             uses_input = any(
@@ -341,4 +375,50 @@ def trace_channels(
                 FilterPruneWarning,
                 stacklevel=2,
             )
-    return ChannelGraph(model, walk, builder, tensor_ids, touched)
+    graph = ChannelGraph(model, walk, builder, tensor_ids, touched)
+    if exclude is not None:
+        for g, reason in graph.exclusions(exclude).items():
+            graph.groups[g].frozen = graph.groups[g].frozen or reason
+            path = reason.split("'")[1]
+            reasons = graph.frozen_layers.setdefault(path, [])
+            if "excluded by the user" not in reasons:
+                reasons.append("excluded by the user")
+    return graph
+
+
+def graph_of(
+    model: keras.Model,
+    graph: ChannelGraph | None = None,
+    plan=None,
+    *,
+    warn: bool = False,
+) -> ChannelGraph:
+    """The `ChannelGraph` of `model`, traced only when none is at hand.
+
+    Args:
+        model: The model.
+        graph: A graph the caller traced; it must be `model`'s.
+        plan: A `PruningPlan` that may remember the graph it was made on.
+        warn: `bool`. Warn about layers without a handler when tracing.
+
+    Raises:
+        TypeError: `graph` is not a `ChannelGraph`.
+        ValueError: `graph` was traced from another model.
+    """
+    if graph is not None:
+        if not isinstance(graph, ChannelGraph):
+            raise TypeError(
+                "`graph` must be a keras_filterprune.ChannelGraph (from "
+                f"trace_channels). Received: graph of type {type(graph).__name__}."
+            )
+        if not graph.is_graph_of(model):
+            raise ValueError(
+                f"`graph` was traced from model '{graph.model_name}', not from the "
+                f"model given ('{model.name}'). Pass the graph of this model, or "
+                "none (it is then traced)."
+            )
+        return graph
+    remembered = plan.graph_for(model) if plan is not None else None
+    if remembered is not None:
+        return remembered
+    return trace_channels(model, warn=warn)

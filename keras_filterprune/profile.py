@@ -19,20 +19,24 @@ models and shared layers included, see `keras_filterprune.walk`) and counts, per
 - **Params**: the layer's `count_params()`, counted once per layer: a shared layer's
   parameters appear at its first call only, so `total_params == model.count_params()`.
 
-Layers that own weights but have no MAC rule (e.g. `LayerNormalization`, `PReLU`,
-`Embedding`, custom layers) count 0 MACs and are listed in `ModelProfile.uncounted`.
+Each rule is the `macs` method of the layer's handler (`keras_filterprune.handlers`),
+so a layer taught with `register_handler` is counted by its own rule. Layers that
+own weights but have no MAC rule (e.g. `LayerNormalization`, `PReLU`, `Embedding`,
+custom layers without a handler) count 0 MACs and are listed in
+`ModelProfile.uncounted`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import keras
 
-from keras_filterprune.walk import check_model, walk_model
+from keras_filterprune.handlers import UnknownShapeError, get_handler
+from keras_filterprune.walk import ModelWalk, check_model, walk_model
 
 __all__ = [
     "LayerProfile",
@@ -43,135 +47,6 @@ __all__ = [
 ]
 
 Shape = tuple
-
-
-class _UnknownShape(Exception):
-    """Raised by a MAC rule that needs a shape the walk does not know."""
-
-    def __init__(self, shape: Shape | None) -> None:
-        super().__init__(shape)
-        self.shape = shape
-
-
-def _dims(shape: Shape | None) -> tuple[int, ...]:
-    """The non-batch dims of `shape`, all known."""
-    if shape is None or any(d is None for d in shape[1:]):
-        raise _UnknownShape(shape)
-    return tuple(int(d) for d in shape[1:])
-
-
-def _split(layer: keras.layers.Layer, shape: Shape | None) -> tuple[tuple, int]:
-    """Splits a shape into (spatial dims, channels) following `layer.data_format`."""
-    dims = _dims(shape)
-    if getattr(layer, "data_format", "channels_last") == "channels_first":
-        return dims[1:], dims[0]
-    return dims[:-1], dims[-1]
-
-
-# --- MAC rules: f(layer, input shapes, output shapes) -> MACs per example ----------
-
-
-def _conv_macs(layer, inputs: Sequence[Shape], outputs: Sequence[Shape]) -> int:
-    out_spatial, _ = _split(layer, outputs[0])
-    _, c_in = _split(layer, inputs[0])
-    return (
-        math.prod(out_spatial)
-        * math.prod(layer.kernel_size)
-        * (c_in // layer.groups)
-        * layer.filters
-    )
-
-
-def _depthwise_macs(layer, inputs: Sequence[Shape], outputs: Sequence[Shape]) -> int:
-    out_spatial, _ = _split(layer, outputs[0])
-    _, c_in = _split(layer, inputs[0])
-    return (
-        math.prod(out_spatial)
-        * math.prod(layer.kernel_size)
-        * c_in
-        * layer.depth_multiplier
-    )
-
-
-def _separable_macs(layer, inputs: Sequence[Shape], outputs: Sequence[Shape]) -> int:
-    pointwise = (
-        math.prod(_split(layer, outputs[0])[0])
-        * _split(layer, inputs[0])[1]
-        * layer.depth_multiplier
-        * layer.filters
-    )
-    return _depthwise_macs(layer, inputs, outputs) + pointwise
-
-
-def _conv_transpose_macs(layer, inputs: Sequence[Shape], outputs: Sequence[Shape]):
-    in_spatial, c_in = _split(layer, inputs[0])
-    return math.prod(in_spatial) * math.prod(layer.kernel_size) * c_in * layer.filters
-
-
-def _dense_macs(layer, inputs: Sequence[Shape], outputs: Sequence[Shape]) -> int:
-    dims = _dims(inputs[0])
-    return math.prod(dims[:-1]) * dims[-1] * layer.units
-
-
-def _elementwise_macs(layer, inputs: Sequence[Shape], outputs: Sequence[Shape]):
-    return math.prod(_dims(outputs[0]))
-
-
-def _pooling_macs(layer, inputs: Sequence[Shape], outputs: Sequence[Shape]) -> int:
-    return math.prod(_dims(outputs[0])) * math.prod(layer.pool_size)
-
-
-def _global_pooling_macs(layer, inputs: Sequence[Shape], outputs: Sequence[Shape]):
-    return math.prod(_dims(inputs[0]))
-
-
-def _adaptive_pooling_macs(layer, inputs: Sequence[Shape], outputs: Sequence[Shape]):
-    # Window i of an axis of length n pooled to m spans
-    # [floor(i * n / m), ceil((i + 1) * n / m)), as in keras.ops.adaptive_*_pool.
-    in_spatial, channels = _split(layer, inputs[0])
-    out_spatial, _ = _split(layer, outputs[0])
-    total = channels
-    for n, m in zip(in_spatial, out_spatial, strict=True):
-        total *= sum(-(-(i + 1) * n // m) - (i * n // m) for i in range(m))
-    return total
-
-
-def _rules(classes: str, rule: Callable) -> dict[type, Callable]:
-    return {getattr(keras.layers, name): rule for name in classes.split()}
-
-
-_MAC_RULES: dict[type, Callable[..., int]] = {
-    **_rules("Conv1D Conv2D Conv3D", _conv_macs),
-    **_rules("DepthwiseConv1D DepthwiseConv2D", _depthwise_macs),
-    **_rules("SeparableConv1D SeparableConv2D", _separable_macs),
-    **_rules("Conv1DTranspose Conv2DTranspose Conv3DTranspose", _conv_transpose_macs),
-    **_rules("Dense", _dense_macs),
-    **_rules("BatchNormalization", _elementwise_macs),
-    **_rules(
-        "MaxPooling1D MaxPooling2D MaxPooling3D "
-        "AveragePooling1D AveragePooling2D AveragePooling3D",
-        _pooling_macs,
-    ),
-    **_rules(
-        "GlobalMaxPooling1D GlobalMaxPooling2D GlobalMaxPooling3D "
-        "GlobalAveragePooling1D GlobalAveragePooling2D GlobalAveragePooling3D",
-        _global_pooling_macs,
-    ),
-    **_rules(
-        "AdaptiveMaxPooling1D AdaptiveMaxPooling2D AdaptiveMaxPooling3D "
-        "AdaptiveAveragePooling1D AdaptiveAveragePooling2D AdaptiveAveragePooling3D",
-        _adaptive_pooling_macs,
-    ),
-}
-
-
-def _mac_rule(layer: keras.layers.Layer) -> Callable[..., int] | None:
-    """The MAC rule of the nearest class along the layer's MRO, if any."""
-    for cls in type(layer).__mro__:
-        rule = _MAC_RULES.get(cls)
-        if rule is not None:
-            return rule
-    return None
 
 
 # --- results -----------------------------------------------------------------------
@@ -413,7 +288,37 @@ def profile_model(model: keras.Model) -> ModelProfile:
     Total                                              122  4,040
     Params: 122 (trainable 122, non-trainable 0); MACs per example: 4,040
     """
-    walk = walk_model(model)
+    return profile_walk(walk_model(model))
+
+
+def call_macs(walk: ModelWalk, call, *, layer=None, shapes=None) -> int | None:
+    """MACs of one call site (its handler's rule), or `None` without a rule.
+
+    Args:
+        walk: The walked model.
+        call: One of its `Call`s.
+        layer: Count this layer instead of `call.layer` (a pruned copy).
+        shapes: Tensor key → shape, instead of `walk.shapes`.
+
+    Raises:
+        ValueError: the rule needs a shape the walk does not know.
+    """
+    handler = get_handler(call.layer)
+    if handler is None:
+        return None
+    layer = call.layer if layer is None else layer
+    shapes = walk.shapes if shapes is None else shapes
+    in_shapes = [shapes.get(k) for k in call.inputs]
+    out_shapes = [shapes.get(k) for k in call.outputs]
+    try:
+        macs = handler.macs(layer, in_shapes, out_shapes)
+    except UnknownShapeError as e:
+        raise _unknown_shape_error(call.path, call.layer, e.shape) from None
+    return None if macs is None else int(macs)
+
+
+def profile_walk(walk: ModelWalk) -> ModelProfile:
+    """`profile_model` of an already walked model (no second walk)."""
     seen: set[int] = set()
     uncounted: list[str] = []
     layers = []
@@ -423,16 +328,8 @@ def profile_model(model: keras.Model) -> ModelProfile:
         if id(layer) not in seen:
             seen.add(id(layer))
             params, trainable = _param_counts(layer)
-        rule = _mac_rule(layer)
-        macs = 0
-        if rule is not None:
-            in_shapes = [walk.shapes.get(k) for k in call.inputs]
-            out_shapes = [walk.shapes.get(k) for k in call.outputs]
-            try:
-                macs = int(rule(layer, in_shapes, out_shapes))
-            except _UnknownShape as e:
-                raise _unknown_shape_error(call.path, layer, e.shape) from None
-        elif params and call.path not in uncounted:
+        macs = call_macs(walk, call)
+        if macs is None and params and call.path not in uncounted:
             uncounted.append(call.path)
         layers.append(
             LayerProfile(
@@ -441,7 +338,7 @@ def profile_model(model: keras.Model) -> ModelProfile:
                 output_shape=_output_shape(walk.shapes, call.outputs),
                 params=params,
                 trainable_params=trainable,
-                macs=macs,
+                macs=macs or 0,
                 node_index=call.node_index,
             )
         )

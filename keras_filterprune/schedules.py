@@ -18,37 +18,23 @@ from typing import Any
 import keras
 import numpy as np
 
+from keras_filterprune._validation import check_int, check_ratio
+
 __all__ = ["RatioSchedule", "ConstantRatio", "PolynomialRatio"]
 
 _TFMOT_PREFIX = "tensorflow_model_optimization"
 
 
-def _check_int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"`{name}` must be an int. Received: {name}={value!r}")
-    if value < minimum:
-        raise ValueError(f"`{name}` must be >= {minimum}. Received: {name}={value}")
-    return int(value)
-
-
-def _check_ratio(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"`{name}` must be a number. Received: {name}={value!r}")
-    if not 0.0 <= float(value) < 1.0:
-        raise ValueError(f"`{name}` must be in [0, 1). Received: {name}={value}")
-    return float(value)
-
-
 def _check_steps(begin_step, end_step, frequency, allow_no_end: bool):
-    begin_step = _check_int(begin_step, "begin_step", 0)
-    end_step = _check_int(end_step, "end_step", -1 if allow_no_end else 0)
+    begin_step = check_int(begin_step, "begin_step", 0)
+    end_step = check_int(end_step, "end_step", -1 if allow_no_end else 0)
     if end_step != -1 and end_step < begin_step:
         raise ValueError(
             "`end_step` must be >= `begin_step`"
             + (" (or -1: no end)" if allow_no_end else "")
             + f". Received: begin_step={begin_step}, end_step={end_step}"
         )
-    frequency = _check_int(frequency, "frequency", 1)
+    frequency = check_int(frequency, "frequency", 1)
     return begin_step, end_step, frequency
 
 
@@ -124,7 +110,7 @@ class ConstantRatio(RatioSchedule):
         end_step: int = -1,
         frequency: int = 100,
     ) -> None:
-        self.ratio = _check_ratio(ratio, "ratio")
+        self.ratio = check_ratio(ratio, "ratio")
         self.begin_step, self.end_step, self.frequency = _check_steps(
             begin_step, end_step, frequency, allow_no_end=True
         )
@@ -189,8 +175,8 @@ class PolynomialRatio(RatioSchedule):
         power: float = 3,
         frequency: int = 100,
     ) -> None:
-        self.initial_ratio = _check_ratio(initial_ratio, "initial_ratio")
-        self.final_ratio = _check_ratio(final_ratio, "final_ratio")
+        self.initial_ratio = check_ratio(initial_ratio, "initial_ratio")
+        self.final_ratio = check_ratio(final_ratio, "final_ratio")
         self.begin_step, self.end_step, self.frequency = _check_steps(
             begin_step, end_step, frequency, allow_no_end=False
         )
@@ -264,3 +250,33 @@ def _deserialize_schedule(config: Any) -> Any:
     if isinstance(config, Mapping):
         return keras.saving.deserialize_keras_object(dict(config))
     return config
+
+
+def check_schedule(schedule: Any) -> Any:
+    """Raises a TypeError unless `schedule` is a callable ratio schedule."""
+    if schedule is not None and not callable(schedule):
+        raise TypeError(
+            "`schedule` must be a ratio schedule (e.g. keras_filterprune."
+            "PolynomialRatio or a tfmot.sparsity.keras.PruningSchedule): a "
+            "callable `schedule(step) -> (should_prune, ratio)`. Received: "
+            f"schedule={schedule!r}"
+        )
+    return schedule
+
+
+def ask(schedule: Any, step: int, unit: str = "step") -> tuple[bool, float]:
+    """Calls a schedule and checks its answer (tensors allowed).
+
+    Raises:
+        ValueError: it asks to prune with a ratio outside [0, 1) (NaN included);
+            the message names the step (or epoch) and the schedule.
+    """
+    should, ratio = schedule(step)
+    should = bool(np.asarray(should))
+    ratio = float(np.asarray(ratio))
+    if should and not 0.0 <= ratio < 1.0:  # NaN fails too
+        raise ValueError(
+            f"The pruning schedule returned ratio={ratio} at {unit} {step}; "
+            f"ratios must be in [0, 1). Schedule: {schedule!r}"
+        )
+    return should, ratio

@@ -16,7 +16,7 @@ from keras_filterprune import criteria as criteria_lib
 from keras_filterprune.graph import ChannelGraph, trace_channels
 from keras_filterprune.handlers import get_handler
 
-__all__ = ["score_filters", "producer_kernel"]
+__all__ = ["score_filters", "producer_kernel", "sliced_kernel"]
 
 
 def producer_kernel(layer: keras.layers.Layer) -> np.ndarray:
@@ -27,6 +27,40 @@ def producer_kernel(layer: keras.layers.Layer) -> np.ndarray:
             f"Layer '{layer.name}' ({type(layer).__name__}) has no prunable filters."
         )
     return handler.kernel(layer)
+
+
+def sliced_kernel(
+    graph: ChannelGraph,
+    path: str,
+    flags: np.ndarray | None = None,
+    keep_out: list[int] | None = None,
+) -> np.ndarray:
+    """A producer's kernel restricted to kept input channels (element keep
+    `flags`, repeated as the handler says) and to its kept filters `keep_out`:
+    the kernel the physically pruned model would have."""
+    layer = graph.walk.layers[path]
+    kernel = producer_kernel(layer)
+    if flags is not None:
+        call = graph.first_calls()[path]
+        ids = graph.tensor_ids.get(call.inputs[0]) if call.inputs else None
+        repeat = get_handler(layer).kernel_input_repeat(layer)
+        if ids is not None and len(ids) * repeat == kernel.shape[-2]:
+            kernel = kernel[..., np.repeat(flags[ids], repeat), :]
+    if keep_out is not None:
+        kernel = kernel[..., np.asarray(keep_out, dtype=np.int64)]
+    return kernel
+
+
+def _expand(scores: np.ndarray, kept: list[int], width: int) -> np.ndarray:
+    """Scores of the kept filters put back on all `width` filters; removed ones
+    get the smallest kept score (a per-producer normalisation by the largest
+    absolute score is then unchanged)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if len(scores) == width and len(kept) != width:
+        scores = scores[np.asarray(kept, dtype=np.int64)]
+    full = np.full(width, float(scores.min()) if scores.size else 0.0)
+    full[np.asarray(kept, dtype=np.int64)] = scores
+    return full
 
 
 def _activation_layers(graph: ChannelGraph, producers: list[str]) -> dict[str, str]:
@@ -69,6 +103,7 @@ def score_filters(
     data=None,
     *,
     graph: ChannelGraph | None = None,
+    within=None,
     layers: list[str] | None = None,
     batch_size: int = 32,
     verbose: int = 0,
@@ -83,6 +118,12 @@ def score_filters(
             Defaults to `"operator_norm"`.
         data: Inputs (or `(x, y)`) for active criteria; ignored by passive ones.
         graph: A `ChannelGraph` of `model` already traced. Defaults to tracing.
+        within: A `PruningPlan` whose removed channels are zero in `model` (a
+            masked model, as `PruningCallback` trains in hard mode). Each
+            producer is then scored as the physically pruned model would score
+            it (its kernel without the removed filters and input channels, or
+            the live channels' activations), and its removed filters get its
+            smallest kept score. Defaults to `None`.
         layers: Restrict to these producer paths. Defaults to all producers.
         batch_size: `int`. Batch size for active criteria. Defaults to `32`.
         verbose: `int`. Progress bar for active criteria when `> 0`.
@@ -106,7 +147,9 @@ def score_filters(
     """
     fn = criteria_lib.get(criterion)
     graph = graph if graph is not None else trace_channels(model, warn=False)
-    paths = [p for g in graph.groups for p in g.producers]
+    flags = within.keep_flags(graph) if within is not None else None
+    widths = {p: len(c) for g in graph.groups for p, c in g.producers.items()}
+    paths = list(widths)
     if layers is not None:
         paths = [p for p in paths if p in set(layers)]
     name = criterion if isinstance(criterion, str) else getattr(fn, "__name__", "")
@@ -127,10 +170,16 @@ def score_filters(
             verbose=verbose,
             **criterion_kwargs,
         )
-        return {p: np.asarray(scores[points[p]], dtype=np.float64) for p in paths}
+        result = {p: np.asarray(scores[points[p]], dtype=np.float64) for p in paths}
+        if within is not None:
+            result = {
+                p: _expand(s, within.kept_filters(p), len(s)) for p, s in result.items()
+            }
+        return result
     result = {}
     for path in paths:
-        kernel = producer_kernel(graph.walk.layers[path])
+        kept = None if within is None else within.kept_filters(path)
+        kernel = sliced_kernel(graph, path, flags, kept)
         if not np.all(np.isfinite(kernel)):
             raise ValueError(
                 f"Layer '{path}' has NaN or Inf in its kernel: it cannot be scored. "
@@ -142,5 +191,7 @@ def score_filters(
                 f"Criterion '{name}' returned scores of shape {scores.shape} for "
                 f"layer '{path}'; expected ({kernel.shape[-1]},), one per filter."
             )
+        if kept is not None:
+            scores = _expand(scores, kept, widths[path])
         result[path] = scores
     return result

@@ -154,7 +154,7 @@ def test_hard_mode_with_sgd_momentum(xy):
 
 
 def test_slots_are_matched_by_the_longest_variable_path():
-    from keras_filterprune.callbacks import _slot_variables
+    from keras_filterprune.masking import slot_variables as _slot_variables
 
     inputs = keras.Input((4,))
     x = keras.layers.Dense(3, name="dense")(inputs)

@@ -17,7 +17,7 @@ from keras_filterprune import (
     score_filters,
     trace_channels,
 )
-from keras_filterprune.plan import _cost_model
+from keras_filterprune._cost import cost_model
 from tests import oracle
 from tests._models import case_model, inputs_for, width
 
@@ -218,7 +218,6 @@ def test_extreme_ratio_keeps_min_filters():
     "kwargs, match",
     [
         ({"round_to": 0}, "`round_to` must be an int >= 1"),
-        ({"round_to": 2.0}, "`round_to` must be an int >= 1"),
         ({"min_filters": 0}, "`min_filters` must be an int >= 1"),
         ({"group_reduction": "median"}, "`group_reduction` must be one of"),
         ({"target_macs": 1e6, "target_params": 1e5}, "at most one of"),
@@ -235,6 +234,34 @@ def test_extreme_ratio_keeps_min_filters():
 def test_bad_arguments_are_value_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         plan_pruning(wide_model(), **kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"round_to": 2.0}, "`round_to` must be an int >= 1"),
+        ({"min_filters": True}, "`min_filters` must be an int >= 1"),
+        ({"global_ranking": "yes"}, "`global_ranking` must be a bool"),
+        ({"per_layer": [("stem", 0.5)]}, "`per_layer` must be a dict"),
+        ({"exclude": 5}, "`exclude` must be a layer name"),
+        ({"target_macs": "abc"}, "`target_macs` must be a number"),
+    ],
+)
+def test_bad_argument_types_are_type_errors(kwargs, match):
+    """One exception type and one message per bad value, the callback's too."""
+    with pytest.raises(TypeError, match=match):
+        plan_pruning(wide_model(), **kwargs)
+
+
+@pytest.mark.parametrize("value", [float("nan"), -1.0, 0.0])
+def test_bad_targets_are_value_errors_before_any_work(value):
+    with pytest.raises(ValueError, match="`target_macs` must be in"):
+        plan_pruning(wide_model(), target_macs=value)
+
+
+def test_infinite_target_prunes_nothing():
+    plan = plan_pruning(wide_model(), target_params=float("inf"))
+    assert plan.num_removed == 0
 
 
 def test_per_layer_overrides_the_ratio():
@@ -268,8 +295,8 @@ def test_cost_model_counts_params_exactly():
     """The planner's estimate of parameters equals the rebuilt model's count."""
     model = wide_model()
     graph = trace_channels(model)
-    cost = _cost_model(model, graph, "params")
-    macs = _cost_model(model, graph, "macs")
+    cost = cost_model(graph, "params")
+    macs = cost_model(graph, "macs")
     for ratio, criterion in [(0.3, "l1_norm"), (0.5, "random"), (0.8, "l2_norm")]:
         plan = plan_pruning(model, ratio, criterion)
         flags = graph.element_keep(plan.keep_masks())

@@ -1,7 +1,10 @@
 """CIFAR-10 networks of Li et al. (2017): VGG-16 with BN and He et al.'s ResNets."""
 
 import keras
+import numpy as np
 from keras import layers, ops
+
+from keras_filterprune.handlers import LayerHandler, register_handler
 
 _RESNET_DEPTHS = "6n + 2 with n >= 1 (8, 14, 20, 32, 44, 56, 110, ...)"
 
@@ -147,6 +150,20 @@ class ShortcutPad(keras.layers.Layer):
             }
         )
         return config
+
+
+class ChannelPadHandler(LayerHandler):
+    """`ShortcutPad`: zero channels padded on both sides of the (pruned) input
+    channels; the padding channels are frozen (there is nothing to prune)."""
+
+    def propagate(self, layer, call, inputs, tracer):
+        reason = "zero padding channels"
+        before = tracer.opaque(layer.pad_before, call.path, reason)
+        after = tracer.opaque(layer.pad_after, call.path, reason)
+        return [np.concatenate([before, inputs[0], after])]
+
+
+register_handler(ShortcutPad, ChannelPadHandler())
 
 
 def vgg16_cifar(

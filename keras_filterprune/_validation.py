@@ -1,0 +1,262 @@
+"""One checker per kind of argument, one message style, one exception type per
+bad value: TypeError for a wrong type, ValueError for a wrong value, both naming
+the argument and the value as Keras does (``Received: ratio=1.5``).
+
+`PlanOptions` is the validated set of planner options shared by `plan_pruning`,
+`PruningCallback` and the command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "PlanOptions",
+    "check_bool",
+    "check_choice",
+    "check_int",
+    "check_layer_names",
+    "check_number",
+    "check_ratio",
+    "layer_by_path",
+    "resolve_layer_names",
+]
+
+REDUCTIONS = ("mean", "sum", "max", "l2")
+
+
+def check_bool(value: Any, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"`{name}` must be a bool. Received: {name}={value!r}")
+    return bool(value)
+
+
+def check_int(value: Any, name: str, minimum: int | None = None) -> int:
+    """An int (not a bool), `>= minimum` when given."""
+    what = "an int" if minimum is None else f"an int >= {minimum}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"`{name}` must be {what}. Received: {name}={value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"`{name}` must be {what}. Received: {name}={value}")
+    return int(value)
+
+
+def check_number(
+    value: Any,
+    name: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    allow_inf: bool = False,
+) -> float:
+    """A real number (not a bool), finite unless `allow_inf`, within the bounds."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"`{name}` must be a number. Received: {name}={value!r}")
+    value = float(value)
+    bounded = low is not None or high is not None
+    bad = math.isnan(value) or (math.isinf(value) and not allow_inf)
+    if bad and not bounded:
+        raise ValueError(f"`{name}` must be a finite number. Received: {name}={value}")
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if bad or too_low or too_high:
+        left = "(" if low_open else "["
+        right = ")" if high_open else "]"
+        lo = "-inf" if low is None else f"{low:g}"
+        hi = "inf" if high is None else f"{high:g}"
+        raise ValueError(
+            f"`{name}` must be in {left}{lo}, {hi}{right}. Received: {name}={value}"
+        )
+    return value
+
+
+def check_ratio(value: Any, name: str) -> float:
+    """A pruning ratio: a finite number in [0, 1)."""
+    return check_number(value, name, low=0.0, high=1.0, high_open=True)
+
+
+def check_choice(value: Any, name: str, choices: Iterable[str]) -> str:
+    choices = tuple(choices)
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(
+            f"`{name}` must be one of {choices}. Received: {name}={value!r}"
+        )
+    return value
+
+
+def check_layer_names(value: Any, name: str) -> list[str] | None:
+    """`None`, one layer name, or an iterable of names (all `str`)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (bytes, Mapping)) or not isinstance(value, Iterable):
+        raise TypeError(
+            f"`{name}` must be a layer name or a list of layer names (str). "
+            f"Received: {name}={value!r}"
+        )
+    names = list(value)
+    if not all(isinstance(n, str) for n in names):
+        raise TypeError(
+            f"`{name}` must hold layer names (str). Received: {name}={names!r}"
+        )
+    return names
+
+
+def check_epochs(epochs: Any, name: str = "epochs") -> tuple[int, ...] | None:
+    """`None`, or a non-empty sequence of 0-based epoch indices (sorted, unique)."""
+    if epochs is None:
+        return None
+    if isinstance(epochs, (str, bytes, numbers.Number)) or not isinstance(
+        epochs, Iterable
+    ):
+        raise TypeError(
+            f"`{name}` must be a sequence of 0-based epoch indices, e.g. (0, 2, 4). "
+            f"Received: {name}={epochs!r}"
+        )
+    epochs = list(epochs)
+    for e in epochs:
+        if isinstance(e, bool) or not isinstance(e, numbers.Integral):
+            raise TypeError(
+                f"`{name}` must hold ints (0-based epoch indices). Received: "
+                f"{name}={epochs!r}"
+            )
+    if not epochs:
+        raise ValueError(
+            f"`{name}` must name at least one epoch (or be None: every epoch). "
+            f"Received: {name}=[]"
+        )
+    if min(epochs) < 0:
+        raise ValueError(
+            f"`{name}` must be 0-based epoch indices >= 0. Received: {name}={epochs}"
+        )
+    return tuple(sorted({int(e) for e in epochs}))
+
+
+def check_per_layer(value: Any, name: str = "per_layer") -> dict[str, float] | None:
+    """`None` or a mapping of layer name → ratio in [0, 1)."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise TypeError(
+            f"`{name}` must be a dict of layer name -> ratio. "
+            f"Received: {name}={value!r}"
+        )
+    result = {}
+    for key, ratio in value.items():
+        if not isinstance(key, str):
+            raise TypeError(
+                f"`{name}` keys must be layer names (str). Received: key {key!r}"
+            )
+        result[key] = check_ratio(ratio, f"{name}['{key}']")
+    return result
+
+
+def resolve_layer_names(
+    paths: Iterable[str], names: Iterable[str] | None, arg: str
+) -> dict[str, list[str]]:
+    """Each name → the layer paths it means: the path itself, or every path
+    whose last part is the name (`"conv1"` matches `"backbone/conv1"`).
+
+    Raises:
+        ValueError: a name matches no layer; the message lists known layers.
+    """
+    paths = list(paths)
+    by_short: dict[str, list[str]] = {}
+    for p in paths:
+        by_short.setdefault(p.rsplit("/", 1)[-1], []).append(p)
+    known = set(paths)
+    result = {}
+    for name in names or ():
+        matches = sorted(set(by_short.get(name, [])) | ({name} & known))
+        if not matches:
+            listed = sorted(known)
+            more = " …" if len(listed) > 20 else ""
+            raise ValueError(
+                f"`{arg}` names layer '{name}', which is not in the model. Known "
+                f"layers: {listed[:20]}{more}"
+            )
+        result[name] = matches
+    return result
+
+
+def layer_by_path(model, path: str):
+    """The layer at `path` (`"nested_model/layer"`) of `model`."""
+    obj = model
+    for part in path.split("/"):
+        obj = obj.get_layer(part)
+    return obj
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanOptions:
+    """The validated planner options (see `plan_pruning` for their meaning).
+
+    Built with `PlanOptions.from_kwargs(...)`, which checks every value at once
+    and raises the same error, with the same message, wherever the options come
+    from (`plan_pruning`, `PruningCallback`, the command line).
+    """
+
+    criterion: str | Callable = "operator_norm"
+    per_layer: dict[str, float] | None = None
+    exclude: list[str] | None = None
+    group_reduction: str = "mean"
+    round_to: int = 1
+    min_filters: int = 1
+    global_ranking: bool = False
+    greedy: bool = False
+
+    @classmethod
+    def from_kwargs(
+        cls,
+        criterion: str | Callable = "operator_norm",
+        *,
+        per_layer=None,
+        exclude=None,
+        group_reduction: str = "mean",
+        round_to: int = 1,
+        min_filters: int = 1,
+        global_ranking: bool = False,
+        greedy: bool = False,
+    ) -> PlanOptions:
+        from keras_filterprune import criteria as criteria_lib
+
+        criteria_lib.get(criterion)  # unknown names fail before any work
+        options = cls(
+            criterion=criterion,
+            per_layer=check_per_layer(per_layer),
+            exclude=check_layer_names(exclude, "exclude"),
+            group_reduction=check_choice(
+                group_reduction, "group_reduction", REDUCTIONS
+            ),
+            round_to=check_int(round_to, "round_to", 1),
+            min_filters=check_int(min_filters, "min_filters", 1),
+            global_ranking=check_bool(global_ranking, "global_ranking"),
+            greedy=check_bool(greedy, "greedy"),
+        )
+        if options.greedy and criteria_lib.is_active(criterion):
+            raise ValueError(
+                "`greedy=True` needs a passive criterion (kernel-based). "
+                f"Received: criterion={criterion!r}"
+            )
+        return options
+
+    @property
+    def active(self) -> bool:
+        from keras_filterprune import criteria as criteria_lib
+
+        return criteria_lib.is_active(self.criterion)
+
+    @property
+    def criterion_name(self) -> str:
+        if isinstance(self.criterion, str):
+            return self.criterion
+        return getattr(self.criterion, "__name__", type(self.criterion).__name__)

@@ -1,0 +1,244 @@
+"""The handler base class and the handlers every other one builds on.
+
+A handler owns every fact keras-filterprune needs about one layer class: how its
+channels flow (`propagate`), which weight axes follow them (`weight_axes`, and from
+them `map_weights`, used by surgery and masking alike), its config at a new width
+(`prune_config`), its kernel for the criteria (`kernel`, `kernel_input_repeat`),
+its MACs (`macs`) and whether it can be rebuilt from its config (`rebuild_error`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from keras_filterprune.walk import Call
+
+__all__ = [
+    "AxisRule",
+    "LayerHandler",
+    "FreezeHandler",
+    "PassThroughHandler",
+    "UnknownShapeError",
+    "channels_last",
+    "dims",
+    "split_shape",
+]
+
+# A weight axis rule: (axis, source, repeat). `source` is "in" (the layer's first
+# input channels, each repeated `repeat` times) or "out" (the layer's own filters).
+AxisRule = tuple[int, str, int]
+Shape = tuple
+
+
+class UnknownShapeError(Exception):
+    """Raised by `LayerHandler.macs` when it needs a shape that is not known."""
+
+    def __init__(self, shape: Shape | None) -> None:
+        super().__init__(shape)
+        self.shape = shape
+
+
+def dims(shape: Shape | None) -> tuple[int, ...]:
+    """The non-batch dims of `shape`, all known (else `UnknownShapeError`)."""
+    if shape is None or any(d is None for d in shape[1:]):
+        raise UnknownShapeError(shape)
+    return tuple(int(d) for d in shape[1:])
+
+
+def split_shape(layer, shape: Shape | None) -> tuple[tuple, int]:
+    """Splits a shape into (spatial dims, channels) following `layer.data_format`."""
+    d = dims(shape)
+    if not channels_last(layer):
+        return d[1:], d[0]
+    return d[:-1], d[-1]
+
+
+def channels_last(layer) -> bool:
+    return getattr(layer, "data_format", "channels_last") != "channels_first"
+
+
+class LayerHandler:
+    """Base class of the channel rules of one layer class.
+
+    Subclass it to teach keras-filterprune a custom layer, then call
+    `register_handler(MyLayer, MyHandler())`. Handlers are stateless.
+    """
+
+    #: Whether the layer creates new, prunable output channels (a "producer").
+    produces = False
+    #: Whether each output element depends only on the same input element (BatchNorm
+    #: at inference, activations, dropout): active criteria score a producer's
+    #: activations at the end of such a chain.
+    elementwise = False
+
+    def propagate(self, layer, call: Call, inputs: list, tracer) -> list:
+        """Returns the element ids of each output tensor of one call.
+
+        Args:
+            layer: The live layer.
+            call: The `Call` (its `inputs`/`outputs` tensor keys).
+            inputs: One int array of element ids per input tensor (or `None` when
+                the channel count is unknown).
+            tracer: The graph builder: `tracer.channels(key)`,
+                `tracer.producer_ids(path, n)`, `tracer.opaque(n, path, reason)`,
+                `tracer.freeze(ids, path, reason)`, `tracer.union(a, b)`.
+        """
+        raise NotImplementedError
+
+    def weight_axes(self, layer) -> list[list[AxisRule]]:
+        """Per weight of `layer.get_weights()`, the axes that follow channels."""
+        return [[] for _ in getattr(layer, "weights", ())]
+
+    def prune_config(self, layer, config: dict, n_out: int) -> dict:
+        """Returns the layer config for `n_out` kept output channels."""
+        return config
+
+    def kernel(self, layer) -> np.ndarray:
+        """Producers: the kernel in `(*spatial, C_in, N)` layout for the criteria."""
+        raise NotImplementedError(f"{type(layer).__name__} has no prunable kernel.")
+
+    def kernel_input_repeat(self, layer) -> int:
+        """Producers: how many kernel input rows each input channel feeds (the
+        depth multiplier of a separable conv; 1 otherwise)."""
+        return 1
+
+    def macs(self, layer, inputs: Sequence[Shape], outputs: Sequence[Shape]):
+        """Multiply-accumulates of one call for one example, or `None` when the
+        layer has no MAC rule (it is then counted as 0 and, if it owns weights,
+        reported as uncounted). Raise `UnknownShapeError` for a missing shape."""
+        return None
+
+    def rebuild_error(self, layer) -> str | None:
+        """Why surgery cannot rebuild the layer from its config, or `None`.
+
+        The text completes "Layer '<path>' …", e.g. "is a Lambda layer: …"."""
+        return None
+
+    def map_weights(
+        self, layer, weights: list, in_keep, out_keep, op: Callable
+    ) -> list:
+        """Applies `op(weight, axis, mask, index)` along every channel axis.
+
+        `in_keep`/`out_keep` are boolean masks of the layer's first input's and
+        its output's channels (or `None`). Surgery slices with it, masking
+        multiplies: both follow `weight_axes`, the one statement of the layout.
+        """
+        out = []
+        for i, (w, rules) in enumerate(zip(weights, self.weight_axes(layer))):
+            for axis, src, repeat in rules:
+                mask = in_keep if src == "in" else out_keep
+                if mask is None:
+                    continue
+                if repeat > 1:
+                    mask = np.repeat(mask, repeat)
+                if mask.all():
+                    continue
+                if w.shape[axis] == 1 and len(mask) != 1:
+                    continue  # broadcast weight (e.g. PReLU shared on channels)
+                if w.shape[axis] != len(mask):
+                    raise RuntimeError(
+                        f"Internal error: weight {i} of layer '{layer.name}' has "
+                        f"{w.shape[axis]} entries on axis {axis}, the channel mask "
+                        f"{len(mask)}. Please report this with the model."
+                    )
+                w = op(w, axis, mask, i)
+            out.append(w)
+        return out
+
+
+class FreezeHandler(LayerHandler):
+    """A layer whose channel mapping is unknown: every group reaching it is frozen.
+
+    Args:
+        reason: `str`. Why, as `plan.summary()` reports it. Defaults to `None`
+            ("<class> is not channel-aware").
+        rebuild_error: `str`. Set when surgery must refuse to rebuild the layer
+            (e.g. Lambda layers, whose config holds Python bytecode). Defaults
+            to `None`.
+    """
+
+    def __init__(self, reason: str | None = None, rebuild_error: str | None = None):
+        self.reason = reason
+        self._rebuild_error = rebuild_error
+
+    def propagate(self, layer, call, inputs, tracer):
+        reason = self.reason or f"{type(layer).__name__} is not channel-aware"
+        for ids in inputs:
+            tracer.freeze(ids, call.path, reason)
+        return [
+            tracer.opaque(tracer.channels(key), call.path, reason)
+            for key in call.outputs
+        ]
+
+    def rebuild_error(self, layer):
+        return self._rebuild_error
+
+
+class PassThroughHandler(LayerHandler):
+    """Channels pass through unchanged; per-channel weights are sliced.
+
+    Every weight whose last axis has the channel count is sliced along it (BatchNorm
+    gamma/beta/moving statistics, PReLU alpha, a per-channel scale).
+
+    Args:
+        elementwise: `bool`. Whether the layer maps each element on its own (an
+            activation), as opposed to pooling or padding. Defaults to `False`.
+    """
+
+    def __init__(self, elementwise: bool = False) -> None:
+        self.elementwise = elementwise
+
+    def propagate(self, layer, call, inputs, tracer):
+        if not channels_last(layer):
+            return FreezeHandler("channels_first data format").propagate(
+                layer, call, inputs, tracer
+            )
+        return [inputs[0] for _ in call.outputs]
+
+    def weight_axes(self, layer):
+        width = next((int(w.shape[-1]) for w in layer.weights if w.shape), None)
+        return [
+            [(len(w.shape) - 1, "in", 1)] if w.shape and w.shape[-1] == width else []
+            for w in layer.weights
+        ]
+
+
+class ElementwiseMacsHandler(PassThroughHandler):
+    """A pass-through layer that costs one multiply-add per output element
+    (BatchNormalization folded to `x * scale + shift` at inference)."""
+
+    def macs(self, layer, inputs, outputs):
+        return math.prod(dims(outputs[0]))
+
+
+class PoolingHandler(PassThroughHandler):
+    """Pooling: one operation per window element of every output element."""
+
+    def macs(self, layer, inputs, outputs):
+        return math.prod(dims(outputs[0])) * math.prod(layer.pool_size)
+
+
+class GlobalPoolingHandler(PassThroughHandler):
+    """Global pooling: one operation per input element."""
+
+    def macs(self, layer, inputs, outputs):
+        return math.prod(dims(inputs[0]))
+
+
+class AdaptivePoolingHandler(PassThroughHandler):
+    """Adaptive pooling: the sum of its window sizes per channel."""
+
+    def macs(self, layer, inputs, outputs):
+        # Window i of an axis of length n pooled to m spans
+        # [floor(i * n / m), ceil((i + 1) * n / m)), as in keras.ops.adaptive_*_pool.
+        in_spatial, c = split_shape(layer, inputs[0])
+        out_spatial, _ = split_shape(layer, outputs[0])
+        total = c
+        for n, m in zip(in_spatial, out_spatial, strict=True):
+            total *= sum(-(-(i + 1) * n // m) - (i * n // m) for i in range(m))
+        return total

@@ -1,0 +1,224 @@
+"""Producers (Conv, Dense, transposed and separable convolutions) and depthwise
+convolutions: the layers whose kernels the criteria score."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from keras_filterprune.handlers.base import (
+    FreezeHandler,
+    LayerHandler,
+    channels_last,
+    dims,
+    split_shape,
+)
+
+__all__ = [
+    "ProducerHandler",
+    "DenseHandler",
+    "TransposeConvHandler",
+    "SeparableConvHandler",
+    "DepthwiseHandler",
+]
+
+_MIXING_ACTIVATIONS = ("softmax", "log_softmax")
+
+
+def _numpy(variable) -> np.ndarray:
+    return np.asarray(variable.numpy())
+
+
+def _multiplier(layer) -> int:
+    if hasattr(layer, "depth_multiplier"):
+        return int(layer.depth_multiplier)
+    return int(layer.filters // layer.groups)  # a depthwise grouped Conv
+
+
+class ProducerHandler(LayerHandler):
+    """A convolution that mixes its input channels into new filters.
+
+    Kernels are `(*spatial, C_in, N)`. Subclasses cover other layouts
+    (`TransposeConvHandler`, `SeparableConvHandler`) and `Dense`.
+
+    Args:
+        width_key: `str`. The config key holding the number of output channels.
+            Defaults to `"filters"`.
+    """
+
+    produces = True
+
+    def __init__(self, width_key: str = "filters") -> None:
+        self.width_key = width_key
+
+    @staticmethod
+    def depthwise_multiplier(layer, in_width: int | None) -> int | None:
+        """`m` when a grouped conv is depthwise (`groups == C_in`), else `None`."""
+        groups = getattr(layer, "groups", 1)
+        if groups > 1 and groups == in_width and layer.filters % groups == 0:
+            return layer.filters // groups
+        return None
+
+    def frozen_reason(self, layer) -> str | None:
+        """Why the layer's own filters cannot be pruned, or `None`."""
+        if not channels_last(layer):
+            return "channels_first data format"
+        activation = getattr(layer, "activation", None)
+        if getattr(activation, "__name__", "") in _MIXING_ACTIVATIONS:
+            return "softmax activation mixes the output channels"
+        return None
+
+    def propagate(self, layer, call, inputs, tracer):
+        groups = getattr(layer, "groups", 1)
+        if groups > 1:
+            m = self.depthwise_multiplier(layer, tracer.channels(call.inputs[0]))
+            if m is None or not channels_last(layer):
+                return FreezeHandler(
+                    f"grouped convolution (groups={groups}) ties in/out channels"
+                ).propagate(layer, call, inputs, tracer)
+            return DepthwiseHandler().propagate(layer, call, inputs, tracer)
+        n_out = int(getattr(layer, self.width_key))
+        ids = tracer.producer_ids(call.path, n_out)
+        reason = self.frozen_reason(layer)
+        if reason is not None:
+            tracer.freeze(ids, call.path, reason)
+        if not channels_last(layer):  # the last axis of the inputs is not channels
+            for in_ids in inputs:
+                tracer.freeze(in_ids, call.path, reason)
+        return [ids]
+
+    def _kernel_rule(self, nd: int) -> list:
+        return [(nd - 2, "in", 1), (nd - 1, "out", 1)]
+
+    def weight_axes(self, layer):
+        groups = getattr(layer, "groups", 1)
+        if groups > 1:  # depthwise as a grouped conv: out filter n ← channel n // m
+            m = layer.filters // groups
+            return [[(len(w.shape) - 1, "in", m)] for w in layer.weights]
+        rules = []
+        for w in layer.weights:
+            name = w.name.split("/")[-1]
+            if name == "bias":
+                rules.append([(0, "out", 1)])
+            elif name == "kernel":
+                rules.append(self._kernel_rule(len(w.shape)))
+            else:
+                rules.append([])
+        return rules
+
+    def prune_config(self, layer, config, n_out):
+        groups = getattr(layer, "groups", 1)
+        if groups > 1:
+            m = layer.filters // groups
+            return {**config, "filters": int(n_out), "groups": int(n_out) // m}
+        return {**config, self.width_key: int(n_out)}
+
+    def kernel(self, layer):
+        return _numpy(layer.kernel)
+
+    def macs(self, layer, inputs, outputs):
+        out_spatial, _ = split_shape(layer, outputs[0])
+        _, c_in = split_shape(layer, inputs[0])
+        return (
+            math.prod(out_spatial)
+            * math.prod(layer.kernel_size)
+            * (c_in // layer.groups)
+            * layer.filters
+        )
+
+
+class DenseHandler(ProducerHandler):
+    """`Dense`: `prod(leading non-batch dims) * in * units` MACs."""
+
+    def __init__(self) -> None:
+        super().__init__(width_key="units")
+
+    def macs(self, layer, inputs, outputs):
+        d = dims(inputs[0])
+        return math.prod(d[:-1]) * d[-1] * layer.units
+
+
+class TransposeConvHandler(ProducerHandler):
+    """Transposed convolutions: kernels are `(*spatial, N, C_in)`."""
+
+    def _kernel_rule(self, nd):
+        return [(nd - 2, "out", 1), (nd - 1, "in", 1)]
+
+    def kernel(self, layer):
+        return np.swapaxes(_numpy(layer.kernel), -1, -2)
+
+    def macs(self, layer, inputs, outputs):
+        in_spatial, c_in = split_shape(layer, inputs[0])
+        return (
+            math.prod(in_spatial)
+            * math.prod(layer.kernel_size)
+            * c_in
+            * (layer.filters)
+        )
+
+
+class SeparableConvHandler(ProducerHandler):
+    """Separable convolutions: a depthwise part, then a pointwise producer."""
+
+    def weight_axes(self, layer):
+        m = int(layer.depth_multiplier)
+        rules = []
+        for w in layer.weights:
+            name, nd = w.name.split("/")[-1], len(w.shape)
+            if name == "bias":
+                rules.append([(0, "out", 1)])
+            elif name == "depthwise_kernel":
+                rules.append([(nd - 2, "in", 1)])
+            elif name == "pointwise_kernel":
+                rules.append([(nd - 2, "in", m), (nd - 1, "out", 1)])
+            else:
+                rules.append([])
+        return rules
+
+    def kernel(self, layer):
+        return _numpy(layer.pointwise_kernel)
+
+    def kernel_input_repeat(self, layer):
+        return int(layer.depth_multiplier)
+
+    def macs(self, layer, inputs, outputs):
+        pointwise = (
+            math.prod(split_shape(layer, outputs[0])[0])
+            * split_shape(layer, inputs[0])[1]
+            * layer.depth_multiplier
+            * layer.filters
+        )
+        return DepthwiseHandler().macs(layer, inputs, outputs) + pointwise
+
+
+class DepthwiseHandler(LayerHandler):
+    """Depthwise convolution: channel `c` maps to outputs `c·m … c·m + m − 1`."""
+
+    def propagate(self, layer, call, inputs, tracer):
+        if not channels_last(layer):
+            return FreezeHandler("channels_first data format").propagate(
+                layer, call, inputs, tracer
+            )
+        if inputs[0] is None:
+            return [None]
+        return [np.repeat(inputs[0], _multiplier(layer))]
+
+    def weight_axes(self, layer):
+        rules = []
+        for w in layer.weights:
+            if w.name.split("/")[-1] == "bias":
+                rules.append([(0, "in", _multiplier(layer))])
+            else:
+                rules.append([(len(w.shape) - 2, "in", 1)])
+        return rules
+
+    def macs(self, layer, inputs, outputs):
+        out_spatial, _ = split_shape(layer, outputs[0])
+        _, c_in = split_shape(layer, inputs[0])
+        return (
+            math.prod(out_spatial)
+            * math.prod(layer.kernel_size)
+            * c_in
+            * layer.depth_multiplier
+        )
