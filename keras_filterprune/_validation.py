@@ -249,6 +249,21 @@ class PlanOptions:
             )
         return options
 
+    def as_kwargs(self) -> dict[str, Any]:
+        """The options as `plan_pruning` keyword arguments."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def check_data(self, data: Any) -> Any:
+        """Raises a ValueError when an active criterion has no `data`."""
+        if self.active and data is None:
+            raise ValueError(
+                f"`criterion='{self.criterion_name}'` is an active criterion: it "
+                "scores activations and needs `data` (a few batches of model "
+                "inputs, or (x, y) for 'taylor'). Pass `data=...` or choose a "
+                "passive criterion such as 'operator_norm'."
+            )
+        return data
+
     @property
     def active(self) -> bool:
         from keras_filterprune import criteria as criteria_lib

@@ -15,32 +15,24 @@ from typing import Any
 
 import keras
 
-from keras_filterprune._cost import pruned_macs
+from keras_filterprune import _validation as check
+from keras_filterprune import plan as planning
+from keras_filterprune import schedules
 from keras_filterprune._training import compile_like
-from keras_filterprune._validation import (
-    PlanOptions,
-    check_choice,
-    check_epochs,
-    check_int,
-    check_ratio,
-)
 from keras_filterprune.exceptions import FilterPruneWarning
 from keras_filterprune.graph import trace_channels
 from keras_filterprune.masking import VariableMasks, graph_masks
 from keras_filterprune.plan import PruningPlan, plan_pruning, recover_plan
-from keras_filterprune.schedules import (
-    _deserialize_schedule,
-    _serialize_schedule,
-    ask,
-    check_schedule,
-)
 from keras_filterprune.surgery import apply_plan
 
 __all__ = ["PruningCallback"]
 
 logger = logging.getLogger(__name__)
 
-_DEFAULT_RATIO = 0.5
+_CONFIG_KEYS = (
+    "criterion ratio epochs schedule schedule_unit mode per_layer exclude data "
+    "group_reduction round_to min_filters verbose"
+).split()
 
 
 @keras.saving.register_keras_serializable(package="keras_filterprune")
@@ -48,51 +40,34 @@ class PruningCallback(keras.callbacks.Callback):
     """Prunes filters during `model.fit`: soft (SFP) or hard (iterative) pruning.
 
     At each pruning event the callback plans on the current weights
-    (`plan_pruning`: the channel groups' lowest-scored filters) and zeroes the
-    removed filters of every group member with `weight_masks` (kernels, biases,
-    BatchNorm gamma/beta, depthwise slices and the consumers' input rows), so the
-    model computes what the smaller model of `apply_plan` would.
+    (`plan_pruning`) and zeroes the removed filters of every group member
+    (`keras_filterprune.masking`), so the model computes what the smaller model
+    of `apply_plan` would.
 
     - `mode="soft"` (Soft Filter Pruning, He et al. 2018): filters are zeroed once
       per event and may regrow; every event re-scores all filters.
-    - `mode="hard"`: removed filters stay exactly zero for the rest of training.
-      The masks are re-applied after every batch, and the optimizer's slots for
-      those weights are masked too (`keras_filterprune.masking.VariableMasks`),
-      so they do not push the weights back. Each event scores the live filters
-      as the physically pruned model would (`plan_pruning(..., within=plan)`,
-      no surgery during `fit`) and removes more filters only among those still
-      kept: widths never grow back (Li et al. 2017, §3.3, iterative pruning). A
-      schedule whose ratio decreases keeps the previous widths.
+    - `mode="hard"`: removed filters stay exactly zero: the masks are re-applied
+      after every batch, to the optimizer's slots too (so they do not push the
+      weights back). Each event scores the live filters as the physically
+      pruned model would (`plan_pruning(..., within=plan)`) and removes more
+      only among those still kept: widths never grow back (Li et al. 2017,
+      §3.3). A schedule whose ratio decreases keeps the previous widths.
 
-    When events happen:
+    Events happen at the end of each epoch in `epochs` (0-based; `None`: every
+    epoch) with `ratio`, or when `schedule` says so: `ConstantRatio`,
+    `PolynomialRatio`, any `tfmot.sparsity.keras.PruningSchedule` or a callable
+    `schedule(step) -> (should_prune, ratio)`, called with the global step
+    (`model.optimizer.iterations`: 0 before the first batch, then after every
+    batch, every step of a `steps_per_execution` block checked) or, with
+    `schedule_unit="epoch"`, the epoch index at each epoch end. Ratio 0 skips
+    the event, as in TFMOT.
 
-    - `schedule=None`: at the end of each epoch listed in `epochs` (0-based
-      indices, as Keras passes them to `on_epoch_end`; `None`: every epoch),
-      removing `ratio` of each group.
-    - `schedule` given (`ConstantRatio`, `PolynomialRatio`, any
-      `tfmot.sparsity.keras.PruningSchedule` or a callable with the same
-      contract: `schedule(step) -> (should_prune, ratio)`, tensors allowed): with
-      `schedule_unit="step"` (the default, TFMOT's convention) it is called with
-      the global step, `model.optimizer.iterations`, i.e. the number of
-      optimizer updates done: step 0 before the first batch, then after every
-      batch (all steps of a `steps_per_execution` block are checked; the last
-      one that prunes wins). With `schedule_unit="epoch"` it is called with the
-      0-based epoch index at each epoch end. Events with ratio 0 are skipped, as
-      in TFMOT.
-
-    The global step survives `BackupAndRestore` and later `fit` calls. The state
-    (`plan`, `history`) is reset in `on_train_begin`; in hard mode, a run that
-    continues training (optimizer step > 0, e.g. resumed by `BackupAndRestore`
-    or a second `fit`) first recovers the plan from the filters that are exactly
-    zero, so its masks are kept. List the callback *before* `BackupAndRestore`
-    (so a backup taken at an epoch end holds that epoch's masks) and before
-    `CSVLogger`/`TensorBoard` (so they see `pruned_macs_ratio`).
-
-    At every epoch end the callback writes `pruned_macs_ratio` (MACs of the
-    pruned architecture / original MACs; 1.0 before the first event) into `logs`,
-    so `History`, `CSVLogger` and `TensorBoard` record it. With `verbose`, each
-    event is reported by the `keras_filterprune.callbacks` logger at INFO level
-    (library code never prints; enable it with `logging.basicConfig(level="INFO")`).
+    The state is reset in `on_train_begin`. In hard mode, a run that continues
+    training (optimizer step > 0: `BackupAndRestore`, a second `fit`) first
+    recovers the plan from the filters that are exactly zero. List the callback
+    before `BackupAndRestore`, `CSVLogger` and `TensorBoard`: every epoch end
+    writes `pruned_macs_ratio` (pruned / original MACs) into `logs`. With
+    `verbose`, events are logged at INFO level by `keras_filterprune.callbacks`.
 
     Args:
         criterion: `str` or callable. Importance criterion (see
@@ -104,19 +79,13 @@ class PruningCallback(keras.callbacks.Callback):
         epochs: Sequence of 0-based epoch indices at whose end to prune, or
             `None` (every epoch when `schedule` is `None`). Not combinable with
             `schedule`. Defaults to `None`.
-        schedule: A ratio schedule (see above), or `None`. Defaults to `None`.
+        schedule: A ratio schedule (see above). Defaults to `None`.
         schedule_unit: `"step"` or `"epoch"`: what `schedule` is called with.
             Defaults to `"step"`.
         mode: `"soft"` or `"hard"`. Defaults to `"soft"`.
-        per_layer: `dict` layer name → ratio, overriding the scheduled ratio for
-            the groups of those layers at every event. Defaults to `None`.
-        exclude: Layer names never to prune. Defaults to `None`.
+        per_layer, exclude, group_reduction, round_to, min_filters: As in
+            `plan_pruning`, at every event (one validation for both).
         data: Data for active criteria (see `score_filters`). Defaults to `None`.
-        group_reduction: `"mean"`, `"sum"`, `"max"` or `"l2"`. Defaults to
-            `"mean"`.
-        round_to: `int`. Keep a multiple of this many channels per group.
-            Defaults to `1`.
-        min_filters: `int`. Never keep fewer channels in a group. Defaults to `1`.
         verbose: `int`. `0`: silent; `1`: log each event at INFO level; `2`: also
             progress bars of active criteria. Defaults to `1`.
 
@@ -127,12 +96,10 @@ class PruningCallback(keras.callbacks.Callback):
             pruned architecture (`None` when the model's MACs are unknown).
 
     Raises:
-        ValueError: bad ratios, epochs, mode, unit, reduction, `ratio` together
-            with `schedule`, or an active criterion without `data`; during `fit`,
-            a schedule ratio outside [0, 1) (naming the step or epoch) or unknown
-            layer names in `per_layer`/`exclude` (before the first batch).
-        TypeError: arguments of the wrong type; at the start of `fit`, a
-            subclassed model.
+        ValueError: bad values, `ratio` or `epochs` with `schedule`, an active
+            criterion without `data`; in `fit`, a schedule ratio outside [0, 1)
+            (naming the step) or unknown layer names (before the first batch).
+        TypeError: arguments of the wrong type; in `fit`, a subclassed model.
 
     Example:
 
@@ -159,7 +126,7 @@ class PruningCallback(keras.callbacks.Callback):
     def __init__(
         self,
         criterion: str | Any = "operator_norm",
-        ratio: float = _DEFAULT_RATIO,
+        ratio: float = 0.5,
         epochs: Iterable[int] | None = None,
         *,
         schedule: Any = None,
@@ -174,7 +141,7 @@ class PruningCallback(keras.callbacks.Callback):
         verbose: int = 1,
     ) -> None:
         super().__init__()
-        self._options = PlanOptions.from_kwargs(
+        self._options = check.PlanOptions.from_kwargs(
             criterion,
             per_layer=per_layer,
             exclude=exclude,
@@ -182,45 +149,20 @@ class PruningCallback(keras.callbacks.Callback):
             round_to=round_to,
             min_filters=min_filters,
         )
-        self.ratio = check_ratio(ratio, "ratio")
-        self.epochs = check_epochs(epochs)
-        self.schedule = check_schedule(schedule)
-        if schedule is not None and self.epochs is not None:
-            raise ValueError(
-                "Pass either `epochs` (prune at these epoch ends with `ratio`) or "
-                "`schedule` (it decides when and how much), not both. Received: "
-                f"epochs={self.epochs}, schedule={schedule!r}"
-            )
-        if schedule is not None and self.ratio != _DEFAULT_RATIO:
-            raise ValueError(
-                "`ratio` is unused when `schedule` is given (the schedule gives "
-                f"the ratios): leave it out. Received: ratio={ratio}, "
-                f"schedule={schedule!r}"
-            )
-        self.schedule_unit = check_choice(
+        self.__dict__.update(self._options.as_kwargs())  # criterion, exclude, …
+        self.ratio = check.check_ratio(ratio, "ratio")
+        self.epochs = check.check_epochs(epochs)
+        self.schedule = schedules.check_schedule(
+            schedule, epochs=self.epochs, ratio=None if ratio == 0.5 else ratio
+        )
+        self.schedule_unit = check.check_choice(
             schedule_unit, "schedule_unit", ("step", "epoch")
         )
-        self.mode = check_choice(mode, "mode", ("soft", "hard"))
-        if self._options.active and data is None:
-            raise ValueError(
-                f"`criterion='{criterion}'` is an active criterion: it scores "
-                "activations and needs `data` (a few batches of model inputs, or "
-                "(x, y) for 'taylor'). Pass `data=...` or choose a passive "
-                "criterion such as 'operator_norm'."
-            )
-        self.data = data
-        self.verbose = check_int(verbose, "verbose")
+        self.mode = check.check_choice(mode, "mode", ("soft", "hard"))
+        self.data = self._options.check_data(data)
+        self.verbose = check.check_int(verbose, "verbose")
         self._reset()
 
-    # The planner options, as the constructor received them.
-    criterion = property(lambda self: self._options.criterion)
-    per_layer = property(lambda self: self._options.per_layer)
-    exclude = property(lambda self: self._options.exclude)
-    group_reduction = property(lambda self: self._options.group_reduction)
-    round_to = property(lambda self: self._options.round_to)
-    min_filters = property(lambda self: self._options.min_filters)
-
-    # -- state --------------------------------------------------------------
     def _reset(self) -> None:
         self.plan: PruningPlan | None = None
         self.history: list[dict] = []
@@ -233,7 +175,6 @@ class PruningCallback(keras.callbacks.Callback):
         self._started = False
         self._trained_since_event = False
 
-    # -- Keras hooks ----------------------------------------------------------
     def on_train_begin(self, logs=None) -> None:
         self._reset()
         self._graph = trace_channels(self.model, warn=False)  # once per fit
@@ -258,10 +199,11 @@ class PruningCallback(keras.callbacks.Callback):
             plan = recover_plan(self.model, exclude=self.exclude, graph=self._graph)
             if plan is not None:
                 self._adopt(plan)
-                self._log(
-                    f"Recovered the pruning plan from the zeroed filters at step "
-                    f"{step}: {plan.num_removed} channels removed."
-                )
+                if self.verbose:
+                    logger.info(
+                        f"Recovered the pruning plan from the zeroed filters at "
+                        f"step {step}: {plan.num_removed} channels removed."
+                    )
         # A continued run's current step was checked by the run that made it.
         self._last_step = step if step > 0 else -1
         if self.schedule is not None and self.schedule_unit == "step":
@@ -283,7 +225,7 @@ class PruningCallback(keras.callbacks.Callback):
             if self.epochs is None or epoch in self.epochs:
                 self._event(self.ratio, epoch, self._global_step())
         elif self.schedule_unit == "epoch":
-            should, ratio = ask(self.schedule, epoch, "epoch")
+            should, ratio = schedules.ask(self.schedule, epoch, "epoch")
             if should:
                 self._event(ratio, epoch, self._global_step())
         if logs is not None and self._macs_ratio is not None:
@@ -293,20 +235,13 @@ class PruningCallback(keras.callbacks.Callback):
         if self.mode == "hard" and self._masks is not None:
             self._masks()
 
-    # -- events ---------------------------------------------------------------
     def _global_step(self) -> int:
         return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
 
     def _step_events(self, step: int) -> None:
-        last = self._last_step if self._last_step is not None else step - 1
-        if step <= last:
-            return
-        todo = None
-        for s in range(last + 1, step + 1):
-            should, ratio = ask(self.schedule, s, "step")
-            if should:
-                todo = (s, ratio)
-        self._last_step = step
+        last = step - 1 if self._last_step is None else self._last_step
+        todo = schedules.last_due_step(self.schedule, last, step)
+        self._last_step = max(step, last)
         if todo is not None:
             self._event(todo[1], self._epoch, todo[0])
 
@@ -314,16 +249,10 @@ class PruningCallback(keras.callbacks.Callback):
         if ratio <= 0.0:
             return  # TFMOT: a zero sparsity skips the step
         prev = self.plan if self.mode == "hard" and self.plan else None
-        o = self._options
         plan = plan_pruning(
             self.model,
             ratio,
-            o.criterion,
-            per_layer=o.per_layer,
-            exclude=o.exclude,
-            group_reduction=o.group_reduction,
-            round_to=o.round_to,
-            min_filters=o.min_filters,
+            **self._options.as_kwargs(),
             data=self.data,
             within=prev if prev is not None and prev.num_removed else None,
             graph=self._graph,
@@ -345,44 +274,32 @@ class PruningCallback(keras.callbacks.Callback):
             }
         )
         share = "" if macs is None else f", {self._macs_ratio:.1%} of the MACs"
-        self._log(
-            f"Epoch {epoch + 1}, step {step}: {self.mode}-pruned {ratio:.1%} of the "
-            f"filters ({plan.num_removed} channels removed{share})."
-        )
+        if self.verbose:
+            logger.info(
+                f"Epoch {epoch + 1}, step {step}: {self.mode}-pruned {ratio:.1%} of "
+                f"the filters ({plan.num_removed} channels removed{share})."
+            )
 
     def _adopt(self, plan: PruningPlan) -> int | None:
         """Makes `plan` current: its masks and its MACs (returned)."""
-        self.plan = plan
-        self._masks = self._variable_masks(plan)
-        if self._macs_base is None:
-            self._macs_ratio = None
-            return None
-        macs = pruned_macs(self._graph, plan.keep_flags(self._graph))
-        self._macs_ratio = macs / self._macs_base if self._macs_base else 1.0
+        self.plan, self._masks = plan, self._variable_masks(plan)
+        base = self._macs_base
+        macs = None if base is None else planning.estimate_macs(self.model, plan)
+        self._macs_ratio = None if macs is None else macs / base if base else 1.0
         return macs
 
     def _variable_masks(self, plan: PruningPlan) -> VariableMasks:
         masks = graph_masks(self._graph, plan.keep_flags(self._graph))
         return VariableMasks(self.model, masks, slots=self.mode == "hard")
 
-    def _log(self, message: str) -> None:
-        if self.verbose:
-            logger.info(message)
-
-    # -- results --------------------------------------------------------------
     def pruned_model(self, compile: bool = True) -> keras.Model:
         """The trained model with the last plan's filters physically removed.
 
-        `apply_plan` on the current weights. With `compile=True` the new model is
-        compiled like the trained one (same loss, metrics and options, a fresh
-        optimizer of the same config), ready to fine-tune; if the compile config
-        cannot be rebuilt (a lambda, an unregistered custom metric), with the
-        same loss and a fresh optimizer only, and a `FilterPruneWarning`.
-
-        In hard mode, and in soft mode when the last event came at the end of
-        training, its outputs equal the trained model's. In soft mode with
-        training after the last event, the regrown filters are removed and a
-        `FilterPruneWarning` says so: fine-tune the result.
+        `apply_plan` on the current weights, compiled like the trained model
+        when `compile` (a fresh optimizer; with a `FilterPruneWarning`, the
+        loss only if the compile config cannot be rebuilt). Its outputs equal
+        the trained model's, except in soft mode after training past the last
+        event (a `FilterPruneWarning` says so: fine-tune the result).
 
         Args:
             compile: `bool`. Compile the pruned model. Defaults to `True`.
@@ -416,28 +333,18 @@ class PruningCallback(keras.callbacks.Callback):
             compile_like(pruned, model)
         return pruned
 
-    # -- config ---------------------------------------------------------------
     def get_config(self) -> dict:
         """The constructor arguments. JSON-serialisable when `criterion` is a
         name, `schedule` one of ours or TFMOT's and `data` is `None`."""
-        return {
-            "criterion": self.criterion,
-            "ratio": self.ratio,
-            "epochs": None if self.epochs is None else list(self.epochs),
-            "schedule": _serialize_schedule(self.schedule),
-            "schedule_unit": self.schedule_unit,
-            "mode": self.mode,
-            "per_layer": None if self.per_layer is None else dict(self.per_layer),
-            "exclude": None if self.exclude is None else list(self.exclude),
-            "data": self.data,
-            "group_reduction": self.group_reduction,
-            "round_to": self.round_to,
-            "min_filters": self.min_filters,
-            "verbose": self.verbose,
-        }
+        config = {k: getattr(self, k) for k in _CONFIG_KEYS}
+        config["epochs"] = None if self.epochs is None else list(self.epochs)
+        config["schedule"] = schedules._serialize_schedule(self.schedule)
+        config["per_layer"] = None if self.per_layer is None else dict(self.per_layer)
+        config["exclude"] = None if self.exclude is None else list(self.exclude)
+        return config
 
     @classmethod
     def from_config(cls, config: Mapping) -> PruningCallback:
         config = dict(config)
-        config["schedule"] = _deserialize_schedule(config.get("schedule"))
+        config["schedule"] = schedules._deserialize_schedule(config.get("schedule"))
         return cls(**config)

@@ -135,13 +135,8 @@ def plan_pruning(
         target = (name.split("_")[1], goal)
     if within is not None:
         check_plan(within)
-    if options.active and data is None and scores is None:
-        scores_needed = f"`criterion='{options.criterion_name}'`"
-        raise ValueError(
-            f"{scores_needed} is an active criterion and needs `data` (a small "
-            "dataset of model inputs, or (x, y) for 'taylor'). Pass `data=...` or "
-            "choose a passive criterion such as 'operator_norm'."
-        )
+    if scores is None:
+        options.check_data(data)
     graph = graph_of(model, graph, warn=True)
     return _Planner(model, graph, options, within).plan(
         ratio, target, data=data, scores=scores, verbose=verbose

@@ -252,16 +252,47 @@ def _deserialize_schedule(config: Any) -> Any:
     return config
 
 
-def check_schedule(schedule: Any) -> Any:
-    """Raises a TypeError unless `schedule` is a callable ratio schedule."""
-    if schedule is not None and not callable(schedule):
+def check_schedule(schedule: Any, *, epochs=None, ratio=None) -> Any:
+    """Checks a callback's `schedule` argument and that `epochs` and a
+    non-default `ratio` (which a schedule replaces) are not given with it.
+
+    Raises:
+        TypeError: `schedule` is not a callable ratio schedule.
+        ValueError: `epochs` or `ratio` given with a schedule.
+    """
+    if schedule is None:
+        return None
+    if not callable(schedule):
         raise TypeError(
             "`schedule` must be a ratio schedule (e.g. keras_filterprune."
             "PolynomialRatio or a tfmot.sparsity.keras.PruningSchedule): a "
             "callable `schedule(step) -> (should_prune, ratio)`. Received: "
             f"schedule={schedule!r}"
         )
+    if epochs is not None:
+        raise ValueError(
+            "Pass either `epochs` (prune at these epoch ends with `ratio`) or "
+            "`schedule` (it decides when and how much), not both. Received: "
+            f"epochs={epochs}, schedule={schedule!r}"
+        )
+    if ratio is not None:
+        raise ValueError(
+            "`ratio` is unused when `schedule` is given (the schedule gives "
+            f"the ratios): leave it out. Received: ratio={ratio}, "
+            f"schedule={schedule!r}"
+        )
     return schedule
+
+
+def last_due_step(schedule: Any, last: int, step: int) -> tuple[int, float] | None:
+    """The last step in `(last, step]` at which `schedule` prunes, with its
+    ratio, or `None` (every step of a `steps_per_execution` block is asked)."""
+    due = None
+    for s in range(last + 1, step + 1):
+        should, ratio = ask(schedule, s, "step")
+        if should:
+            due = (s, ratio)
+    return due
 
 
 def ask(schedule: Any, step: int, unit: str = "step") -> tuple[bool, float]:
