@@ -26,9 +26,11 @@ import keras
 import numpy as np
 
 from keras_filterprune import criteria as criteria_lib
+from keras_filterprune._validation import layer_by_path
+from keras_filterprune.graph import trace_channels
+from keras_filterprune.masking import weight_masks
 from keras_filterprune.plan import GroupPlan, PruningPlan, plan_pruning
 from keras_filterprune.scoring import score_filters
-from keras_filterprune.surgery import weight_masks
 
 __all__ = ["SensitivityResult", "sensitivity_analysis"]
 
@@ -242,13 +244,6 @@ def _data_evaluator(model: keras.Model, clone: keras.Model, data, batch_size: in
     return accuracy, "accuracy"
 
 
-def _get_by_path(model: keras.Model, path: str) -> keras.layers.Layer:
-    obj = model
-    for part in path.split("/"):
-        obj = obj.get_layer(part)
-    return obj
-
-
 def _names(name: str, paths: Iterable[str]) -> bool:
     return any(name == p or name == p.split("/")[-1] for p in paths)
 
@@ -310,7 +305,8 @@ def sensitivity_analysis(
 ) -> SensitivityResult:
     """Prunes each channel group alone at each ratio and evaluates the model.
 
-    For every ratio a plan is made once (`plan_pruning`); then, group by group,
+    The model is traced once. For every ratio a plan is made once
+    (`plan_pruning`); then, group by group,
     only that group's cut is applied (the others keep all their channels) to a
     masked copy of `model` and the copy is evaluated. Nothing is retrained and
     `model` is never modified.
@@ -405,9 +401,10 @@ def sensitivity_analysis(
                 "`data=(x, y)`, or use a passive criterion with `eval_fn`."
             )
         score_data = data if criteria_lib.needs_gradients(criterion) else data[0]
-    scores = score_filters(model, criterion, score_data)
+    graph = trace_channels(model)  # once: every plan and mask reuses it
+    scores = score_filters(model, criterion, score_data, graph=graph)
     plans = {
-        r: plan_pruning(model, r, criterion, scores=scores, **plan_kwargs)
+        r: plan_pruning(model, r, criterion, scores=scores, graph=graph, **plan_kwargs)
         for r in ratios
     }
     selected = _select_groups(plans[ratios[0]], groups)
@@ -449,18 +446,20 @@ def sensitivity_analysis(
         widths[name] = group.width
         points = [(0.0, baseline)]
         for r in ratios:
-            masks = weight_masks(model, _one_group_plan(plans[r], group.id))
+            masks = weight_masks(
+                model, _one_group_plan(plans[r], group.id), graph=graph
+            )
             for path, layer_masks in masks.items():
                 if path not in originals:
-                    originals[path] = _get_by_path(model, path).get_weights()
+                    originals[path] = layer_by_path(model, path).get_weights()
                 values = [
                     w if m is None else w * m
                     for w, m in zip(originals[path], layer_masks)
                 ]
-                _get_by_path(clone, path).set_weights(values)
+                layer_by_path(clone, path).set_weights(values)
             points.append((r, score_of(clone)))
             for path in masks:
-                _get_by_path(clone, path).set_weights(originals[path])
+                layer_by_path(clone, path).set_weights(originals[path])
             progbar.add(1)
         curves[name] = points
     meta_name = criterion if isinstance(criterion, str) else criterion.__name__

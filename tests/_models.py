@@ -18,6 +18,8 @@ from collections.abc import Callable
 import keras
 import numpy as np
 
+from keras_filterprune import register_handler
+from keras_filterprune.handlers import PassThroughHandler
 from tests.oracle import flat_rows, randomize, removed, repeat_rows
 
 L = keras.layers
@@ -62,7 +64,12 @@ class UnhandledScale(L.Layer):
 
 
 class HandledScale(UnhandledScale):
-    """The same layer, taught with `register_handler(..., PassThroughHandler())`."""
+    """The same layer, taught with `register_handler(..., PassThroughHandler())`
+    when this module is imported (before any test: `conftest` restores the
+    registry to that state after each test)."""
+
+
+register_handler(HandledScale, PassThroughHandler())
 
 
 # -- the cases ------------------------------------------------------------------
@@ -583,11 +590,6 @@ CASES_BY_NAME = {case.name: case for case in CASES}
 @functools.cache
 def case_model(name: str) -> keras.Model:
     """The (randomised) model of a case, built once per process."""
-    if name == "custom_handled":
-        from keras_filterprune import register_handler
-        from keras_filterprune.handlers import PassThroughHandler
-
-        register_handler(HandledScale, PassThroughHandler())
     return CASES_BY_NAME[name].build()
 
 
@@ -661,7 +663,8 @@ def zoo_report(name: str, ratio: float = 0.5, criterion: str = "operator_norm"):
     """Prunes a zoo model and gathers what the zoo test and benchmark report.
 
     Returns a dict: `model`, `plan`, `pruned`, `snapshot` (of the model before any
-    library call), `y` (pruned outputs), `y_mask` (`mask_model` outputs), `y_orig`,
+    library call), `y` (pruned outputs), `y_mask` (`mask_model` outputs), `y_dead`
+    (`oracle.dead_channels_model` outputs), `y_orig`,
     `seconds` (plan + apply), `params` and `macs` (before, after; `macs` is the
     exception when `profile_model` fails), `frozen` (`[(group id, first producer,
     reason)]`).
@@ -669,7 +672,7 @@ def zoo_report(name: str, ratio: float = 0.5, criterion: str = "operator_norm"):
     import time
 
     from keras_filterprune import apply_plan, count_macs, mask_model, plan_pruning
-    from tests.oracle import outputs, snapshot
+    from tests.oracle import dead_channels_model, outputs, snapshot
 
     model = zoo_model(name)
     x = zoo_inputs(name)[:2]
@@ -679,6 +682,7 @@ def zoo_report(name: str, ratio: float = 0.5, criterion: str = "operator_norm"):
     pruned = apply_plan(model, plan)
     seconds = time.perf_counter() - start
     masked = mask_model(model, plan)
+    dead = dead_channels_model(model, plan)
     try:
         macs = (count_macs(model), count_macs(pruned))
     except Exception as e:  # noqa: BLE001 - reported, see test_zoo
@@ -690,6 +694,7 @@ def zoo_report(name: str, ratio: float = 0.5, criterion: str = "operator_norm"):
         "snapshot": before,
         "y": outputs(pruned, x),
         "y_mask": outputs(masked, x),
+        "y_dead": outputs(dead, x),
         "y_orig": outputs(model, x),
         "seconds": seconds,
         "params": (model.count_params(), pruned.count_params()),

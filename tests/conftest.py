@@ -11,6 +11,19 @@ import pytest  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
+def _handler_registry():
+    """Every test leaves the handler registry as it found it."""
+    from keras_filterprune import handlers
+
+    saved = dict(handlers._REGISTRY), dict(handlers._BY_NAME)
+    yield
+    handlers._REGISTRY.clear()
+    handlers._REGISTRY.update(saved[0])
+    handlers._BY_NAME.clear()
+    handlers._BY_NAME.update(saved[1])
+
+
+@pytest.fixture(autouse=True)
 def _seed():
     keras.utils.set_random_seed(1234)
     yield

@@ -244,3 +244,70 @@ def assert_differs(a: list, b: list, what: str = "") -> None:
         scale = max(1e-6, float(np.max(np.abs(v))))
         gaps.append(float(np.max(np.abs(u - v))) / scale)
     assert max(gaps) > 1e-3, f"{what}: pruning did not change the outputs ({gaps})"
+
+
+# ---------------------------------------------------------------------------
+# The "dead channels" reference: no slicing rule at all
+# ---------------------------------------------------------------------------
+
+
+class _DeadChannels(L.Layer):
+    """Calls a layer, then multiplies its output channels by a 0/1 mask."""
+
+    def __init__(self, inner, mask, **kwargs):
+        super().__init__(name=f"{inner.name}_dead", **kwargs)
+        self.inner = inner
+        self.keep = np.asarray(mask, dtype="float32")
+
+    def call(self, inputs, mask=None, training=None):
+        return self.inner(inputs) * self.keep  # `training` reaches it by context
+
+    def compute_output_spec(self, inputs, mask=None, training=None):
+        return self.inner.compute_output_spec(inputs)
+
+
+def dead_channels_model(model: keras.Model, plan) -> keras.Model:
+    """The original model with the plan's removed channels exactly zero, from the
+    producer that makes them to every consumer that reads them.
+
+    A copy of `model` (same weights) is cloned so that every layer whose output
+    carries removed channels multiplies that output by a 0/1 channel mask. Which
+    channels of which tensor a plan removes comes from the traced channel graph;
+    no weight is sliced or zeroed, so this reference shares nothing with the
+    surgery's (or the masks') per-layer slicing rules: zeros propagate through
+    Flatten, depthwise multipliers, concatenations and merges by the model's own
+    arithmetic. The pruned model must compute exactly what this one computes.
+    """
+    from keras_filterprune import trace_channels
+
+    copy = keras.models.clone_model(model, recursive=True)  # never call its layers
+    copy.set_weights(model.get_weights())
+    graph = trace_channels(copy, warn=False)
+    flags = graph.element_keep(plan.keep_masks())
+    masks: dict[str, np.ndarray | None] = {}
+    for call in graph.walk.calls:
+        if len(call.outputs) != 1:
+            continue
+        ids = graph.tensor_ids.get(call.outputs[0])
+        mask = None if ids is None else flags[ids].astype("float32")
+        if call.path in masks:  # a shared layer: mask only if every call agrees
+            old = masks[call.path]
+            if old is None or mask is None or not np.array_equal(old, mask):
+                masks[call.path] = None
+            continue
+        masks[call.path] = mask
+    # Keras ops of the graph (`x + 3.0`) are not layers: their outputs are masked
+    # again by the next layer, before any consumer mixes channels.
+    by_id = {
+        id(layer): masks.get(path)
+        for path, layer in graph.walk.layers.items()
+        if isinstance(layer, L.Layer)
+    }
+
+    def clone(layer):
+        mask = by_id.get(id(layer))
+        if mask is None or mask.all():
+            return layer
+        return _DeadChannels(layer, mask)
+
+    return keras.models.clone_model(copy, clone_function=clone, recursive=True)

@@ -238,6 +238,8 @@ def _check(data, model, **plan_kwargs):
     x = rng.normal(size=(2, *model.inputs[0].shape[1:])).astype("float32")
     y = oracle.outputs(pruned, x)
     oracle.assert_close(y, oracle.outputs(masked, x), what="pruned vs mask_model")
+    dead = oracle.dead_channels_model(model, plan)  # shares no slicing rule
+    oracle.assert_close(y, oracle.outputs(dead, x), what="pruned vs dead channels")
     assert pruned.count_params() <= model.count_params()
     assert pruned.count_params() < model.count_params() or plan.num_removed == 0
     oracle.assert_untouched(model, before)

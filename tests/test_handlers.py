@@ -237,3 +237,39 @@ def test_excluded_conv_keeps_its_filters_but_not_its_inputs():
     assert "excluded by the user" in plan.group_of("conv2").frozen
     assert len(plan.kept_filters("conv2")) == 8
     assert len(plan.kept_filters("conv1")) == 4
+
+
+def test_unregister_handler_and_macs_taught_by_the_handler():
+    """`register_handler` teaches MACs too: profile and `target_macs` use them."""
+    from keras_filterprune import count_macs
+    from keras_filterprune.handlers import unregister_handler
+    from keras_filterprune.profile import profile_model
+
+    class Costly(L.Layer):  # a per-channel layer with weights and a real cost
+        def build(self, shape):
+            self.w = self.add_weight(shape=(shape[-1],), name="w")
+
+        def call(self, x):
+            return x * self.w
+
+    class CostlyHandler(PassThroughHandler):
+        def macs(self, layer, inputs, outputs):
+            return 10 * int(np.prod(outputs[0][1:]))
+
+    inputs = keras.Input((4, 4, 3))
+    x = L.Conv2D(8, 1, name="conv")(inputs)
+    x = Costly(name="costly")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    model = keras.Model(inputs, L.Dense(2, name="head")(x))
+    before = count_macs(model)
+    assert "costly" in profile_model(model).uncounted
+    register_handler(Costly, CostlyHandler())
+    assert count_macs(model) == before + 10 * 4 * 4 * 8
+    assert profile_model(model).uncounted == ()
+    plan = plan_pruning(model, 0.0, "l1_norm", target_macs=before)
+    assert plan.kept_filters("conv") != list(range(8))  # the costly layer counts
+    assert unregister_handler(Costly).__class__ is CostlyHandler
+    assert unregister_handler(Costly) is None
+    assert count_macs(model) == before
+    with pytest.raises(TypeError, match="layer_cls"):
+        unregister_handler(3)

@@ -13,11 +13,13 @@ from keras_filterprune import (
     PruningPlan,
     apply_plan,
     count_macs,
+    mask_model,
     plan_pruning,
     score_filters,
     trace_channels,
 )
 from keras_filterprune._cost import cost_model
+from keras_filterprune.plan import estimate_macs, recover_plan
 from tests import oracle
 from tests._models import case_model, inputs_for, width
 
@@ -436,3 +438,47 @@ def test_active_criterion_plans_with_data():
     plan = plan_pruning(model, 0.5, "mean_activation", data=data)
     assert len(plan.kept_filters("c2")) == 6
     assert plan.meta["criterion"] == "mean_activation"
+
+
+# ---------------------------------------------------------------------------
+# within=, recovery from zeros, MAC estimates (the planner owns them)
+# ---------------------------------------------------------------------------
+
+
+def test_plan_within_a_previous_plan_only_removes_more():
+    model = wide_model()
+    first = plan_pruning(model, 0.25, "l1_norm")
+    masked = mask_model(model, first)
+    second = plan_pruning(masked, 0.5, "l1_norm", within=first)
+    for g1, g2 in zip(first.groups, second.groups):
+        assert set(g2.keep) <= set(g1.keep)
+        if not g2.frozen:
+            assert len(g2.keep) == min(len(g1.keep), len(plan_keep(g2.width, 0.5)))
+    # A smaller ratio keeps the previous widths (removed filters never return).
+    third = plan_pruning(masked, 0.1, "l1_norm", within=first)
+    assert [g.keep for g in third.groups] == [g.keep for g in first.groups]
+    with pytest.raises(TypeError, match="must be a keras_filterprune.PruningPlan"):
+        plan_pruning(model, 0.5, within={"groups": []})
+
+
+def plan_keep(width, ratio):
+    return range(math.ceil((1 - ratio) * width))
+
+
+def test_recover_plan_finds_the_zeroed_filters():
+    model = wide_model()
+    assert recover_plan(model) is None
+    plan = plan_pruning(model, 0.5, "l2_norm")
+    recovered = recover_plan(mask_model(model, plan))
+    assert [g.keep for g in recovered.groups] == [g.keep for g in plan.groups]
+    assert recovered.meta == {"recovered": True}
+
+
+@pytest.mark.parametrize(
+    "case", ["residual_projection", "separable", "flatten_dense", "se_block"]
+)
+def test_estimate_macs_equals_the_pruned_models_count(case):
+    model = case_model(case)
+    for ratio in (0.3, 0.6):
+        plan = plan_pruning(model, ratio, "l1_norm")
+        assert estimate_macs(model, plan) == count_macs(apply_plan(model, plan))

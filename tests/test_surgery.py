@@ -53,6 +53,8 @@ def test_oracle(case):
     oracle.assert_close(y, oracle.outputs(mask_model(model, plan), x), what="mask")
     reference = oracle.zero_consumers(model, case.rows(plan))
     oracle.assert_close(y, oracle.outputs(reference, x), what="zeroed consumers")
+    dead = oracle.dead_channels_model(model, plan)
+    oracle.assert_close(y, oracle.outputs(dead, x), what="dead channels")
     oracle.assert_differs(y, oracle.outputs(model, x), what=case.name)
     layers = oracle.layers_by_path(pruned)
     for path, n in case.widths.items():
@@ -80,6 +82,12 @@ def test_the_oracle_can_fail():
     unpruned = apply_plan(model, plan_pruning(model, 0.0))
     with pytest.raises(AssertionError, match="did not change the outputs"):
         oracle.assert_differs(oracle.outputs(unpruned, x), oracle.outputs(model, x))
+    # The dead-channels reference of another plan (other channels removed).
+    other = plan_pruning(model, 0.5, "random")
+    assert other.kept_filters("c1") != plan.kept_filters("c1")
+    dead = oracle.dead_channels_model(model, other)
+    with pytest.raises(AssertionError, match=r"max \|diff\|"):
+        oracle.assert_close(y, oracle.outputs(dead, x), what="other plan")
 
 
 # ---------------------------------------------------------------------------

@@ -37,6 +37,7 @@ def test_zoo_prunes_and_matches_oracle(name):
     r = zoo_report(name)
     model, plan, pruned = r["model"], r["plan"], r["pruned"]
     oracle.assert_close(r["y"], r["y_mask"], what=f"{name} pruned vs mask_model")
+    oracle.assert_close(r["y"], r["y_dead"], what=f"{name} pruned vs dead channels")
     oracle.assert_differs(r["y"], r["y_orig"], what=name)
     assert r["y"][0].shape == (2, 10)
     assert np.abs(r["y_mask"][0]).max() > 1e-3, "calibration failed: outputs vanish"

@@ -176,16 +176,9 @@ def _defaults() -> tuple[dict[type, LayerHandler], dict[str, LayerHandler]]:
     return by_class, by_name
 
 
-def _reset_registry() -> None:
-    """Restores the built-in handlers only (tests use it to clean up)."""
-    by_class, by_name = _defaults()
-    _REGISTRY.clear()
-    _REGISTRY.update(by_class)
-    _BY_NAME.clear()
-    _BY_NAME.update(by_name)
-
-
-_reset_registry()
+_DEFAULT_CLASSES, _DEFAULT_NAMES = _defaults()
+_REGISTRY.update(_DEFAULT_CLASSES)
+_BY_NAME.update(_DEFAULT_NAMES)
 
 
 def _check_layer_cls(layer_cls) -> None:
