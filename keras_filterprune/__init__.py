@@ -7,7 +7,9 @@ The public API is re-exported here; users never import private modules.
 
 from keras_filterprune import audio, criteria, datasets, models
 from keras_filterprune._version import __version__
+from keras_filterprune.benchmark import LatencyStats, benchmark_keras, benchmark_tflite
 from keras_filterprune.callbacks import PruningCallback
+from keras_filterprune.compare import ComparisonReport, compare_models
 from keras_filterprune.exceptions import FilterPruneWarning
 from keras_filterprune.export import (
     ExportReport,
@@ -17,6 +19,7 @@ from keras_filterprune.export import (
 )
 from keras_filterprune.graph import ChannelGraph, ChannelGroup, trace_channels
 from keras_filterprune.handlers import LayerHandler, register_handler
+from keras_filterprune.litert import run_tflite
 from keras_filterprune.plan import GroupPlan, PruningPlan, plan_pruning
 from keras_filterprune.plots import plot_comparison, plot_sensitivity, plot_widths
 from keras_filterprune.profile import (
@@ -24,14 +27,6 @@ from keras_filterprune.profile import (
     count_macs,
     count_params,
     profile_model,
-)
-from keras_filterprune.runtime import (
-    ComparisonReport,
-    LatencyStats,
-    benchmark_keras,
-    benchmark_tflite,
-    compare_models,
-    run_tflite,
 )
 from keras_filterprune.schedules import ConstantRatio, PolynomialRatio, RatioSchedule
 from keras_filterprune.scoring import score_filters

@@ -16,28 +16,36 @@ that edge runtimes cannot run.
 
 Verification tolerances are `atol + rtol * R`, with `R` the peak-to-peak range of the
 Keras outputs on the verification inputs (see `TOLERANCES`). TFLite files are
-checked in LiteRT with `keras_filterprune.runtime`, which also runs and times them.
+checked in LiteRT with `keras_filterprune.litert`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import os
 import re
-import secrets
-import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import keras
 import numpy as np
 
+from keras_filterprune._feeds import (
+    _feed,
+    _input_tensors,
+    _keras_outputs,
+    _samples,
+    _signature_names,
+    _sorted_outputs,
+    _verification_feed,
+)
+from keras_filterprune._files import _check_target, _size, _staged
 from keras_filterprune.exceptions import FilterPruneWarning
+from keras_filterprune.litert import _interpreter_class, _Runner
 
 __all__ = [
     "ExportReport",
@@ -67,9 +75,6 @@ TOLERANCES: dict[str | None, tuple[float, float]] = {
     "dynamic": (1e-3, 5e-2),
     "int8": (1e-3, 1e-1),
 }
-
-_MAX_SAMPLES = 500  # representative samples kept (TF advises a few hundred)
-_FILE_SUFFIXES = (".keras", ".h5", ".hdf5", ".tflite", ".pb", ".onnx", ".zip")
 
 
 # ----------------------------------------------------------------------------------
@@ -116,171 +121,8 @@ class ExportReport:
 
 
 # ----------------------------------------------------------------------------------
-# Inputs: names, representative data, random verification inputs
+# Verification
 # ----------------------------------------------------------------------------------
-def _input_tensors(model: keras.Model) -> list:
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"Expected a keras.Model. Received: {type(model).__name__}")
-    inputs = getattr(model, "inputs", None)
-    if not inputs:
-        raise ValueError(
-            f"Model {model.name!r} has no defined inputs (a subclassed model?). Wrap "
-            "it in a functional model: `inp = keras.Input(shape); "
-            "keras.Model(inp, model(inp))`."
-        )
-    return list(inputs)
-
-
-def _input_names(model: keras.Model) -> list[str]:
-    return [t.name for t in _input_tensors(model)]
-
-
-def _keras_inputs(model: keras.Model, feed: dict[str, np.ndarray]) -> Any:
-    """Arranges `{input name: array}` in the structure `model` is called with."""
-    inputs = _input_tensors(model)
-    try:
-        struct = model.input
-    except (AttributeError, ValueError):
-        struct = inputs[0] if len(inputs) == 1 else inputs
-    return keras.tree.map_structure(lambda t: feed[t.name], struct)
-
-
-def _is_array(x: Any) -> bool:
-    return hasattr(x, "shape") and hasattr(x, "dtype")
-
-
-def _element_to_feed(element: Any, model: keras.Model) -> dict[str, np.ndarray]:
-    """One representative element (a batch or one sample) → `{name: batch array}`."""
-    tensors = _input_tensors(model)
-    names = [t.name for t in tensors]
-    if isinstance(element, dict):
-        missing = [n for n in names if n not in element]
-        if missing:
-            raise ValueError(
-                f"Representative element has keys {sorted(element)}; the model's "
-                f"inputs are {names} (missing {missing})."
-            )
-        arrays = [element[n] for n in names]
-    elif isinstance(element, (list, tuple)):
-        if element and not _is_array(element[0]):  # (inputs, targets[, weights])
-            return _element_to_feed(element[0], model)
-        if len(names) == 1:  # [x] or (x, y) or (x, y, w)
-            arrays = [element[0]]
-        elif len(element) == len(names):
-            arrays = list(element)
-        else:
-            raise ValueError(
-                f"Representative element has {len(element)} arrays; the model has "
-                f"{len(names)} inputs {names}. Yield one array per input, or a dict."
-            )
-    elif _is_array(element) and len(names) == 1:
-        arrays = [element]
-    else:
-        raise ValueError(
-            f"Cannot read a representative element of type {type(element).__name__} "
-            f"for a model with inputs {names}: use arrays, lists or dicts of arrays."
-        )
-    feed = {}
-    for tensor, arr in zip(tensors, arrays, strict=True):
-        arr = np.asarray(arr, dtype=keras.backend.standardize_dtype(tensor.dtype))
-        if arr.ndim == len(tensor.shape) - 1:
-            arr = arr[None]  # one unbatched sample
-        if arr.ndim != len(tensor.shape):
-            raise ValueError(
-                f"Representative data for input {tensor.name!r} has shape "
-                f"{arr.shape}; the model expects {tuple(tensor.shape)}."
-            )
-        feed[tensor.name] = arr
-    return feed
-
-
-def _samples(data: Any, model: keras.Model) -> list[dict[str, np.ndarray]]:
-    """Splits representative data into at most `_MAX_SAMPLES` batch-1 feeds."""
-    names = _input_names(model)
-    if callable(data):  # TF's own `representative_dataset` convention
-        data = data()
-    if _is_array(data) or isinstance(data, dict):
-        elements: Any = [data]
-    elif (
-        isinstance(data, (list, tuple))
-        and len(names) > 1
-        and len(data) == len(names)
-        and all(_is_array(d) for d in data)
-    ):
-        elements = [data]  # one batch of a multi-input model
-    else:
-        try:
-            elements = iter(data)
-        except TypeError:
-            raise TypeError(
-                "`representative_data` must be an array, a list/tuple/dict of arrays, "
-                "an iterable or tf.data.Dataset of inputs, or a generator function. "
-                f"Received: {type(data).__name__}"
-            ) from None
-    samples: list[dict[str, np.ndarray]] = []
-    for element in elements:
-        feed = _element_to_feed(element, model)
-        n = len(next(iter(feed.values())))
-        for i in range(n):
-            samples.append({k: v[i : i + 1] for k, v in feed.items()})
-            if len(samples) >= _MAX_SAMPLES:
-                logger.info("Using the first %d representative samples.", _MAX_SAMPLES)
-                return samples
-    if not samples:
-        raise ValueError("`representative_data` is empty.")
-    return samples
-
-
-def _random_feed(model: keras.Model, batch: int, seed: int = 0) -> dict:
-    rng = np.random.default_rng(seed)
-    feed = {}
-    for t in _input_tensors(model):
-        shape = (batch, *t.shape[1:])
-        if any(d is None for d in shape):
-            raise ValueError(
-                f"Input {t.name!r} has unknown dimensions {tuple(t.shape)}, so no "
-                "random inputs can be made: pass example inputs "
-                "(`representative_data=` / `inputs=`) or `verify=False`."
-            )
-        dtype = keras.backend.standardize_dtype(t.dtype)
-        if "int" in dtype:
-            feed[t.name] = rng.integers(0, 10, size=shape).astype(dtype)
-        elif dtype == "bool":
-            feed[t.name] = rng.random(shape) < 0.5
-        else:
-            feed[t.name] = rng.standard_normal(shape).astype(dtype)
-    return feed
-
-
-def _verification_feed(model, num_verify, samples) -> dict[str, np.ndarray]:
-    if not samples:
-        return _random_feed(model, num_verify)
-    chosen = samples[:num_verify]
-    return {k: np.concatenate([s[k] for s in chosen]) for k in chosen[0]}
-
-
-def _feed(model, verify, num_verify, data) -> dict[str, np.ndarray] | None:
-    if not verify:
-        return None
-    samples = None if data is None else _samples(data, model)
-    return _verification_feed(model, num_verify, samples)
-
-
-def _keras_outputs(model: keras.Model, feed: dict) -> list[np.ndarray]:
-    out = model(_keras_inputs(model, feed), training=False)
-    return [np.asarray(keras.ops.convert_to_numpy(o)) for o in keras.tree.flatten(out)]
-
-
-def _sorted_outputs(outputs: dict[str, Any]) -> list[np.ndarray]:
-    """Signature outputs in Keras' flattening order (`output_0, output_1, …`)."""
-
-    def key(name: str):
-        m = re.fullmatch(r"output_(\d+)", name)
-        return (0, int(m.group(1)), "") if m else (1, 0, name)
-
-    return [np.asarray(outputs[k]) for k in sorted(outputs, key=key)]
-
-
 def _compare(fmt, reference, outputs, tolerance) -> tuple[float, float, bool]:
     if len(reference) != len(outputs):
         raise RuntimeError(
@@ -323,100 +165,62 @@ def _report_failure(report: ExportReport, strict: bool, hint: str = "") -> None:
     warnings.warn(message, FilterPruneWarning, stacklevel=3)
 
 
-# ----------------------------------------------------------------------------------
-# Paths: checks and atomic writes
-# ----------------------------------------------------------------------------------
-def _check_target(path: Any, kind: str) -> str:
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"`path` must be a str or os.PathLike. Received: {path!r}")
-    path = os.fspath(path)
-    suffix = os.path.splitext(path)[1].lower()
-    if kind == "saved_model":
-        if suffix in _FILE_SUFFIXES:
-            raise ValueError(
-                f"A SavedModel is a directory; `path` must not end with {suffix!r}. "
-                f"Received: path={path!r}. Use export_tflite() for '.tflite' and "
-                "save_keras() for '.keras'."
-            )
-        if os.path.exists(path) and not os.path.isdir(path):
-            raise FileExistsError(f"{path!r} is a file; a SavedModel is a directory.")
-    else:
-        want = {"tflite": ".tflite", "keras": ".keras"}[kind]
-        if suffix != want:
-            raise ValueError(
-                f"`path` must end with {want!r} for a {kind} export. "
-                f"Received: path={path!r}"
-            )
-        if os.path.isdir(path):
-            raise IsADirectoryError(f"{path!r} is a directory; pass a file path.")
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.exists(parent):
-        raise FileNotFoundError(
-            f"The directory {parent!r} does not exist. Create it first, e.g. "
-            "`os.makedirs(dirname, exist_ok=True)`."
-        )
-    if not os.path.isdir(parent):
-        raise NotADirectoryError(f"{parent!r} is not a directory.")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise PermissionError(
-            f"Cannot write in {parent!r} (permission denied); choose a writable "
-            "directory."
-        )
-    return path
-
-
-def _staging_name(path: str) -> str:
-    parent, base = os.path.split(os.path.abspath(path))
-    stem, ext = os.path.splitext(base)
-    return os.path.join(parent, f".{stem}.{secrets.token_hex(4)}.tmp{ext}")
-
-
-@contextlib.contextmanager
-def _staged(path: str, directory: bool = False) -> Iterator[str]:
-    """Yields a hidden sibling of `path`; moves it into place if no error occurred."""
-    tmp = _staging_name(path)
-    if directory:
-        os.mkdir(tmp)
-    try:
-        yield tmp
-        if directory:
-            backup = None
-            if os.path.isdir(path):
-                backup = _staging_name(path) + ".old"
-                os.rename(path, backup)
-            try:
-                os.rename(tmp, path)
-            except OSError:
-                if backup:
-                    os.rename(backup, path)
-                raise
-            if backup:
-                shutil.rmtree(backup, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def _size(path: str) -> int:
-    if os.path.isfile(path):
-        return os.path.getsize(path)
-    return sum(
-        os.path.getsize(os.path.join(root, f))
-        for root, _, files in os.walk(path)
-        for f in files
-    )
-
-
-def _check_verify_args(num_verify: int, tolerance: float | None) -> None:
-    if not isinstance(num_verify, int) or num_verify < 1:
+def _prepare(model, path, kind: str, num_verify, tolerance) -> str:
+    """Checks the model, the destination and the verification arguments before
+    any work; returns the path as a `str`."""
+    _input_tensors(model)
+    path = _check_target(path, kind)
+    if (
+        isinstance(num_verify, bool)
+        or not isinstance(num_verify, int)
+        or (num_verify < 1)
+    ):
         raise ValueError(f"`num_verify` must be an int >= 1. Received: {num_verify!r}")
     if tolerance is not None and not tolerance >= 0:
         raise ValueError(f"`tolerance` must be >= 0. Received: {tolerance!r}")
+    return path
+
+
+class _CheckFailed(Exception):
+    """The written file could not even be run (e.g. it does not reload)."""
+
+
+def _export(
+    kind: str,
+    model: keras.Model,
+    path: str,
+    write: Callable[[str], None],
+    run: Callable[[str, dict], list],
+    *,
+    feed: dict | None,
+    start: float,
+    quantization: str | None = None,
+    tolerance: float | None = None,
+    strict: bool = False,
+    hint: str = "",
+) -> ExportReport:
+    """The template of every export: write to a hidden staging name, verify
+    `run(staged path, feed)` against Keras, then move it into place (with
+    `strict`, only when the check passed)."""
+    fmt = quantization if kind == "tflite" else kind
+    with _staged(path, directory=kind == "saved_model") as tmp:
+        write(tmp)
+        diff = tol = passed = None
+        if feed is not None:
+            try:
+                reference = _keras_outputs(model, feed)
+                diff, tol, passed = _compare(fmt, reference, run(tmp, feed), tolerance)
+            except _CheckFailed as e:
+                diff, tol, passed, hint = float("inf"), 0.0, False, str(e)
+        seconds = time.perf_counter() - start
+        report = ExportReport(
+            path, kind, _size(tmp), quantization, diff, tol, passed, seconds
+        )
+        if strict:
+            _report_failure(report, strict, hint)
+    _report_failure(report, False, hint)
+    logger.info("Exported %s", report)
+    return report
 
 
 # ----------------------------------------------------------------------------------
@@ -469,54 +273,35 @@ def save_keras(
     (True, 0.0)
     """
     start = time.perf_counter()
-    _input_tensors(model)
-    path = _check_target(path, "keras")
-    _check_verify_args(num_verify, tolerance)
+    path = _prepare(model, path, "keras", num_verify, tolerance)
     feed = _feed(model, verify, num_verify, representative_data)
-    hint = ""
-    with _staged(path) as tmp:
-        keras.saving.save_model(model, tmp)
-        diff = tol = passed = None
-        if verify:
-            try:
-                reloaded = keras.saving.load_model(
-                    tmp, custom_objects=custom_objects, compile=False
-                )
-                # Input names are not kept by a reload (Sequential): match by order.
-                feed2 = {
-                    b.name: feed[a.name]
-                    for a, b in zip(
-                        _input_tensors(model), _input_tensors(reloaded), strict=True
-                    )
-                }
-                diff, tol, passed = _compare(
-                    "keras",
-                    _keras_outputs(model, feed),
-                    _keras_outputs(reloaded, feed2),
-                    tolerance,
-                )
-            except Exception as e:  # any reload failure is a failed check
-                diff, tol, passed = float("inf"), 0.0, False
-                hint = (
-                    f" Reloading failed: {type(e).__name__}: {e}. Register custom "
-                    "layers with `keras.saving.register_keras_serializable()` or "
-                    "pass `custom_objects=`."
-                )
-        report = ExportReport(
-            path,
-            "keras",
-            _size(tmp),
-            None,
-            diff,
-            tol,
-            passed,
-            time.perf_counter() - start,
-        )
-        if strict:
-            _report_failure(report, strict, hint)
-    _report_failure(report, False, hint)
-    logger.info("Saved %s", report)
-    return report
+
+    def run(tmp: str, feed: dict) -> list:
+        try:
+            reloaded = keras.saving.load_model(
+                tmp, custom_objects=custom_objects, compile=False
+            )
+            # Input names are not kept by a reload (Sequential): match by order.
+            pairs = zip(_input_tensors(model), _input_tensors(reloaded), strict=True)
+            return _keras_outputs(reloaded, {b.name: feed[a.name] for a, b in pairs})
+        except Exception as e:  # any reload failure is a failed check
+            raise _CheckFailed(
+                f" Reloading failed: {type(e).__name__}: {e}. Register custom "
+                "layers with `keras.saving.register_keras_serializable()` or "
+                "pass `custom_objects=`."
+            ) from e
+
+    return _export(
+        "keras",
+        model,
+        path,
+        lambda tmp: keras.saving.save_model(model, tmp),
+        run,
+        feed=feed,
+        start=start,
+        tolerance=tolerance,
+        strict=strict,
+    )
 
 
 def export_saved_model(
@@ -568,57 +353,34 @@ def export_saved_model(
     import tensorflow as tf
 
     start = time.perf_counter()
-    _input_tensors(model)
-    path = _check_target(path, "saved_model")
-    _check_verify_args(num_verify, tolerance)
+    path = _prepare(model, path, "saved_model", num_verify, tolerance)
     feed = _feed(model, verify, num_verify, representative_data)
-    with _staged(path, directory=True) as tmp:
+
+    def write(tmp: str) -> None:
         try:
             model.export(tmp, format="tf_saved_model", verbose=False)
         except Exception as e:
             raise RuntimeError(
                 f"Keras could not export {model.name!r} as a SavedModel: {e}"
             ) from e
-        diff = tol = passed = None
-        if verify:
-            serve = tf.saved_model.load(tmp).signatures["serving_default"]
-            names = _signature_names(model, serve.structured_input_signature[1])
-            outputs = serve(**{names[k]: tf.constant(v) for k, v in feed.items()})
-            diff, tol, passed = _compare(
-                "saved_model",
-                _keras_outputs(model, feed),
-                _sorted_outputs(outputs),
-                tolerance,
-            )
-            del serve
-        report = ExportReport(
-            path,
-            "saved_model",
-            _size(tmp),
-            None,
-            diff,
-            tol,
-            passed,
-            time.perf_counter() - start,
+
+    def run(tmp: str, feed: dict) -> list:
+        serve = tf.saved_model.load(tmp).signatures["serving_default"]
+        names = _signature_names(model, serve.structured_input_signature[1])
+        return _sorted_outputs(
+            serve(**{names[k]: tf.constant(v) for k, v in feed.items()})
         )
-        if strict:
-            _report_failure(report, strict)
-    _report_failure(report, False)
-    logger.info("Exported %s", report)
-    return report
 
-
-def _signature_names(model: keras.Model, signature_inputs: Any) -> dict[str, str]:
-    """Maps Keras input names to signature input names (normally the same)."""
-    keras_names = _input_names(model)
-    sig_names = list(signature_inputs)
-    if set(keras_names) == set(sig_names):
-        return {n: n for n in keras_names}
-    if len(keras_names) == len(sig_names) == 1:
-        return {keras_names[0]: sig_names[0]}
-    raise RuntimeError(
-        f"Cannot match the model inputs {keras_names} to the exported signature "
-        f"inputs {sig_names}; give the keras.Input layers unique plain names."
+    return _export(
+        "saved_model",
+        model,
+        path,
+        write,
+        run,
+        feed=feed,
+        start=start,
+        tolerance=tolerance,
+        strict=strict,
     )
 
 
@@ -742,8 +504,6 @@ def export_tflite(
     >>> report.quantization, report.passed
     ('int8', True)
     """
-    from keras_filterprune.runtime import _interpreter_class, _Runner
-
     start = time.perf_counter()
     _input_tensors(model)
     if quantization not in QUANTIZATIONS:
@@ -763,46 +523,36 @@ def export_tflite(
         raise ValueError(
             f"`int8_io=True` needs quantization='int8'. Received: {quantization!r}"
         )
-    path = _check_target(path, "tflite")
-    _check_verify_args(num_verify, tolerance)
+    path = _prepare(model, path, "tflite", num_verify, tolerance)
     samples = (
         None if representative_data is None else _samples(representative_data, model)
     )
+    feed = None
     if verify:
         _interpreter_class()  # fail early, before converting
         feed = _verification_feed(model, num_verify, samples)
     content = _convert_tflite(model, quantization, samples, int8_io)
-    with _staged(path) as tmp:
+
+    def write(tmp: str) -> None:
         with open(tmp, "xb") as f:
             f.write(content)
-        diff = tol = passed = None
-        if verify:
-            runner = _Runner(content, num_threads=2)
-            names = _signature_names(model, runner.input_details)
-            outputs = runner.run({names[k]: v for k, v in feed.items()})
-            diff, tol, passed = _compare(
-                quantization,
-                _keras_outputs(model, feed),
-                _sorted_outputs(outputs),
-                tolerance,
-            )
-        report = ExportReport(
-            path,
-            "tflite",
-            len(content),
-            quantization,
-            diff,
-            tol,
-            passed,
-            time.perf_counter() - start,
-        )
-        hint = (
-            " Check that representative_data covers the inputs' real range."
-            if quantization == "int8"
-            else ""
-        )
-        if strict:
-            _report_failure(report, strict, hint)
-    _report_failure(report, False, hint)
-    logger.info("Exported %s", report)
-    return report
+
+    def run(tmp: str, feed: dict) -> list:
+        runner = _Runner(content, num_threads=2)
+        names = _signature_names(model, runner.input_details)
+        return _sorted_outputs(runner.run({names[k]: v for k, v in feed.items()}))
+
+    hint = " Check that representative_data covers the inputs' real range."
+    return _export(
+        "tflite",
+        model,
+        path,
+        write,
+        run,
+        feed=feed,
+        start=start,
+        quantization=quantization,
+        tolerance=tolerance,
+        strict=strict,
+        hint=hint if quantization == "int8" else "",
+    )

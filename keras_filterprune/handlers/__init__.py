@@ -19,7 +19,7 @@ this one table, so teaching keras-filterprune a custom layer is one
 ...     def call(self, x):
 ...         return x * self.gamma
 >>> register_handler(Scale, PassThroughHandler())
->>> unregister_handler(Scale)  # back to "unknown layer: freeze"
+>>> _ = unregister_handler(Scale)  # back to "unknown layer: freeze"
 """
 
 from __future__ import annotations

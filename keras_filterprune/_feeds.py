@@ -1,0 +1,193 @@
+"""Model inputs as feeds: `{input name: array}` dicts from representative data,
+random verification inputs, and outputs in Keras' order. Shared by the exporters
+(`keras_filterprune.export`), the LiteRT runner and the benchmarks."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import keras
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+MAX_SAMPLES = 500  # representative samples kept (TF advises a few hundred)
+
+
+def _input_tensors(model: keras.Model) -> list:
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"Expected a keras.Model. Received: {type(model).__name__}")
+    inputs = getattr(model, "inputs", None)
+    if not inputs:
+        raise ValueError(
+            f"Model {model.name!r} has no defined inputs (a subclassed model?). Wrap "
+            "it in a functional model: `inp = keras.Input(shape); "
+            "keras.Model(inp, model(inp))`."
+        )
+    return list(inputs)
+
+
+def _input_names(model: keras.Model) -> list[str]:
+    return [t.name for t in _input_tensors(model)]
+
+
+def _keras_inputs(model: keras.Model, feed: dict[str, np.ndarray]) -> Any:
+    """Arranges `{input name: array}` in the structure `model` is called with."""
+    inputs = _input_tensors(model)
+    try:
+        struct = model.input
+    except (AttributeError, ValueError):
+        struct = inputs[0] if len(inputs) == 1 else inputs
+    return keras.tree.map_structure(lambda t: feed[t.name], struct)
+
+
+def _is_array(x: Any) -> bool:
+    return hasattr(x, "shape") and hasattr(x, "dtype")
+
+
+def _element_to_feed(element: Any, model: keras.Model) -> dict[str, np.ndarray]:
+    """One representative element (a batch or one sample) → `{name: batch array}`."""
+    tensors = _input_tensors(model)
+    names = [t.name for t in tensors]
+    if isinstance(element, dict):
+        missing = [n for n in names if n not in element]
+        if missing:
+            raise ValueError(
+                f"Representative element has keys {sorted(element)}; the model's "
+                f"inputs are {names} (missing {missing})."
+            )
+        arrays = [element[n] for n in names]
+    elif isinstance(element, (list, tuple)):
+        if element and not _is_array(element[0]):  # (inputs, targets[, weights])
+            return _element_to_feed(element[0], model)
+        if len(names) == 1:  # [x] or (x, y) or (x, y, w)
+            arrays = [element[0]]
+        elif len(element) == len(names):
+            arrays = list(element)
+        else:
+            raise ValueError(
+                f"Representative element has {len(element)} arrays; the model has "
+                f"{len(names)} inputs {names}. Yield one array per input, or a dict."
+            )
+    elif _is_array(element) and len(names) == 1:
+        arrays = [element]
+    else:
+        raise ValueError(
+            f"Cannot read a representative element of type {type(element).__name__} "
+            f"for a model with inputs {names}: use arrays, lists or dicts of arrays."
+        )
+    feed = {}
+    for tensor, arr in zip(tensors, arrays, strict=True):
+        arr = np.asarray(arr, dtype=keras.backend.standardize_dtype(tensor.dtype))
+        if arr.ndim == len(tensor.shape) - 1:
+            arr = arr[None]  # one unbatched sample
+        if arr.ndim != len(tensor.shape):
+            raise ValueError(
+                f"Representative data for input {tensor.name!r} has shape "
+                f"{arr.shape}; the model expects {tuple(tensor.shape)}."
+            )
+        feed[tensor.name] = arr
+    return feed
+
+
+def _samples(data: Any, model: keras.Model) -> list[dict[str, np.ndarray]]:
+    """Splits representative data into at most `MAX_SAMPLES` batch-1 feeds."""
+    names = _input_names(model)
+    if callable(data):  # TF's own `representative_dataset` convention
+        data = data()
+    if _is_array(data) or isinstance(data, dict):
+        elements: Any = [data]
+    elif (
+        isinstance(data, (list, tuple))
+        and len(names) > 1
+        and len(data) == len(names)
+        and all(_is_array(d) for d in data)
+    ):
+        elements = [data]  # one batch of a multi-input model
+    else:
+        try:
+            elements = iter(data)
+        except TypeError:
+            raise TypeError(
+                "`representative_data` must be an array, a list/tuple/dict of arrays, "
+                "an iterable or tf.data.Dataset of inputs, or a generator function. "
+                f"Received: {type(data).__name__}"
+            ) from None
+    samples: list[dict[str, np.ndarray]] = []
+    for element in elements:
+        feed = _element_to_feed(element, model)
+        n = len(next(iter(feed.values())))
+        for i in range(n):
+            samples.append({k: v[i : i + 1] for k, v in feed.items()})
+            if len(samples) >= MAX_SAMPLES:
+                logger.info("Using the first %d representative samples.", MAX_SAMPLES)
+                return samples
+    if not samples:
+        raise ValueError("`representative_data` is empty.")
+    return samples
+
+
+def _random_feed(model: keras.Model, batch: int, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    feed = {}
+    for t in _input_tensors(model):
+        shape = (batch, *t.shape[1:])
+        if any(d is None for d in shape):
+            raise ValueError(
+                f"Input {t.name!r} has unknown dimensions {tuple(t.shape)}, so no "
+                "random inputs can be made: pass example inputs "
+                "(`representative_data=` / `inputs=`) or `verify=False`."
+            )
+        dtype = keras.backend.standardize_dtype(t.dtype)
+        if "int" in dtype:
+            feed[t.name] = rng.integers(0, 10, size=shape).astype(dtype)
+        elif dtype == "bool":
+            feed[t.name] = rng.random(shape) < 0.5
+        else:
+            feed[t.name] = rng.standard_normal(shape).astype(dtype)
+    return feed
+
+
+def _verification_feed(model, num_verify, samples) -> dict[str, np.ndarray]:
+    if not samples:
+        return _random_feed(model, num_verify)
+    chosen = samples[:num_verify]
+    return {k: np.concatenate([s[k] for s in chosen]) for k in chosen[0]}
+
+
+def _feed(model, verify, num_verify, data) -> dict[str, np.ndarray] | None:
+    if not verify:
+        return None
+    samples = None if data is None else _samples(data, model)
+    return _verification_feed(model, num_verify, samples)
+
+
+def _keras_outputs(model: keras.Model, feed: dict) -> list[np.ndarray]:
+    out = model(_keras_inputs(model, feed), training=False)
+    return [np.asarray(keras.ops.convert_to_numpy(o)) for o in keras.tree.flatten(out)]
+
+
+def _sorted_outputs(outputs: dict[str, Any]) -> list[np.ndarray]:
+    """Signature outputs in Keras' flattening order (`output_0, output_1, …`)."""
+
+    def key(name: str):
+        m = re.fullmatch(r"output_(\d+)", name)
+        return (0, int(m.group(1)), "") if m else (1, 0, name)
+
+    return [np.asarray(outputs[k]) for k in sorted(outputs, key=key)]
+
+
+def _signature_names(model: keras.Model, signature_inputs: Any) -> dict[str, str]:
+    """Maps Keras input names to signature input names (normally the same)."""
+    keras_names = _input_names(model)
+    sig_names = list(signature_inputs)
+    if set(keras_names) == set(sig_names):
+        return {n: n for n in keras_names}
+    if len(keras_names) == len(sig_names) == 1:
+        return {keras_names[0]: sig_names[0]}
+    raise RuntimeError(
+        f"Cannot match the model inputs {keras_names} to the exported signature "
+        f"inputs {sig_names}; give the keras.Input layers unique plain names."
+    )
