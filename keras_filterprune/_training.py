@@ -44,8 +44,8 @@ def compile_like(new: keras.Model, model: keras.Model) -> None:
             loss=model.loss,
         )
         done = "compiled with the same loss and a fresh optimizer only (no metrics)"
-    except Exception:
-        done = "returned uncompiled"
+    except Exception as fallback_error:  # reported in the warning below
+        done = f"returned uncompiled ({type(fallback_error).__name__})"
     warnings.warn(
         f"The pruned model could not be compiled like the trained model "
         f"({error!r}); it is {done}. Compile it yourself before fine-tuning.",

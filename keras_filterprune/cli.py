@@ -11,261 +11,24 @@ that formats tables; the library returns data.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
-import math
 import os
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from keras_filterprune._cli_io import (
+    CommandError,
+    _existing,
+    _load_arrays,
+    _load_model,
+    _load_representative,
+)
+from keras_filterprune._cli_parser import PROG, build_parser
+
 __all__ = ["build_parser", "main"]
-
-PROG = "keras-filterprune"
-_QUANTIZATIONS = ("float16", "dynamic", "int8")
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
-
-
-class CommandError(Exception):
-    """A failure to report as one line (exit code 1)."""
-
-
-# ---------------------------------------------------------------------------
-# Argument parsing
-# ---------------------------------------------------------------------------
-
-
-def _ratio(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1): {text}")
-    return value
-
-
-def _open_ratio(text: str) -> float:
-    value = _ratio(text)
-    if value == 0.0:
-        raise argparse.ArgumentTypeError("must be in (0, 1): 0")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1: {text}")
-    return value
-
-
-def _count(text: str) -> float:
-    """`2500000`, `2.5e6`, `2.5M`, `300k`, `1.2G` → a positive number."""
-    scale = {"k": 1e3, "m": 1e6, "g": 1e9}.get(text[-1:].lower(), 1.0)
-    digits = text[:-1] if scale != 1.0 else text
-    try:
-        value = float(digits) * scale
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"not a count: {text!r} (use e.g. 2500000, 2.5e6, 2.5M or 300k)"
-        ) from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0: {text}")
-    return value
-
-
-def _layer_ratio(text: str) -> tuple[str, float]:
-    name, sep, value = text.rpartition("=")
-    if not sep or not name:
-        raise argparse.ArgumentTypeError(f"expected LAYER=RATIO, got {text!r}")
-    return name, _ratio(value)
-
-
-def _criterion_help() -> str:
-    return (
-        "importance criterion: operator_norm (default), l1_norm, l2_norm, "
-        "geometric_median, random; active (need --data): mean_activation, apoz, "
-        "hrank, taylor"
-    )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of `keras-filterprune` (all subcommands)."""
-    from keras_filterprune._version import __version__
-
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="Structured (filter) pruning of Keras CNNs: score, plan, prune, "
-        "profile and export smaller models.",
-        epilog="Exit codes: 0 ok, 1 failure (one line on stderr), 2 usage error.",
-    )
-    parser.add_argument(
-        "--version", action="version", version=f"%(prog)s {__version__}"
-    )
-    parser.add_argument(
-        "--debug",
-        action="store_true",
-        help="show tracebacks and TensorFlow's native log output",
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    def command(name: str, help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help)
-        p.add_argument(
-            "--debug",
-            action="store_true",
-            default=argparse.SUPPRESS,
-            help=argparse.SUPPRESS,
-        )
-        return p
-
-    # score
-    p = command("score", "Print per-layer statistics of the filter scores.")
-    p.add_argument("model", metavar="MODEL.keras")
-    p.add_argument("--criterion", default="operator_norm", help=_criterion_help())
-    p.add_argument(
-        "--data", metavar="DATA.npz", help="inputs for active criteria (array `x`)"
-    )
-
-    # prune
-    p = command("prune", "Prune filters and save the smaller model.")
-    p.add_argument("model", metavar="MODEL.keras")
-    p.add_argument("-o", "--output", required=True, metavar="OUT.keras")
-    p.add_argument(
-        "--ratio",
-        type=_ratio,
-        help="fraction of each group's channels to remove (default 0.5)",
-    )
-    p.add_argument("--criterion", help=_criterion_help())
-    p.add_argument(
-        "--per-layer",
-        nargs="+",
-        action="extend",
-        type=_layer_ratio,
-        metavar="LAYER=RATIO",
-        help="ratio for one layer's group",
-    )
-    p.add_argument(
-        "--exclude",
-        nargs="+",
-        action="extend",
-        metavar="LAYER",
-        help="layers never to prune",
-    )
-    target = p.add_mutually_exclusive_group()
-    target.add_argument(
-        "--target-macs",
-        type=_count,
-        metavar="N",
-        help="solve for the ratio reaching at most N MACs (e.g. 2.5M)",
-    )
-    target.add_argument(
-        "--target-params", type=_count, metavar="N", help="same with parameters"
-    )
-    p.add_argument(
-        "--round-to",
-        type=_positive_int,
-        metavar="N",
-        help="keep a multiple of N channels per group",
-    )
-    p.add_argument(
-        "--min-filters",
-        type=_positive_int,
-        metavar="N",
-        help="never keep fewer than N channels in a group",
-    )
-    p.add_argument(
-        "--global-ranking",
-        action="store_true",
-        default=None,
-        help="rank channels of all groups together",
-    )
-    p.add_argument(
-        "--data",
-        metavar="DATA.npz",
-        help="inputs (x, and y for taylor) for active criteria",
-    )
-    plans = p.add_mutually_exclusive_group()
-    plans.add_argument(
-        "--plan-out", metavar="PLAN.json", help="also save the pruning plan as JSON"
-    )
-    plans.add_argument(
-        "--plan", metavar="PLAN.json", help="apply a saved plan instead of planning"
-    )
-
-    # profile
-    p = command("profile", "Print parameters and MACs per layer.")
-    p.add_argument("model", metavar="MODEL.keras")
-    p.add_argument(
-        "--human", action="store_true", help="show 1.2M instead of 1,234,567"
-    )
-    p.add_argument("--json", action="store_true", help="print JSON instead")
-
-    # export
-    p = command("export", "Export a model to TFLite (and check it in LiteRT).")
-    p.add_argument("model", metavar="MODEL.keras")
-    p.add_argument("--tflite", required=True, metavar="OUT.tflite")
-    p.add_argument(
-        "--quantize",
-        choices=_QUANTIZATIONS,
-        help="weights float16, dynamic-range int8, or full int8",
-    )
-    p.add_argument(
-        "--representative",
-        metavar="DIR|FILE.npy",
-        help="typical inputs: a .npy/.npz array or a directory of "
-        "images (scaled to [0, 1]); required by --quantize int8",
-    )
-    p.add_argument(
-        "--benchmark", action="store_true", help="also measure the LiteRT latency"
-    )
-
-    # sensitivity
-    p = command(
-        "sensitivity",
-        "Prune each group alone at several ratios and evaluate (Li et al. 2017).",
-    )
-    p.add_argument("model", metavar="MODEL.keras")
-    p.add_argument(
-        "--data",
-        required=True,
-        metavar="DATA.npz",
-        help="evaluation arrays `x` and `y`",
-    )
-    p.add_argument(
-        "--ratios",
-        nargs="+",
-        type=_open_ratio,
-        metavar="R",
-        help="ratios in (0, 1) (default 0.1 ... 0.9)",
-    )
-    p.add_argument("--criterion", default="operator_norm", help=_criterion_help())
-    p.add_argument(
-        "--max-drop",
-        type=float,
-        metavar="D",
-        help="print the per-layer ratios whose score drop stays within D",
-    )
-    p.add_argument("--plot", metavar="OUT.png", help="save the curves")
-    p.add_argument("--json", metavar="OUT.json", help="save the curves as JSON")
-    p.add_argument("--batch-size", type=_positive_int, default=128)
-
-    # demo
-    p = command("demo", "Train, prune, fine-tune and export a Fashion-MNIST CNN.")
-    p.add_argument(
-        "--quick", action="store_true", help="a few seconds on tiny data (for tests)"
-    )
-    p.add_argument("--output-dir", default="demo_output", metavar="DIR")
-    p.add_argument(
-        "--data-dir", metavar="DIR", help="Fashion-MNIST idx files (default: Debian's)"
-    )
-    return parser
-
 
 # ---------------------------------------------------------------------------
 # Helpers
@@ -285,98 +48,6 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1) 
 
     rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
     return "\n".join([line(cells[0]), rule, *map(line, cells[1:])])
-
-
-def _existing(path: str, what: str) -> str:
-    if not os.path.exists(path):
-        raise CommandError(f"{what} '{path}' does not exist")
-    return path
-
-
-def _load_model(path: str):
-    import keras
-
-    # Registers the package's custom layers (front-ends, shortcut pads, …).
-    import keras_filterprune.audio  # noqa: F401
-    import keras_filterprune.models  # noqa: F401
-
-    _existing(path, "model file")
-    if os.path.isdir(path) or not path.endswith((".keras", ".h5", ".hdf5")):
-        raise CommandError(
-            f"'{path}' is not a Keras model file (expected MODEL.keras; convert "
-            "SavedModels with keras.layers.TFSMLayer first)"
-        )
-    try:
-        return keras.saving.load_model(path, safe_mode=True)
-    except Exception as e:
-        raise CommandError(
-            f"cannot load model '{path}': {type(e).__name__}: {e}"
-        ) from e
-
-
-def _load_arrays(path: str, need_y: bool = False):
-    import numpy as np
-
-    _existing(path, "data file")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except Exception as e:
-        raise CommandError(f"cannot read data '{path}': {e}") from e
-    if "x" in arrays:
-        x, y = arrays["x"], arrays.get("y")
-    elif set(arrays) == {"arr_0", "arr_1"}:
-        x, y = arrays["arr_0"], arrays["arr_1"]
-    elif set(arrays) == {"arr_0"}:
-        x, y = arrays["arr_0"], None
-    else:
-        raise CommandError(
-            f"'{path}' must hold arrays 'x' and 'y' (np.savez(path, x=..., y=...)); "
-            f"found {sorted(arrays)}"
-        )
-    if need_y and y is None:
-        raise CommandError(f"'{path}' has no 'y' array (labels)")
-    if y is not None and len(x) != len(y):
-        raise CommandError(f"'{path}': x has {len(x)} samples but y has {len(y)}")
-    return x, y
-
-
-def _load_representative(path: str, model):
-    import numpy as np
-
-    _existing(path, "representative data")
-    if os.path.isdir(path):
-        import keras
-
-        shape = model.inputs[0].shape
-        if len(shape) != 4:
-            raise CommandError(
-                "a directory of images only suits image models (input (H, W, C)); "
-                f"this model's input is {tuple(shape)}. Pass a .npy array instead"
-            )
-        files = [f for f in os.listdir(path) if f.lower().endswith(_IMAGE_SUFFIXES)]
-        if not files:
-            raise CommandError(f"no images ({', '.join(_IMAGE_SUFFIXES)}) in '{path}'")
-        color = {1: "grayscale", 3: "rgb", 4: "rgba"}.get(shape[-1])
-        if color is None:
-            raise CommandError(f"images cannot feed an input with {shape[-1]} channels")
-        images = [
-            keras.utils.img_to_array(
-                keras.utils.load_img(
-                    os.path.join(path, f),
-                    color_mode=color,
-                    target_size=(shape[1], shape[2]),
-                )
-            )
-            for f in sorted(files)[:500]
-        ]
-        return np.stack(images).astype("float32") / 255.0
-    if path.endswith(".npz"):
-        return _load_arrays(path)[0]
-    try:
-        return np.load(path, allow_pickle=False)
-    except Exception as e:
-        raise CommandError(f"cannot read representative data '{path}': {e}") from e
 
 
 def _fmt_count(n: float) -> str:
@@ -428,10 +99,14 @@ def _quiet_native_stderr() -> Iterator[None]:
 def _cmd_score(args) -> int:
     import numpy as np
 
-    from keras_filterprune import score_filters, trace_channels
+    from keras_filterprune import criteria, score_filters, trace_channels
 
+    criteria.get(args.criterion)  # an unknown name fails before loading
     model = _load_model(args.model)
-    data = _load_arrays(args.data)[0] if args.data else None
+    data = None
+    if args.data:
+        x, y = _load_arrays(args.data, need_y=criteria.needs_gradients(args.criterion))
+        data = (x, y) if criteria.needs_gradients(args.criterion) else x
     graph = trace_channels(model, warn=False)
     scores = score_filters(model, args.criterion, data, graph=graph)
     rows = []
@@ -458,10 +133,12 @@ def _cmd_score(args) -> int:
 
 
 def _cmd_prune(args) -> int:
+    from keras_filterprune._training import compile_like
     from keras_filterprune import (
         PruningPlan,
         apply_plan,
         count_macs,
+        criteria,
         plan_pruning,
         save_keras,
     )
@@ -495,12 +172,13 @@ def _cmd_prune(args) -> int:
                 kwargs[name] = value
         if args.data:
             x, y = _load_arrays(args.data)
-            kwargs["data"] = (x, y) if args.criterion == "taylor" else x
+            gradients = criteria.needs_gradients(args.criterion or "operator_norm")
+            kwargs["data"] = (x, y) if gradients else x
         ratio = 0.5 if args.ratio is None else args.ratio
         plan = plan_pruning(model, ratio, args.criterion or "operator_norm", **kwargs)
     pruned = apply_plan(model, plan)
-    if getattr(model, "compiled", False):
-        pruned.compile_from_config(model.get_compile_config())
+    if model.get_compile_config():
+        compile_like(pruned, model)
     report = save_keras(pruned, args.output)
     if args.plan_out:
         plan.save(args.plan_out)
@@ -656,6 +334,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
+    if not debug:  # TensorFlow reads it when first imported, by the command
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     quiet = contextlib.nullcontext() if debug else _quiet_native_stderr()
     try:
         with quiet:

@@ -82,6 +82,47 @@ def test_help_lists_the_commands():
         assert command in result.stdout
 
 
+def test_help_imports_neither_keras_nor_tensorflow_and_is_quiet():
+    """`--help` parses before any import of Keras or TensorFlow (it answers in
+    well under a second here), with nothing on stderr."""
+    code = (
+        "import sys\n"
+        "from keras_filterprune.cli import main\n"
+        "assert main(['--help']) == 0\n"
+        "assert main(['prune', '--help']) == 0\n"
+        "heavy = [m for m in ('keras', 'tensorflow') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_")}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert "prune" in result.stdout and "--criterion" in result.stdout
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_filterprune", "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 0 and result.stderr == ""
+
+
+@pytest.mark.slow
+def test_a_command_prints_no_tensorflow_start_up_lines(files):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_filterprune", "profile", files / "model.keras"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+
+
 @pytest.mark.slow
 def test_profile_and_score(files):
     result = run("profile", files / "model.keras")

@@ -1,0 +1,246 @@
+"""The argument parser of the `keras-filterprune` command line.
+
+It imports neither Keras nor TensorFlow, so `--help` and usage errors answer at
+once; every value is checked here (argparse types) or, for criterion and layer
+names, against the registry and the model when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+PROG = "keras-filterprune"
+QUANTIZATIONS = ("float16", "dynamic", "int8")
+
+
+def _ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1): {text}")
+    return value
+
+
+def _open_ratio(text: str) -> float:
+    value = _ratio(text)
+    if value == 0.0:
+        raise argparse.ArgumentTypeError("must be in (0, 1): 0")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1: {text}")
+    return value
+
+
+def _count(text: str) -> float:
+    """`2500000`, `2.5e6`, `2.5M`, `300k`, `1.2G` → a positive number."""
+    scale = {"k": 1e3, "m": 1e6, "g": 1e9}.get(text[-1:].lower(), 1.0)
+    digits = text[:-1] if scale != 1.0 else text
+    try:
+        value = float(digits) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a count: {text!r} (use e.g. 2500000, 2.5e6, 2.5M or 300k)"
+        ) from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0: {text}")
+    return value
+
+
+def _layer_ratio(text: str) -> tuple[str, float]:
+    name, sep, value = text.rpartition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected LAYER=RATIO, got {text!r}")
+    return name, _ratio(value)
+
+
+def _criterion_help() -> str:
+    # The registry is not imported here (it imports TensorFlow): names are
+    # checked against it when the command runs.
+    return (
+        "importance criterion: a name from keras_filterprune.criteria.names() "
+        "(default operator_norm); passive ones score kernels, active ones need "
+        "--data (x, and y when the criterion needs gradients)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `keras-filterprune` (all subcommands)."""
+    from keras_filterprune._version import __version__
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Structured (filter) pruning of Keras CNNs: score, plan, prune, "
+        "profile and export smaller models.",
+        epilog="Exit codes: 0 ok, 1 failure (one line on stderr), 2 usage error.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}"
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show tracebacks and TensorFlow's native log output",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.add_argument(
+            "--debug",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help=argparse.SUPPRESS,
+        )
+        return p
+
+    # score
+    p = command("score", "Print per-layer statistics of the filter scores.")
+    p.add_argument("model", metavar="MODEL.keras")
+    p.add_argument("--criterion", default="operator_norm", help=_criterion_help())
+    p.add_argument(
+        "--data", metavar="DATA.npz", help="inputs for active criteria (array `x`)"
+    )
+
+    # prune
+    p = command("prune", "Prune filters and save the smaller model.")
+    p.add_argument("model", metavar="MODEL.keras")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.keras")
+    p.add_argument(
+        "--ratio",
+        type=_ratio,
+        help="fraction of each group's channels to remove (default 0.5)",
+    )
+    p.add_argument("--criterion", help=_criterion_help())
+    p.add_argument(
+        "--per-layer",
+        nargs="+",
+        action="extend",
+        type=_layer_ratio,
+        metavar="LAYER=RATIO",
+        help="ratio for one layer's group",
+    )
+    p.add_argument(
+        "--exclude",
+        nargs="+",
+        action="extend",
+        metavar="LAYER",
+        help="layers never to prune",
+    )
+    target = p.add_mutually_exclusive_group()
+    target.add_argument(
+        "--target-macs",
+        type=_count,
+        metavar="N",
+        help="solve for the ratio reaching at most N MACs (e.g. 2.5M)",
+    )
+    target.add_argument(
+        "--target-params", type=_count, metavar="N", help="same with parameters"
+    )
+    p.add_argument(
+        "--round-to",
+        type=_positive_int,
+        metavar="N",
+        help="keep a multiple of N channels per group",
+    )
+    p.add_argument(
+        "--min-filters",
+        type=_positive_int,
+        metavar="N",
+        help="never keep fewer than N channels in a group",
+    )
+    p.add_argument(
+        "--global-ranking",
+        action="store_true",
+        default=None,
+        help="rank channels of all groups together",
+    )
+    p.add_argument(
+        "--data",
+        metavar="DATA.npz",
+        help="inputs (x, and y for gradient criteria) for active criteria",
+    )
+    plans = p.add_mutually_exclusive_group()
+    plans.add_argument(
+        "--plan-out", metavar="PLAN.json", help="also save the pruning plan as JSON"
+    )
+    plans.add_argument(
+        "--plan", metavar="PLAN.json", help="apply a saved plan instead of planning"
+    )
+
+    # profile
+    p = command("profile", "Print parameters and MACs per layer.")
+    p.add_argument("model", metavar="MODEL.keras")
+    p.add_argument(
+        "--human", action="store_true", help="show 1.2M instead of 1,234,567"
+    )
+    p.add_argument("--json", action="store_true", help="print JSON instead")
+
+    # export
+    p = command("export", "Export a model to TFLite (and check it in LiteRT).")
+    p.add_argument("model", metavar="MODEL.keras")
+    p.add_argument("--tflite", required=True, metavar="OUT.tflite")
+    p.add_argument(
+        "--quantize",
+        choices=QUANTIZATIONS,
+        help="weights float16, dynamic-range int8, or full int8",
+    )
+    p.add_argument(
+        "--representative",
+        metavar="DIR|FILE.npy",
+        help="typical inputs: a .npy/.npz array or a directory of "
+        "images (scaled to [0, 1]); required by --quantize int8",
+    )
+    p.add_argument(
+        "--benchmark", action="store_true", help="also measure the LiteRT latency"
+    )
+
+    # sensitivity
+    p = command(
+        "sensitivity",
+        "Prune each group alone at several ratios and evaluate (Li et al. 2017).",
+    )
+    p.add_argument("model", metavar="MODEL.keras")
+    p.add_argument(
+        "--data",
+        required=True,
+        metavar="DATA.npz",
+        help="evaluation arrays `x` and `y`",
+    )
+    p.add_argument(
+        "--ratios",
+        nargs="+",
+        type=_open_ratio,
+        metavar="R",
+        help="ratios in (0, 1) (default 0.1 ... 0.9)",
+    )
+    p.add_argument("--criterion", default="operator_norm", help=_criterion_help())
+    p.add_argument(
+        "--max-drop",
+        type=float,
+        metavar="D",
+        help="print the per-layer ratios whose score drop stays within D",
+    )
+    p.add_argument("--plot", metavar="OUT.png", help="save the curves")
+    p.add_argument("--json", metavar="OUT.json", help="save the curves as JSON")
+    p.add_argument("--batch-size", type=_positive_int, default=128)
+
+    # demo
+    p = command("demo", "Train, prune, fine-tune and export a Fashion-MNIST CNN.")
+    p.add_argument(
+        "--quick", action="store_true", help="a few seconds on tiny data (for tests)"
+    )
+    p.add_argument("--output-dir", default="demo_output", metavar="DIR")
+    p.add_argument(
+        "--data-dir", metavar="DIR", help="Fashion-MNIST idx files (default: Debian's)"
+    )
+    return parser
