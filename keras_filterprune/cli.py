@@ -133,7 +133,6 @@ def _cmd_score(args) -> int:
 
 
 def _cmd_prune(args) -> int:
-    from keras_filterprune._training import compile_like
     from keras_filterprune import (
         PruningPlan,
         apply_plan,
@@ -142,6 +141,7 @@ def _cmd_prune(args) -> int:
         plan_pruning,
         save_keras,
     )
+    from keras_filterprune._training import compile_like
 
     if not args.output.endswith(".keras"):
         raise CommandError(f"-o/--output must end with .keras: '{args.output}'")
