@@ -443,7 +443,9 @@ def test_property_operator_norm_permutation_fixing_filter_zero(data):
 @pytest.fixture
 def registry(monkeypatch):
     """Restores the registry after a test that registers criteria."""
-    monkeypatch.setattr(criteria, "_REGISTRY", dict(criteria._REGISTRY))
+    monkeypatch.setattr(
+        criteria._registry, "_REGISTRY", dict(criteria._registry._REGISTRY)
+    )
     return criteria
 
 

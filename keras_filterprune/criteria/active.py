@@ -20,6 +20,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_filterprune.criteria import _registry as registry
+
 __all__ = ["mean_activation", "apoz", "hrank", "taylor", "gather_active_scores"]
 
 
@@ -251,8 +253,6 @@ def _check_positive_int(value: Any, name: str, allow_none: bool = False) -> None
 
 def _resolve_criterion(criterion: Any) -> tuple[str, Callable, bool]:
     """Returns `(display name, statistic, needs_gradients)` for an active criterion."""
-    from keras_filterprune import criteria as registry
-
     fn = registry.get(criterion)
     label = criterion if isinstance(criterion, str) else getattr(fn, "__name__", "fn")
     if registry._is_registered(criterion) and not registry.is_active(criterion):
