@@ -10,6 +10,7 @@ import numpy as np
 
 from keras_filterprune.graph import ChannelGraph
 from keras_filterprune.handlers import get_handler
+from keras_filterprune.profile import call_macs
 
 __all__ = ["cost_model"]
 
@@ -88,8 +89,6 @@ def pruned_macs(graph: ChannelGraph, flags: np.ndarray) -> int:
     Raises:
         ValueError: a shape a rule needs is unknown (see `profile_model`).
     """
-    from keras_filterprune.profile import call_macs
-
     total = 0
     pruned_layers: dict[str, object] = {}
     shapes = dict(graph.walk.shapes)

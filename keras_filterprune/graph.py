@@ -23,6 +23,7 @@ import numpy as np
 from keras_filterprune._validation import check_layer_names, resolve_layer_names
 from keras_filterprune.exceptions import FilterPruneWarning
 from keras_filterprune.handlers import FreezeHandler, LayerHandler, get_handler
+from keras_filterprune.profile import ModelProfile, profile_walk
 from keras_filterprune.walk import Call, ModelWalk, walk_model
 
 __all__ = ["ChannelGroup", "ChannelGraph", "trace_channels"]
@@ -271,10 +272,8 @@ class ChannelGraph:
         return group.frozen or excluded.get(group.id)
 
     @functools.cached_property
-    def profile(self):
+    def profile(self) -> ModelProfile:
         """The `ModelProfile` of the traced model, from this graph's walk."""
-        from keras_filterprune.profile import profile_walk
-
         return profile_walk(self.walk)
 
     def summary(self) -> str:

@@ -246,7 +246,7 @@ def _output_shape(shapes: dict, keys: list[int]) -> Any:
     return None if any(s is None for s in found) else tuple(found)
 
 
-def profile_model(model: keras.Model) -> ModelProfile:
+def profile_model(model: keras.Model, *, graph=None) -> ModelProfile:
     """Counts the parameters and MACs of every call site of a model.
 
     MACs are multiply-accumulates for one example at inference; bias adds,
@@ -259,6 +259,8 @@ def profile_model(model: keras.Model) -> ModelProfile:
     Args:
         model: A built Functional or Sequential `keras.Model` with a fixed input
             size (nested models and shared layers are supported).
+        graph: The model's `ChannelGraph`, if already traced: its walk is
+            reused (`graph.profile`). Defaults to `None` (the model is walked).
 
     Returns:
         A `ModelProfile`; `str(profile)` is a table.
@@ -288,6 +290,14 @@ def profile_model(model: keras.Model) -> ModelProfile:
     Total                                              122  4,040
     Params: 122 (trainable 122, non-trainable 0); MACs per example: 4,040
     """
+    if graph is not None:
+        check_model(model)
+        if not getattr(graph, "is_graph_of", lambda m: False)(model):
+            raise ValueError(
+                "`graph` must be the ChannelGraph of `model` (trace_channels(model)). "
+                f"Received: graph={graph!r}"
+            )
+        return graph.profile
     return profile_walk(walk_model(model))
 
 
@@ -360,7 +370,7 @@ def _unknown_shape_error(path: str, layer: Any, shape: Shape | None) -> ValueErr
     )
 
 
-def count_macs(model: keras.Model) -> int:
+def count_macs(model: keras.Model, *, graph=None) -> int:
     """Counts the multiply-accumulates of one forward pass of one example.
 
     Shorthand for `profile_model(model).total_macs`; see `profile_model` for the
@@ -368,6 +378,7 @@ def count_macs(model: keras.Model) -> int:
 
     Args:
         model: A built Functional or Sequential `keras.Model` with a fixed input size.
+        graph: Its `ChannelGraph`, if already traced. Defaults to `None`.
 
     Returns:
         The MACs per example, an `int`.
@@ -383,7 +394,7 @@ def count_macs(model: keras.Model) -> int:
     >>> count_macs(model)  # 16 * 4; the bias add is not counted
     64
     """
-    return profile_model(model).total_macs
+    return profile_model(model, graph=graph).total_macs
 
 
 def count_params(model: keras.Model) -> int:

@@ -27,7 +27,7 @@ import numpy as np
 
 from keras_filterprune import criteria as criteria_lib
 from keras_filterprune._validation import layer_by_path
-from keras_filterprune.graph import trace_channels
+from keras_filterprune.graph import graph_of
 from keras_filterprune.masking import weight_masks
 from keras_filterprune.plan import GroupPlan, PruningPlan, plan_pruning
 from keras_filterprune.scoring import score_filters
@@ -301,6 +301,7 @@ def sensitivity_analysis(
     groups: Iterable[str | int] | None = None,
     batch_size: int = 128,
     verbose: int = 1,
+    graph=None,
     **plan_kwargs,
 ) -> SensitivityResult:
     """Prunes each channel group alone at each ratio and evaluates the model.
@@ -331,6 +332,8 @@ def sensitivity_analysis(
         batch_size: `int`. Batch size of the evaluations with `data`. Defaults
             to `128`.
         verbose: `int`. `1` shows a `keras.utils.Progbar`. Defaults to `1`.
+        graph: The model's `ChannelGraph`, if already traced. Defaults to
+            `None`: the model is traced once here.
         **plan_kwargs: Other `plan_pruning` arguments (`exclude`,
             `group_reduction`, `round_to`, `min_filters`).
 
@@ -401,7 +404,8 @@ def sensitivity_analysis(
                 "`data=(x, y)`, or use a passive criterion with `eval_fn`."
             )
         score_data = data if criteria_lib.needs_gradients(criterion) else data[0]
-    graph = trace_channels(model)  # once: every plan and mask reuses it
+    # Traced once: every plan and every mask reuses the graph.
+    graph = graph_of(model, graph, warn=True)
     scores = score_filters(model, criterion, score_data, graph=graph)
     plans = {
         r: plan_pruning(model, r, criterion, scores=scores, graph=graph, **plan_kwargs)

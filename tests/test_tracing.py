@@ -91,3 +91,13 @@ def test_callback_traces_once_per_fit(traces, mode):
     callback.pruned_model()
     assert len(callback.history) == 3
     assert len(traces) == 1
+
+
+def test_profile_reuses_the_graph(traces):
+    model = case_model("residual_projection")
+    graph = kfp.trace_channels(model)
+    assert kfp.profile_model(model, graph=graph) is graph.profile
+    assert kfp.count_macs(model, graph=graph) == kfp.count_macs(model)
+    assert len(traces) == 1
+    with pytest.raises(ValueError, match="must be the ChannelGraph of `model`"):
+        kfp.profile_model(case_model("plain_chain"), graph=graph)
