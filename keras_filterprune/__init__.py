@@ -140,6 +140,10 @@ def _load() -> None:
 
 
 def __getattr__(name: str):
+    if name in _SUBPACKAGES:  # also `from keras_filterprune import criteria`
+        import importlib  # inside the package's own modules: load just that one
+
+        return importlib.import_module(f"keras_filterprune.{name}")
     if name in __all__:
         _load()
         return globals()[name]

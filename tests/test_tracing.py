@@ -101,3 +101,23 @@ def test_profile_reuses_the_graph(traces):
     assert len(traces) == 1
     with pytest.raises(ValueError, match="must be the ChannelGraph of `model`"):
         kfp.profile_model(case_model("plain_chain"), graph=graph)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "module", ["keras_filterprune.plan", "keras_filterprune.callbacks", "cli"]
+)
+def test_each_module_imports_on_its_own(module):
+    """The lazy package namespace never loads half-initialised modules."""
+    import subprocess
+    import sys
+
+    code = (
+        "import keras_filterprune.cli as c; c.main(['--version'])"
+        if module == "cli"
+        else f"import {module}; import keras_filterprune as k; k.apply_plan"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
