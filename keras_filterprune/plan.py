@@ -18,7 +18,12 @@ from keras_filterprune._cost import cost_model, pruned_macs
 from keras_filterprune._validation import PlanOptions, check_number, check_ratio
 from keras_filterprune.graph import ChannelGraph, graph_of
 from keras_filterprune.masking import graph_masks
-from keras_filterprune.pruning_plan import GroupPlan, PruningPlan, check_plan
+from keras_filterprune.pruning_plan import (
+    GroupPlan,
+    PruningPlan,
+    check_plan,
+    keep_mask,
+)
 from keras_filterprune.scoring import score_filters, sliced_kernel
 
 __all__ = [
@@ -212,8 +217,7 @@ class _Planner:
             n = _n_keep(group.width, gr, o.round_to, o.min_filters)
             keep[group.id] = self._choose(group.id, s, n)
             if o.greedy:
-                mask = np.zeros(group.width, dtype=bool)
-                mask[keep[group.id]] = True
+                mask = keep_mask(group.width, keep[group.id])
                 sel = graph.elem_group == group.id
                 flags[sel] = mask[graph.elem_channel[sel]]
         if o.global_ranking and r > 0:
@@ -272,11 +276,7 @@ class _Planner:
 
         def cost_at(r: float) -> float:
             keep, _ = self.decide(r, scores)
-            masks = {}
-            for g in self.graph.groups:
-                mask = np.zeros(g.width, dtype=bool)
-                mask[keep[g.id]] = True
-                masks[g.id] = mask
+            masks = {g.id: keep_mask(g.width, keep[g.id]) for g in self.graph.groups}
             return cost(self.graph.element_keep(masks))
 
         if cost_at(0.0) <= goal:

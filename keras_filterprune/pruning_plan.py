@@ -15,9 +15,16 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["GroupPlan", "PruningPlan"]
+__all__ = ["GroupPlan", "PruningPlan", "keep_mask"]
 
 _FORMAT = "keras_filterprune.PruningPlan/1"
+
+
+def keep_mask(width: int, keep) -> np.ndarray:
+    """A boolean mask of `width` channels, `True` at the indices in `keep`."""
+    mask = np.zeros(width, dtype=bool)
+    mask[np.asarray(keep, dtype=np.int64)] = True
+    return mask
 
 
 @dataclasses.dataclass
@@ -127,12 +134,8 @@ class PruningPlan:
         return sum(g.removed for g in self.groups)
 
     def keep_masks(self) -> dict[int, np.ndarray]:
-        masks = {}
-        for g in self.groups:
-            mask = np.zeros(g.width, dtype=bool)
-            mask[np.asarray(g.keep, dtype=np.int64)] = True
-            masks[g.id] = mask
-        return masks
+        """Group id → boolean keep mask of its channels."""
+        return {g.id: keep_mask(g.width, g.keep) for g in self.groups}
 
     def summary(self) -> str:
         """A readable table of the groups (kept/original width, frozen reasons)."""
@@ -255,8 +258,7 @@ def _match(graph, plan: PruningPlan) -> dict[int, np.ndarray]:
                     f"{len(pg.producers[path])} in the plan (or another channel "
                     "layout). Make a new plan for this model."
                 )
-        mask = np.zeros(group.width, dtype=bool)
-        mask[np.asarray(pg.keep, dtype=np.int64)] = True
+        mask = keep_mask(group.width, pg.keep)
         if group.frozen and not mask.all():
             raise ValueError(
                 f"The plan removes channels of the group of layer '{first}', which "

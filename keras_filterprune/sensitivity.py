@@ -26,7 +26,7 @@ import keras
 import numpy as np
 
 from keras_filterprune import criteria as criteria_lib
-from keras_filterprune._validation import layer_by_path
+from keras_filterprune._validation import check_int, check_number, layer_by_path
 from keras_filterprune.graph import graph_of
 from keras_filterprune.masking import weight_masks
 from keras_filterprune.plan import GroupPlan, PruningPlan, plan_pruning
@@ -102,15 +102,7 @@ class SensitivityResult:
         Raises:
             ValueError: `max_drop` is negative or not finite.
         """
-        if (
-            isinstance(max_drop, bool)
-            or not isinstance(max_drop, (int, float, np.floating))
-            or not math.isfinite(max_drop)
-            or max_drop < 0
-        ):
-            raise ValueError(
-                f"`max_drop` must be a finite number >= 0. Received: {max_drop!r}"
-            )
+        max_drop = check_number(max_drop, "max_drop", low=0.0)
         limit = max_drop * abs(self.baseline) if relative else max_drop
         result = {}
         for name, points in self.curves.items():
@@ -373,14 +365,7 @@ def sensitivity_analysis(
         raise TypeError(
             f"`eval_fn` must be callable. Received: {type(eval_fn).__name__}"
         )
-    if (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, int)
-        or batch_size < 1
-    ):
-        raise ValueError(
-            f"`batch_size` must be an int >= 1. Received: batch_size={batch_size!r}"
-        )
+    check_int(batch_size, "batch_size", 1)
     unknown = set(plan_kwargs) - {
         "exclude",
         "group_reduction",
