@@ -97,3 +97,38 @@ def _size(path: str) -> int:
         for root, _, files in os.walk(path)
         for f in files
     )
+
+
+def check_writable(path: Any, name: str = "path") -> str:
+    """Checks, before any work, that a file can be written at `path`.
+
+    Raises:
+        TypeError: `path` is not a str or os.PathLike.
+        IsADirectoryError: `path` is a directory.
+        FileNotFoundError, NotADirectoryError, PermissionError: its directory is
+            missing, not a directory, or read-only.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"`{name}` must be a str or os.PathLike. Received: {path!r}")
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"`{name}` {path!r} is a directory; pass a file path.")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise FileNotFoundError(
+            f"The directory of `{name}` {parent!r} does not exist. Create it first, "
+            "e.g. `os.makedirs(dirname, exist_ok=True)`."
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(
+            f"Cannot write in {parent!r} (permission denied); choose a writable "
+            "directory."
+        )
+    return path
+
+
+def write_text(path: str, text: str) -> None:
+    """Writes `text` to `path` atomically (no partial file, no temporary left)."""
+    with _staged(path) as tmp:
+        with open(tmp, "x", encoding="utf-8") as f:
+            f.write(text)

@@ -24,6 +24,7 @@ __all__ = [
     "check_layer_names",
     "check_number",
     "check_ratio",
+    "check_scores",
     "layer_by_path",
     "resolve_layer_names",
 ]
@@ -158,6 +159,48 @@ def check_per_layer(value: Any, name: str = "per_layer") -> dict[str, float] | N
             )
         result[key] = check_ratio(ratio, f"{name}['{key}']")
     return result
+
+
+def check_scores(scores: Any, path: str, width: int, source: str) -> np.ndarray:
+    """One finite real score per filter of layer `path`, as float64.
+
+    Args:
+        scores: What a criterion (or the user) gave for the layer.
+        path: The layer path, named in errors.
+        width: The layer's number of filters.
+        source: Where the scores came from, named in errors (e.g.
+            "criterion 'l1_norm'", "`scores`").
+
+    Raises:
+        TypeError: not numbers.
+        ValueError: a shape other than `(width,)`, or NaN/Inf.
+    """
+    try:
+        array = np.asarray(scores)
+    except Exception as e:  # ragged lists and other objects numpy refuses
+        raise TypeError(
+            f"{source} gave scores for layer '{path}' that are not an array of "
+            f"numbers: {e}"
+        ) from None
+    if array.dtype.kind not in "iuf" or array.dtype == bool:
+        raise TypeError(
+            f"{source} gave scores of dtype {array.dtype} for layer '{path}'; "
+            "expected real numbers (one per filter)."
+        )
+    if array.shape != (width,):
+        raise ValueError(
+            f"{source} gave scores of shape {array.shape} for layer '{path}'; "
+            f"expected ({width},), one per filter."
+        )
+    array = array.astype(np.float64)
+    if not np.all(np.isfinite(array)):
+        bad = np.flatnonzero(~np.isfinite(array))[:5].tolist()
+        raise ValueError(
+            f"{source} gave NaN or Inf scores for layer '{path}' (filters {bad}): "
+            "a plan made from them would keep arbitrary channels. Check the "
+            "criterion and the weights or data it scored."
+        )
+    return array
 
 
 def resolve_layer_names(

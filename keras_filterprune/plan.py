@@ -15,7 +15,12 @@ import keras
 import numpy as np
 
 from keras_filterprune._cost import cost_model, pruned_macs
-from keras_filterprune._validation import PlanOptions, check_number, check_ratio
+from keras_filterprune._validation import (
+    PlanOptions,
+    check_number,
+    check_ratio,
+    check_scores,
+)
 from keras_filterprune.graph import ChannelGraph, graph_of
 from keras_filterprune.masking import graph_masks
 from keras_filterprune.pruning_plan import (
@@ -76,8 +81,9 @@ def plan_pruning(
             `ratio`. `float("inf")` means no limit.
         target_params: Same with parameters.
         group_reduction: `"mean"`, `"sum"`, `"max"` or `"l2"` of the members'
-            scores (each producer's scores are first divided by their maximum).
-            Defaults to `"mean"`.
+            scores (each producer's scores are first divided by their maximum;
+            signed scores are first shifted by their minimum, which keeps their
+            ranking, so no reduction can turn it around). Defaults to `"mean"`.
         round_to: `int`. Keep a multiple of this many channels per group (e.g. 8
             for fast kernels on XNNPACK). Defaults to `1`.
         min_filters: `int`. Never keep fewer channels in a group. Defaults to `1`.
@@ -188,13 +194,36 @@ class _Planner:
             contrib.append((channels, s / peak if peak > 0 else s))
         return _reduce(contrib, group.width, self.options.group_reduction)
 
+    def checked(self, scores, source: str) -> dict[str, np.ndarray]:
+        """Every producer's scores, checked: present, one finite number per
+        filter; shifted to >= 0 when signed (see `_non_negative`)."""
+        if not isinstance(scores, Mapping):
+            raise TypeError(
+                "`scores` must be a dict of layer path -> one score per filter "
+                f"(see score_filters). Received: {type(scores).__name__}"
+            )
+        result = {}
+        for group in self.graph.groups:
+            for path, channels in group.producers.items():
+                if path not in scores:
+                    raise ValueError(
+                        f"{source} has no scores for layer '{path}': it needs one "
+                        "array per producer of the model (see score_filters)."
+                    )
+                result[path] = _non_negative(
+                    check_scores(scores[path], path, len(channels), source)
+                )
+        return result
+
     def _greedy_scores(self, path: str, flags) -> np.ndarray:
         if self.flags_within is not None:
             flags = flags & self.flags_within
         kept = None if self.within is None else self.within.kept_filters(path)
         fn = _criterion_fn(self.options.criterion)
         kernel = sliced_kernel(self.graph, path, flags, kept)
-        s = np.asarray(fn(kernel), dtype=np.float64)
+        source = f"Criterion '{self.options.criterion_name}'"
+        s = check_scores(fn(kernel), path, kernel.shape[-1], source)
+        s = _non_negative(s)
         if kept is None:
             return s
         width = len(self.graph.group_of(path).producers[path])
@@ -239,11 +268,14 @@ class _Planner:
 
     def plan(self, ratio, target, *, data, scores, verbose) -> PruningPlan:
         o = self.options
-        if scores is None and not o.greedy:
+        if scores is not None:
+            scores = self.checked(scores, "`scores`")
+        elif not o.greedy:
             scores = score_filters(
                 self.model, o.criterion, data, graph=self.graph,
                 within=self.within, verbose=verbose,
             )  # fmt: skip
+            scores = self.checked(scores, f"Criterion '{o.criterion_name}'")
         if target is not None:
             ratio = self._solve_ratio(target[0], target[1], scores)
         keep, all_scores = self.decide(ratio, scores)
@@ -296,6 +328,12 @@ class _Planner:
             else:
                 lo = mid
         return hi
+
+
+def _non_negative(s: np.ndarray) -> np.ndarray:
+    """Scores shifted by their minimum when any is negative (the ranking is
+    unchanged), so that no group reduction ('l2', 'sum') turns it around."""
+    return s - s.min() if s.size and s.min() < 0 else s
 
 
 def _criterion_fn(criterion):

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Mapping
 
 import numpy as np
+
+from keras_filterprune._files import check_writable, write_text
 
 __all__ = ["GroupPlan", "PruningPlan", "keep_mask"]
 
@@ -174,59 +177,98 @@ class PruningPlan:
 
     @classmethod
     def from_config(cls, config: Mapping) -> PruningPlan:
+        """A plan from `get_config()` output, validated as an untrusted document.
+
+        Raises:
+            ValueError: "Not a keras-filterprune pruning plan" (wrong `format`) or
+                "Corrupt pruning plan: <field>: <problem>" for any field of the
+                wrong type or range (indices must be unique, sorted ints in
+                `[0, width)`, every group must keep a channel, frozen groups keep
+                all, scores must be finite, one per channel).
+        """
         if not isinstance(config, Mapping) or config.get("format") != _FORMAT:
             raise ValueError(
                 "Not a keras-filterprune pruning plan: expected a mapping with "
                 f"`format` == '{_FORMAT}'."
             )
-        try:
-            groups = [
-                GroupPlan(
-                    id=int(g["id"]),
-                    width=int(g["width"]),
-                    producers={
-                        p: [int(c) for c in v] for p, v in g["producers"].items()
-                    },
-                    members=list(g["members"]),
-                    keep=sorted(int(c) for c in g["keep"]),
-                    scores=None if g.get("scores") is None else list(g["scores"]),
-                    frozen=g.get("frozen"),
+        model_name = config.get("model_name", "")
+        meta = config.get("meta") or {}
+        _require(isinstance(model_name, str), "model_name", "must be a string")
+        _require(isinstance(meta, Mapping), "meta", "must be an object")
+        groups = config.get("groups")
+        _require(isinstance(groups, list), "groups", "must be a list of groups")
+        plans = [_group_from_config(g, f"groups[{i}]") for i, g in enumerate(groups)]
+        ids = [g.id for g in plans]
+        _require(len(set(ids)) == len(ids), "groups", f"repeat an id: {ids}")
+        seen: dict[str, int] = {}
+        for g in plans:
+            for path in g.producers:
+                _require(
+                    path not in seen,
+                    f"groups[id={g.id}].producers",
+                    f"layer '{path}' is also a producer of group {seen.get(path)}",
                 )
-                for g in config["groups"]
-            ]
-        except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"Corrupt pruning plan: {e!r}") from e
-        for g in groups:
-            if any(c < 0 or c >= g.width for c in g.keep):
-                raise ValueError(
-                    f"Corrupt pruning plan: group {g.id} keeps channels outside "
-                    f"[0, {g.width})."
-                )
-        return cls(groups, config.get("model_name", ""), config.get("meta"))
+                seen[path] = g.id
+        return cls(plans, model_name, dict(meta))
 
     def to_json(self, **kwargs) -> str:
         return json.dumps(self.get_config(), **kwargs)
 
     @classmethod
     def from_json(cls, text: str) -> PruningPlan:
+        if not isinstance(text, (str, bytes, bytearray)):
+            raise TypeError(
+                f"A pruning plan must be JSON text. Received: {type(text).__name__}"
+            )
         try:
             config = json.loads(text)
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
             raise ValueError(f"A pruning plan must be JSON: {e}") from e
         return cls.from_config(config)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Writes the plan as JSON (atomically)."""
-        path = os.fspath(path)
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(self.to_json(indent=1))
-        os.replace(tmp, path)
+        """Writes the plan as JSON, atomically: on any failure (a destination
+        that cannot be written, a meta value JSON cannot hold) nothing is left
+        behind, neither the file nor a temporary.
+
+        Raises:
+            TypeError: `path` is not a path, or `meta` holds a value JSON cannot
+                serialise.
+            FileNotFoundError, PermissionError, IsADirectoryError: bad destination.
+        """
+        path = check_writable(path)
+        try:
+            text = self.to_json(indent=1, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise TypeError(
+                f"The plan cannot be written as JSON ({e}); keep `meta` to "
+                "JSON-serialisable values. Nothing was written."
+            ) from e
+        write_text(path, text)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> PruningPlan:
-        with open(os.fspath(path), encoding="utf-8") as f:
-            return cls.from_json(f.read())
+        """Reads a plan saved with `save`, validated as an untrusted file.
+
+        Raises:
+            ValueError: the file is not UTF-8 JSON or not a valid plan; the message
+                names the file and the offending field.
+            FileNotFoundError: no such file.
+        """
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"`path` must be a str or os.PathLike. Received: {path!r}")
+        path = os.fspath(path)
+        with open(path, "rb") as f:
+            data = f.read()
+        try:
+            return cls.from_json(data.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise ValueError(
+                f"Cannot read pruning plan '{path}': not UTF-8 text (a plan must "
+                "be JSON, as written by PruningPlan.save)."
+            ) from None
+        except ValueError as e:
+            raise ValueError(f"Cannot read pruning plan '{path}': {e}") from e
 
 
 def _match(graph, plan: PruningPlan) -> dict[int, np.ndarray]:
@@ -258,6 +300,12 @@ def _match(graph, plan: PruningPlan) -> dict[int, np.ndarray]:
                     f"{len(pg.producers[path])} in the plan (or another channel "
                     "layout). Make a new plan for this model."
                 )
+        if pg.width != group.width:
+            raise ValueError(
+                f"The plan does not match the model: the group of layer '{first}' "
+                f"has {group.width} channels in model '{graph.model_name}' but "
+                f"{pg.width} in the plan. Make a new plan for this model."
+            )
         mask = keep_mask(group.width, pg.keep)
         if group.frozen and not mask.all():
             raise ValueError(
@@ -281,3 +329,71 @@ def check_plan(plan) -> PruningPlan:
             f"PruningPlan.load). Received: plan of type {type(plan).__name__}."
         )
     return plan
+
+
+def _require(ok: bool, field: str, problem: str) -> None:
+    if not ok:
+        raise ValueError(f"Corrupt pruning plan: {field}: {problem}.")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _indices(value, field: str, width: int, *, unique: bool) -> list[int]:
+    _require(isinstance(value, list), field, "must be a list of channel indices")
+    _require(all(_is_int(c) for c in value), field, f"must hold ints: {value[:8]}")
+    bad = [c for c in value if not 0 <= c < width]
+    _require(not bad, field, f"keeps channels outside [0, {width}): {bad[:8]}")
+    if unique:
+        _require(
+            value == sorted(set(value)),
+            field,
+            f"must be sorted and without repeats: {value[:8]}",
+        )
+    return list(value)
+
+
+def _group_from_config(g, field: str) -> GroupPlan:
+    _require(isinstance(g, Mapping), field, "must be an object")
+    for key in ("id", "width", "producers", "members", "keep"):
+        _require(key in g, field, f"misses '{key}'")
+    gid, width = g["id"], g["width"]
+    _require(_is_int(gid) and gid >= 0, f"{field}.id", f"must be an int >= 0: {gid!r}")
+    _require(
+        _is_int(width) and width >= 1,
+        f"{field}.width",
+        f"must be an int >= 1: {width!r}",
+    )
+    producers = g["producers"]
+    _require(isinstance(producers, Mapping), f"{field}.producers", "must be an object")
+    for path, channels in producers.items():
+        _require(isinstance(path, str), f"{field}.producers", "keys must be strings")
+        _indices(channels, f"{field}.producers['{path}']", width, unique=False)
+    members = g["members"]
+    _require(
+        isinstance(members, list) and all(isinstance(m, str) for m in members),
+        f"{field}.members",
+        "must be a list of layer names",
+    )
+    keep = _indices(g["keep"], f"{field}.keep", width, unique=True)
+    _require(bool(keep), f"{field}.keep", "must keep at least one channel")
+    frozen = g.get("frozen")
+    _require(frozen is None or isinstance(frozen, str), f"{field}.frozen", "str/null")
+    scores = g.get("scores")
+    if scores is not None:
+        ok = isinstance(scores, list) and len(scores) == width
+        ok = ok and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in scores
+        )
+        _require(ok, f"{field}.scores", f"must be {width} finite numbers or null")
+    return GroupPlan(
+        id=gid,
+        width=width,
+        producers={p: list(c) for p, c in producers.items()},
+        members=list(members),
+        keep=keep,
+        scores=None if scores is None else [float(v) for v in scores],
+        frozen=frozen,
+    )

@@ -302,9 +302,16 @@ def ask(schedule: Any, step: int, unit: str = "step") -> tuple[bool, float]:
         ValueError: it asks to prune with a ratio outside [0, 1) (NaN included);
             the message names the step (or epoch) and the schedule.
     """
-    should, ratio = schedule(step)
-    should = bool(np.asarray(should))
-    ratio = float(np.asarray(ratio))
+    answer = schedule(step)
+    try:
+        should, ratio = answer
+        should = bool(np.asarray(should))
+        ratio = float(np.asarray(ratio))
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"A pruning schedule must return `(should_prune, ratio)`; at {unit} "
+            f"{step} {schedule!r} returned {answer!r}."
+        ) from None
     if should and not 0.0 <= ratio < 1.0:  # NaN fails too
         raise ValueError(
             f"The pruning schedule returned ratio={ratio} at {unit} {step}; "

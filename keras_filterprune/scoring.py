@@ -13,6 +13,7 @@ import keras
 import numpy as np
 
 from keras_filterprune import criteria as criteria_lib
+from keras_filterprune._validation import check_layer_names, check_scores
 from keras_filterprune.graph import ChannelGraph, trace_channels
 from keras_filterprune.handlers import get_handler
 
@@ -151,7 +152,21 @@ def score_filters(
     widths = {p: len(c) for g in graph.groups for p, c in g.producers.items()}
     paths = list(widths)
     if layers is not None:
-        paths = [p for p in paths if p in set(layers)]
+        wanted = {
+            p
+            for ps in graph.resolve(
+                check_layer_names(layers, "layers"), "layers"
+            ).values()
+            for p in ps
+        }
+        not_producers = sorted(wanted - set(paths))
+        if not_producers:
+            raise ValueError(
+                f"`layers` names {not_producers}, which have no prunable filters "
+                "(only Conv and Dense layers are scored). Received: "
+                f"layers={layers!r}"
+            )
+        paths = [p for p in paths if p in wanted]
     name = criterion if isinstance(criterion, str) else getattr(fn, "__name__", "")
     if criteria_lib.is_active(criterion):
         if data is None:
@@ -170,7 +185,12 @@ def score_filters(
             verbose=verbose,
             **criterion_kwargs,
         )
-        result = {p: np.asarray(scores[points[p]], dtype=np.float64) for p in paths}
+        result = {
+            p: check_scores(
+                scores[points[p]], p, len(scores[points[p]]), f"Criterion '{name}'"
+            )
+            for p in paths
+        }
         if within is not None:
             result = {
                 p: _expand(s, within.kept_filters(p), len(s)) for p, s in result.items()
@@ -185,12 +205,7 @@ def score_filters(
                 f"Layer '{path}' has NaN or Inf in its kernel: it cannot be scored. "
                 "Check the training run that produced these weights."
             )
-        scores = np.asarray(fn(kernel), dtype=np.float64)
-        if scores.shape != (kernel.shape[-1],):
-            raise ValueError(
-                f"Criterion '{name}' returned scores of shape {scores.shape} for "
-                f"layer '{path}'; expected ({kernel.shape[-1]},), one per filter."
-            )
+        scores = check_scores(fn(kernel), path, kernel.shape[-1], f"Criterion '{name}'")
         if kept is not None:
             scores = _expand(scores, kept, widths[path])
         result[path] = scores
