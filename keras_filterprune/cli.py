@@ -50,6 +50,16 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1) 
     return "\n".join([line(cells[0]), rule, *map(line, cells[1:])])
 
 
+def _writable(path: str, what: str) -> None:
+    """Checks an output destination before any work (no model is loaded yet)."""
+    from keras_filterprune._files import check_writable
+
+    try:
+        check_writable(path, what.lstrip("-").split("/")[-1].lstrip("-"))
+    except (OSError, TypeError) as e:
+        raise CommandError(f"{what}: {e}") from None
+
+
 def _fmt_count(n: float) -> str:
     return f"{int(n):,}"
 
@@ -141,13 +151,15 @@ def _cmd_prune(args) -> int:
         plan_pruning,
         save_keras,
     )
+    from keras_filterprune._files import write_text
     from keras_filterprune._training import compile_like
 
     if not args.output.endswith(".keras"):
         raise CommandError(f"-o/--output must end with .keras: '{args.output}'")
-    out_dir = os.path.dirname(os.path.abspath(args.output))
-    if not os.path.isdir(out_dir):
-        raise CommandError(f"output directory '{out_dir}' does not exist")
+    _writable(args.output, "-o/--output")
+    if args.plan_out:
+        _writable(args.plan_out, "--plan-out")
+    criteria.get(args.criterion or "operator_norm")  # unknown names: before loading
     model = _load_model(args.model)
     if args.plan:
         _existing(args.plan, "plan file")
@@ -179,9 +191,14 @@ def _cmd_prune(args) -> int:
     pruned = apply_plan(model, plan)
     if model.get_compile_config():
         compile_like(pruned, model)
+    plan_text = plan.to_json(indent=1, allow_nan=False)  # fails before any write
     report = save_keras(pruned, args.output)
     if args.plan_out:
-        plan.save(args.plan_out)
+        try:
+            write_text(args.plan_out, plan_text)
+        except BaseException:
+            os.remove(report.path)  # all or nothing
+            raise
     print(plan.summary())
     print()
     print(f"params: {_change(model.count_params(), pruned.count_params())}")
@@ -213,6 +230,9 @@ def _cmd_export(args) -> int:
             "--quantize int8 calibrates activations and needs --representative "
             "(a .npy array or a directory of images); or use --quantize dynamic"
         )
+    if not args.tflite.endswith(".tflite"):
+        raise CommandError(f"--tflite must end with '.tflite': '{args.tflite}'")
+    _writable(args.tflite, "--tflite")
     model = _load_model(args.model)
     data = (
         _load_representative(args.representative, model)
@@ -227,13 +247,14 @@ def _cmd_export(args) -> int:
 
 
 def _cmd_sensitivity(args) -> int:
+    from keras_filterprune._files import _staged, write_text
     from keras_filterprune.sensitivity import sensitivity_analysis
 
     if args.max_drop is not None and not args.max_drop >= 0:
         raise CommandError(f"--max-drop must be >= 0: {args.max_drop}")
     for path, what in ((args.plot, "--plot"), (args.json, "--json")):
-        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-            raise CommandError(f"{what}: the directory of '{path}' does not exist")
+        if path:
+            _writable(path, what)
     model = _load_model(args.model)
     x, y = _load_arrays(args.data, need_y=True)
     result = sensitivity_analysis(
@@ -253,12 +274,13 @@ def _cmd_sensitivity(args) -> int:
         cli_args = " ".join(f"{k}={v:g}" for k, v in suggested.items() if v > 0)
         if cli_args:
             print(f"\nprune with: --ratio 0 --per-layer {cli_args}")
+    figure = result.plot(max_drop=args.max_drop) if args.plot else None
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(result.to_dict(), f, indent=1)
+        write_text(args.json, json.dumps(result.to_dict(), indent=1))
         print(f"curves saved to {args.json}")
-    if args.plot:
-        result.plot(max_drop=args.max_drop).savefig(args.plot, dpi=120)
+    if figure is not None:
+        with _staged(args.plot) as tmp:
+            figure.savefig(tmp, dpi=120)  # the staging name keeps the suffix
         print(f"plot saved to {args.plot}")
     return 0
 
