@@ -219,6 +219,22 @@ class _LogMelFrontEnd(keras.layers.Layer):
                 f"(batch, samples) or (batch, samples, 1). "
                 f"Received: input_shape={tuple(input_shape)}"
             )
+        self._check_length(input_shape[1])
+
+    def _min_samples(self) -> int:
+        """The fewest samples a clip needs (one analysis frame)."""
+        return self._frame_length
+
+    def _check_length(self, n) -> None:
+        """Clips shorter than one frame are an error, not an empty or
+        backend-specific failure (static lengths: at build and in eager calls)."""
+        if isinstance(n, int) and n < self._min_samples():
+            raise ValueError(
+                f"{type(self).__name__} needs clips of at least "
+                f"{self._min_samples()} samples (one analysis frame). Received: "
+                f"clips of {n} samples. Pad short clips (e.g. `clip_seconds=` of "
+                "audio_dataset) or use a longer crop."
+            )
 
     def build(self, input_shape):
         self._check_input_shape(input_shape)
@@ -346,6 +362,7 @@ class VGGishLogMel(_LogMelFrontEnd):
 
     def call(self, inputs):
         signal = self._squeeze_input(ops.convert_to_tensor(inputs, dtype="float32"))
+        self._check_length(signal.shape[1])
         log_mel = self._log_mel(signal)
         if self.return_examples:
             log_mel = _frame(log_mel, self.example_length, self.example_hop)
@@ -470,8 +487,16 @@ class DCASELogMel(_LogMelFrontEnd):
         self.num_frames = num_frames
         self.pad_mode = pad_mode
 
+    def _min_samples(self) -> int:
+        if self.pad_mode != "reflect":
+            return 1
+        # Reflect padding by n_fft // 2 needs more samples than it pads.
+        padded = 0 if self.num_frames is None else (self.num_frames - 1) * 882
+        return 1 if padded > self._fft_length // 2 else self._fft_length // 2 + 1
+
     def call(self, inputs):
         signal = self._squeeze_input(ops.convert_to_tensor(inputs, dtype="float32"))
+        self._check_length(signal.shape[1])
         half = self._fft_length // 2
         if self.num_frames is not None:
             needed = (self.num_frames - 1) * self._frame_step

@@ -358,6 +358,23 @@ def audio_dataset(
             raise ValueError("`paths_or_dir` must name at least one file. Received: []")
         class_names = None if class_names is None else list(class_names)
     if labels is not None:
+        if isinstance(labels, (str, bytes)) or not hasattr(labels, "__len__"):
+            raise TypeError(
+                f"`labels` must be a list of ints, one per file. Received: {labels!r}"
+            )
+        bad_labels = [
+            label
+            for label in labels
+            if isinstance(label, (bool, np.bool_))
+            or not isinstance(label, (int, np.integer))
+            or label < 0
+        ]
+        if bad_labels:
+            raise ValueError(
+                "`labels` must hold non-negative int class indices (one per file; "
+                "or leave `labels=None` to infer them from class subdirectories). "
+                f"Received: labels containing {bad_labels[:5]!r}"
+            )
         labels = [int(label) for label in labels]
         if len(labels) != len(paths):
             raise ValueError(

@@ -263,3 +263,20 @@ def test_frontends_export_to_tflite(rng, stft):
         interpreter.invoke()
         output = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
         np.testing.assert_allclose(output, expected, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("stft", ["rfft", "matmul"])
+def test_clips_shorter_than_one_frame_are_one_clear_error(stft):
+    """Both STFT modes agree: a clip shorter than one frame is a ValueError
+    naming the minimum, at build time and in eager calls."""
+    for layer, n, minimum in (
+        (VGGishLogMel(stft=stft), 399, 400),
+        (DCASELogMel(stft=stft), 1000, 1025),
+    ):
+        with pytest.raises(ValueError, match=f"at least {minimum} samples"):
+            layer(np.zeros((1, n), "float32"))
+        with pytest.raises(ValueError, match=f"at least {minimum} samples"):
+            layer.compute_output_shape((None, n))
+    assert tuple(VGGishLogMel(stft=stft)(np.zeros((1, 400), "float32")).shape)[1] == 0
+    out = DCASELogMel(stft=stft, num_frames=4)(np.zeros((1, 1000), "float32"))
+    assert tuple(out.shape) == (1, 40, 4, 1)
