@@ -324,41 +324,6 @@ def train_baseline(build, train, test, fit: FitConfig, seed: int):
 RECALIBRATION_EXAMPLES = 2048
 
 
-def recalibrate_batchnorm(model, x, batch_size: int = 128) -> None:
-    """Re-estimates the moving statistics of every BatchNormalization layer.
-
-    Pruning changes the inputs of the layers downstream, so the statistics
-    stored during training no longer match. `x` is run through the model in
-    training mode (no weight update) with the momentum of batch `k` set to
-    `k / (k + 1)`, so the moving statistics become the plain average of the batch
-    statistics. A model without BatchNormalization is left as it is.
-    """
-    import keras
-
-    def walk(m):
-        for layer in m.layers:
-            yield layer
-            if isinstance(layer, keras.Model):
-                yield from walk(layer)
-
-    layers = [
-        layer
-        for layer in walk(model)
-        if isinstance(layer, keras.layers.BatchNormalization)
-    ]
-    if not layers:
-        return
-    saved = [layer.momentum for layer in layers]
-    try:
-        for k, start in enumerate(range(0, len(x), batch_size)):
-            for layer in layers:
-                layer.momentum = k / (k + 1)
-            model(x[start : start + batch_size], training=True)
-    finally:
-        for layer, momentum in zip(layers, saved):
-            layer.momentum = momentum
-
-
 def finetune(model, train, test, fit: FitConfig, seed: int) -> tuple[float, ...]:
     """Test accuracy of `model` as given, after recalibrating its BatchNorm
     statistics on training images, and after the fine-tune budget of `fit`."""
@@ -366,7 +331,9 @@ def finetune(model, train, test, fit: FitConfig, seed: int) -> tuple[float, ...]
 
     compile_model(model, fit.ft_lr, fit.run_eagerly)
     before = evaluate(model, *test)
-    recalibrate_batchnorm(model, train[0][:RECALIBRATION_EXAMPLES])
+    from keras_filterprune import recalibrate_batchnorm
+
+    recalibrate_batchnorm(model, train[0][:RECALIBRATION_EXAMPLES], batch_size=128)
     recalibrated = evaluate(model, *test)
     keras.utils.set_random_seed(seed)  # the same batch order for every cell
     model.fit(*train, epochs=fit.ft_epochs, batch_size=fit.batch_size, verbose=0)

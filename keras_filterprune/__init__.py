@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover - the same names, for static tools
         count_params,
         profile_model,
     )
+    from keras_filterprune.recovery import Distiller, recalibrate_batchnorm
     from keras_filterprune.schedules import (
         ConstantRatio,
         PolynomialRatio,
@@ -77,7 +78,9 @@ __all__ = [
     "score_filters",
     "trace_channels",
     "weight_masks",
-    # training
+    # training and recovery
+    "Distiller",
+    "recalibrate_batchnorm",
     "ConstantRatio",
     "PolynomialRatio",
     "PruningCallback",
@@ -120,6 +123,7 @@ _MODULES = {
     "keras_filterprune.plan": "GroupPlan PruningPlan plan_pruning",
     "keras_filterprune.plots": "plot_comparison plot_sensitivity plot_widths",
     "keras_filterprune.profile": "ModelProfile count_macs count_params profile_model",
+    "keras_filterprune.recovery": "Distiller recalibrate_batchnorm",
     "keras_filterprune.schedules": "ConstantRatio PolynomialRatio RatioSchedule",
     "keras_filterprune.scoring": "score_filters",
     "keras_filterprune.sensitivity": "SensitivityResult sensitivity_analysis",

@@ -169,6 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DATA.npz",
         help="inputs (x, and y for gradient criteria) for active criteria",
     )
+    p.add_argument(
+        "--calibration-data",
+        metavar="DATA.npz",
+        help="inputs (array `x`) to re-estimate the pruned model's BatchNorm "
+        "statistics with (a few hundred examples)",
+    )
     plans = p.add_mutually_exclusive_group()
     plans.add_argument(
         "--plan-out", metavar="PLAN.json", help="also save the pruning plan as JSON"

@@ -160,6 +160,9 @@ def _cmd_prune(args) -> int:
     if args.plan_out:
         _writable(args.plan_out, "--plan-out")
     criteria.get(args.criterion or "operator_norm")  # unknown names: before loading
+    calibration = None
+    if args.calibration_data:
+        calibration = _load_arrays(args.calibration_data)[0]
     model = _load_model(args.model)
     if args.plan:
         _existing(args.plan, "plan file")
@@ -188,7 +191,7 @@ def _cmd_prune(args) -> int:
             kwargs["data"] = (x, y) if gradients else x
         ratio = 0.5 if args.ratio is None else args.ratio
         plan = plan_pruning(model, ratio, args.criterion or "operator_norm", **kwargs)
-    pruned = apply_plan(model, plan)
+    pruned = apply_plan(model, plan, calibration_data=calibration)
     if model.get_compile_config():
         compile_like(pruned, model)
     plan_text = plan.to_json(indent=1, allow_nan=False)  # fails before any write

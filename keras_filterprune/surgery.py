@@ -19,6 +19,7 @@ from keras_filterprune.handlers import get_handler
 from keras_filterprune.masking import layer_masks, mask_model, weight_masks
 from keras_filterprune.plan import plan_pruning
 from keras_filterprune.pruning_plan import PruningPlan, check_plan
+from keras_filterprune.recovery import recalibrate_batchnorm
 
 __all__ = ["apply_plan", "prune_keras_model", "mask_model", "weight_masks"]
 
@@ -28,7 +29,11 @@ def _slice(w, axis, mask, i):
 
 
 def apply_plan(
-    model: keras.Model, plan: PruningPlan, *, graph: ChannelGraph | None = None
+    model: keras.Model,
+    plan: PruningPlan,
+    *,
+    graph: ChannelGraph | None = None,
+    calibration_data=None,
 ) -> keras.Model:
     """Builds a new model with the filters a plan removes physically gone.
 
@@ -43,6 +48,11 @@ def apply_plan(
             graph the plan was made on when it was made on `model` (so
             `apply_plan(model, plan_pruning(model))` traces once), else a new
             trace.
+        calibration_data: Unlabeled inputs to re-estimate the pruned model's
+            BatchNorm statistics with (`recalibrate_batchnorm`; a few hundred
+            examples). Without it the pruned model keeps the original
+            statistics, which no longer match its inputs: recalibrate or
+            fine-tune before judging its accuracy. Defaults to `None`.
 
     Returns:
         A new `keras.Model`.
@@ -91,6 +101,8 @@ def apply_plan(
     }
     new_model = rebuild(model, configs, input_widths)
     set_weights(new_model, graph, weights)
+    if calibration_data is not None:
+        recalibrate_batchnorm(new_model, calibration_data)
     return new_model
 
 
@@ -98,6 +110,8 @@ def prune_keras_model(
     model: keras.Model,
     ratio: float = 0.5,
     criterion: str | Callable = "operator_norm",
+    *,
+    calibration_data=None,
     **plan_kwargs,
 ) -> keras.Model:
     """Plans and applies filter pruning in one call.
@@ -109,6 +123,8 @@ def prune_keras_model(
         model: A built Functional or Sequential `keras.Model` (never modified).
         ratio: `float` in [0, 1). Fraction of each group's channels to remove.
         criterion: `str` or callable. See `keras_filterprune.criteria`.
+        calibration_data: Unlabeled inputs to recalibrate the pruned model's
+            BatchNorm statistics with (see `apply_plan`). Defaults to `None`.
         **plan_kwargs: Any other argument of `plan_pruning` (`per_layer`,
             `exclude`, `target_macs`, `round_to`, `data`, …).
 
@@ -126,4 +142,4 @@ def prune_keras_model(
     4
     """
     plan = plan_pruning(model, ratio, criterion, **plan_kwargs)
-    return apply_plan(model, plan)
+    return apply_plan(model, plan, calibration_data=calibration_data)

@@ -333,6 +333,32 @@ def test_prune_options_in_process(files, tmp_path, capsys):
     assert count_macs(pruned) <= 0.8 * macs
 
 
+def test_prune_with_calibration_data(files, tmp_path, capsys):
+    from keras_filterprune import prune_keras_model
+
+    out = tmp_path / "c.keras"
+    argv = [
+        "prune", str(files / "model.keras"), "-o", str(out), "--ratio", "0.5",
+        "--calibration-data", str(files / "data.npz"),
+    ]  # fmt: skip
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    pruned = keras.saving.load_model(out)
+    model = keras.saving.load_model(files / "model.keras")
+    x = np.load(files / "data.npz")["x"]
+    expected = prune_keras_model(model, 0.5, calibration_data=x)
+    np.testing.assert_allclose(
+        pruned.get_layer("bn1").moving_mean.numpy(),
+        expected.get_layer("bn1").moving_mean.numpy(),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    stale = prune_keras_model(model, 0.5)
+    assert not np.allclose(
+        pruned.get_layer("bn1").moving_mean.numpy(),
+        stale.get_layer("bn1").moving_mean.numpy(),
+    )
+
+
 def test_profile_json_and_score_active(files, capsys):
     import json
 

@@ -207,3 +207,33 @@ def test_bad_arguments():
         sensitivity_analysis(model, lambda m: "high", verbose=0)
     with pytest.raises(TypeError, match="ratio"):
         sensitivity_analysis(model, data=data, ratio=0.5, verbose=0)
+
+
+def test_sensitivity_recalibrates_batchnorm_by_default():
+    """With `data`, each pruned copy gets fresh BatchNorm statistics before it is
+    scored (stale ones would measure the mismatch, not the filters); the
+    model's own statistics are never touched."""
+    rng = np.random.default_rng(5)
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(8, 3, name="c1")(inputs)
+    x = keras.layers.BatchNormalization(name="bn1")(x)
+    x = keras.layers.Conv2D(8, 3, name="c2")(keras.layers.ReLU()(x))
+    x = keras.layers.BatchNormalization(name="bn2")(x)
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.ReLU()(x))
+    model = keras.Model(inputs, keras.layers.Dense(3, name="head")(x))
+    data = rng.normal(2.0, 1.0, (48, 8, 8, 1)).astype("float32"), rng.integers(0, 3, 48)
+    before = [w.copy() for w in model.get_weights()]
+    seen = []
+
+    def spy(m):
+        seen.append(m.get_layer("bn2").moving_mean.numpy().copy())
+        return 0.5
+
+    kwargs = {"ratios": (0.5,), "verbose": 0, "calibration_data": data[0]}
+    sensitivity_analysis(model, spy, **kwargs)
+    assert not np.allclose(seen[1], seen[0])  # recalibrated for the pruned copy
+    seen.clear()
+    sensitivity_analysis(model, spy, **kwargs, recalibrate=False)
+    assert all(np.array_equal(s, seen[0]) for s in seen)
+    for a, b in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
