@@ -60,7 +60,7 @@ class PruningCallback(keras.callbacks.Callback):
     (`model.optimizer.iterations`: 0 before the first batch, then after every
     batch, every step of a `steps_per_execution` block checked) or, with
     `schedule_unit="epoch"`, the epoch index at each epoch end. Ratio 0 skips
-    the event, as in TFMOT.
+    the event, as in TFMOT, unless `per_layer` ratios are set.
 
     The state is reset in `on_train_begin`. In hard mode, a run that continues
     training (optimizer step > 0: `BackupAndRestore`, a second `fit`) first
@@ -246,7 +246,7 @@ class PruningCallback(keras.callbacks.Callback):
             self._event(todo[1], self._epoch, todo[0])
 
     def _event(self, ratio: float, epoch: int, step: int) -> None:
-        if ratio <= 0.0:
+        if ratio <= 0.0 and not self.per_layer:
             return  # TFMOT: a zero sparsity skips the step
         prev = self.plan if self.mode == "hard" and self.plan else None
         plan = plan_pruning(
