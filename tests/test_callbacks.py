@@ -599,3 +599,15 @@ def test_config_round_trip():
     assert PruningCallback.from_config(plain.get_config()).get_config() == (
         plain.get_config()
     )
+
+
+def test_ratio_zero_with_per_layer_still_prunes_those_layers(xy):
+    """A zero ratio skips an event (TFMOT), unless `per_layer` ratios are set."""
+    x, y = xy
+    model = make_model()
+    callback = PruningCallback(
+        "l1_norm", ratio=0.0, epochs=(0,), per_layer={"conv1": 0.5}, verbose=0
+    )
+    model.fit(x, y, epochs=1, callbacks=[callback], verbose=0)
+    assert len(callback.history) == 1
+    assert callback.pruned_model().get_layer("conv1").filters == 4
