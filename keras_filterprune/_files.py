@@ -36,11 +36,16 @@ def _check_target(path: Any, kind: str) -> str:
             )
         if os.path.isdir(path):
             raise IsADirectoryError(f"{path!r} is a directory; pass a file path.")
+    _check_parent(path, "path")
+    return path
+
+
+def _check_parent(path: str, name: str) -> None:
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.exists(parent):
         raise FileNotFoundError(
-            f"The directory {parent!r} does not exist. Create it first, e.g. "
-            "`os.makedirs(dirname, exist_ok=True)`."
+            f"The directory of `{name}` {parent!r} does not exist. Create it first, "
+            "e.g. `os.makedirs(dirname, exist_ok=True)`."
         )
     if not os.path.isdir(parent):
         raise NotADirectoryError(f"{parent!r} is not a directory.")
@@ -49,7 +54,6 @@ def _check_target(path: Any, kind: str) -> str:
             f"Cannot write in {parent!r} (permission denied); choose a writable "
             "directory."
         )
-    return path
 
 
 def _staging_name(path: str) -> str:
@@ -113,17 +117,7 @@ def check_writable(path: Any, name: str = "path") -> str:
     path = os.fspath(path)
     if os.path.isdir(path):
         raise IsADirectoryError(f"`{name}` {path!r} is a directory; pass a file path.")
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise FileNotFoundError(
-            f"The directory of `{name}` {parent!r} does not exist. Create it first, "
-            "e.g. `os.makedirs(dirname, exist_ok=True)`."
-        )
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise PermissionError(
-            f"Cannot write in {parent!r} (permission denied); choose a writable "
-            "directory."
-        )
+    _check_parent(path, name)
     return path
 
 
