@@ -17,9 +17,11 @@ subsample, with the same total number of epochs `E` for every schedule:
   Gupta's schedule), removed filters held at zero, then `F` epochs with the final
   masks; `callback.pruned_model()` at the end.
 - `soft (SFP)`: `PruningCallback(mode="soft", schedule=ConstantRatio(r,
-  frequency=1), schedule_unit="epoch")`: He et al.'s soft filter pruning, the
-  lowest-scored filters zeroed at every epoch end (they may regrow), the final
-  zeroing at the end of the last epoch; `pruned_model()` at the end.
+  begin_step=0, end_step=E - F - 1, frequency=1), schedule_unit="epoch")`: He et
+  al.'s soft filter pruning, the lowest-scored filters zeroed at the end of each
+  of the first `E - F` epochs (they may regrow in between); the callback holds
+  the masks of the last event, so the last `F` epochs train the final
+  architecture, as in the hard schedule; `pruned_model()` at the end.
 
 Reported: test accuracy of the final (physically pruned) model, its MACs relative
 to the unpruned model, and the wall time of the whole schedule (training, pruning
@@ -76,7 +78,11 @@ def run_schedule(kind, build, train, test, fit, seed, ratio, criterion, total, f
             )
             mode = "hard"
         else:
-            schedule = ConstantRatio(ratio, frequency=1)
+            # SFP's events at every epoch end, over the same epochs as the hard
+            # schedule: the callback holds the masks after the last one.
+            schedule = ConstantRatio(
+                ratio, begin_step=0, end_step=total - ft - 1, frequency=1
+            )
             mode = "soft"
         callback = PruningCallback(
             criterion,

@@ -45,7 +45,9 @@ class PruningCallback(keras.callbacks.Callback):
     of `apply_plan` would.
 
     - `mode="soft"` (Soft Filter Pruning, He et al. 2018): filters are zeroed once
-      per event and may regrow; every event re-scores all filters.
+      per event and may regrow; every event re-scores all filters. From the last
+      event of the `fit` on (when Keras says how long it runs), the masks are
+      held as in hard mode, so no regrown filter is cut from a trained network.
     - `mode="hard"`: removed filters stay exactly zero: the masks are re-applied
       after every batch, to the optimizer's slots too (so they do not push the
       weights back). Each event scores the live filters as the physically
@@ -71,9 +73,8 @@ class PruningCallback(keras.callbacks.Callback):
 
     Args:
         criterion: `str` or callable. Importance criterion (see
-            `keras_filterprune.criteria`). Active criteria (`"apoz"`, …) score
-            activations of `data` at each event; passive ones need no data.
-            Defaults to `"operator_norm"`.
+            `keras_filterprune.criteria`; active ones score `data`). Defaults to
+            `"operator_norm"`.
         ratio: `float` in [0, 1). Fraction of each group's filters to remove at
             each event when `schedule` is `None`. Defaults to `0.5`.
         epochs: Sequence of 0-based epoch indices at whose end to prune, or
@@ -166,14 +167,10 @@ class PruningCallback(keras.callbacks.Callback):
     def _reset(self) -> None:
         self.plan: PruningPlan | None = None
         self.history: list[dict] = []
-        self._graph = None
         self._masks: VariableMasks | None = None
-        self._macs_base: int | None = None
-        self._macs_ratio = 1.0
-        self._epoch = 0
-        self._last_step: int | None = None
-        self._started = False
-        self._trained_since_event = False
+        self._graph = self._macs_base = self._last_step = self._final = None
+        self._epoch, self._macs_ratio = 0, 1.0
+        self._started = self._trained_since_event = False
 
     def on_train_begin(self, logs=None) -> None:
         self._reset()
@@ -191,8 +188,7 @@ class PruningCallback(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None) -> None:
         if self._started:
             return
-        # First batch of this fit: every on_train_begin (BackupAndRestore's
-        # restore included) has run.
+        # First batch: every on_train_begin (BackupAndRestore's too) has run.
         self._started = True
         step = self._global_step()
         if self.mode == "hard" and step > 0:
@@ -212,11 +208,11 @@ class PruningCallback(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None) -> None:
         if self.schedule is not None and self.schedule_unit == "step":
             self._step_events(self._global_step())
-        if self.mode == "hard" and self._masks is not None:
+        if self._masks is not None:  # held: hard mode, or soft after the last event
             if not self._masks.complete:  # the optimizer was built since
                 self._masks = self._variable_masks(self.plan)
             self._masks()
-        if self.plan is not None:
+        elif self.plan is not None:
             self._trained_since_event = True
 
     def on_epoch_end(self, epoch, logs=None) -> None:
@@ -232,7 +228,7 @@ class PruningCallback(keras.callbacks.Callback):
             logs["pruned_macs_ratio"] = float(self._macs_ratio)
 
     def on_train_end(self, logs=None) -> None:
-        if self.mode == "hard" and self._masks is not None:
+        if self._masks is not None:
             self._masks()
 
     def _global_step(self) -> int:
@@ -258,21 +254,15 @@ class PruningCallback(keras.callbacks.Callback):
             graph=self._graph,
             verbose=1 if self.verbose > 1 else 0,
         )
-        macs = self._adopt(plan)
+        hold = self.mode == "hard" or self._is_final(epoch, step)
+        macs = self._adopt(plan, hold)
         self._masks()
-        if self.mode == "soft":  # zeroed once; the filters may regrow
+        if not hold:  # soft: zeroed once; the filters may regrow
             self._masks = None
         self._trained_since_event = False
-        self.history.append(
-            {
-                "epoch": int(epoch),
-                "step": int(step),
-                "ratio": float(ratio),
-                "kept": [len(g.keep) for g in plan.groups],
-                "macs": macs,
-                "macs_ratio": self._macs_ratio,
-            }
-        )
+        kept = [len(g.keep) for g in plan.groups]
+        event = dict(epoch=int(epoch), step=int(step), ratio=float(ratio), kept=kept)
+        self.history.append({**event, "macs": macs, "macs_ratio": self._macs_ratio})
         share = "" if macs is None else f", {self._macs_ratio:.1%} of the MACs"
         if self.verbose:
             logger.info(
@@ -280,26 +270,34 @@ class PruningCallback(keras.callbacks.Callback):
                 f"the filters ({plan.num_removed} channels removed{share})."
             )
 
-    def _adopt(self, plan: PruningPlan) -> int | None:
+    def _is_final(self, epoch: int, step: int) -> bool:  # False when unknown
+        unit = "epoch" if self.schedule is None else self.schedule_unit
+        at = epoch if unit == "epoch" else step
+        if self._final is None:  # math.inf when the fit's length is unknown
+            self._final = schedules.final_event(
+                self.schedule, unit, self.epochs, self.params or {}, epoch, step
+            )
+        return at >= self._final
+
+    def _adopt(self, plan: PruningPlan, slots: bool = True) -> int | None:
         """Makes `plan` current: its masks and its MACs (returned)."""
-        self.plan, self._masks = plan, self._variable_masks(plan)
+        self.plan, self._masks = plan, self._variable_masks(plan, slots)
         base = self._macs_base
         macs = None if base is None else planning.estimate_macs(self.model, plan)
         self._macs_ratio = None if macs is None else macs / base if base else 1.0
         return macs
 
-    def _variable_masks(self, plan: PruningPlan) -> VariableMasks:
+    def _variable_masks(self, plan: PruningPlan, slots: bool = True) -> VariableMasks:
         masks = graph_masks(self._graph, plan.keep_flags(self._graph))
-        return VariableMasks(self.model, masks, slots=self.mode == "hard")
+        return VariableMasks(self.model, masks, slots=slots)
 
     def pruned_model(self, compile: bool = True) -> keras.Model:
         """The trained model with the last plan's filters physically removed.
 
         `apply_plan` on the current weights, compiled like the trained model
-        when `compile` (a fresh optimizer; with a `FilterPruneWarning`, the
-        loss only if the compile config cannot be rebuilt). Its outputs equal
-        the trained model's, except in soft mode after training past the last
-        event (a `FilterPruneWarning` says so: fine-tune the result).
+        when `compile` (a fresh optimizer; the loss only, with a warning, if the
+        compile config cannot be rebuilt). Its outputs equal the trained model's
+        unless soft-pruned filters regrew after the last event (warned).
 
         Args:
             compile: `bool`. Compile the pruned model. Defaults to `True`.

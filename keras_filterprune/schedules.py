@@ -11,6 +11,7 @@ and are registered Keras serializables.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Mapping
 from typing import Any
@@ -318,3 +319,30 @@ def ask(schedule: Any, step: int, unit: str = "step") -> tuple[bool, float]:
             f"ratios must be in [0, 1). Schedule: {schedule!r}"
         )
     return should, ratio
+
+
+def final_event(
+    schedule: Any, unit: str, epochs, params: dict, epoch: int, step: int
+) -> float:
+    """The epoch (epoch events) or global step (step schedules) of the last
+    pruning event of this `fit`, looking ahead from `epoch`/`step`; `math.inf`
+    when `params` (Keras' `callback.params`) does not say how long it runs.
+
+    A soft-pruning callback holds its masks from that event on, so that the
+    network adapts to the final architecture instead of losing regrown filters.
+    """
+    total, steps = params.get("epochs"), params.get("steps")
+    if not isinstance(total, int):
+        return math.inf
+    if schedule is None or unit == "epoch":
+        due = [
+            e
+            for e in (range(epoch, total) if epochs is None else epochs)
+            if epoch <= e < total and (schedule is None or ask(schedule, e, unit)[0])
+        ]
+        return max(due, default=math.inf)
+    if not isinstance(steps, int) or steps < 1:
+        return math.inf
+    end = step + (total - epoch) * steps  # at most this many steps remain
+    due = last_due_step(schedule, step - 1, end)
+    return math.inf if due is None else due[0]

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import keras
 import numpy as np
@@ -232,13 +233,44 @@ def test_soft_mode_regrows_and_rescored(xy):
     callbacks = [callback, recorder, check]
     model.fit(x, y, epochs=4, batch_size=32, callbacks=callbacks, verbose=0)
     assert [e["epoch"] for e in callback.history] == [0, 2]
-    assert zero_at_event == [True, False, True, False]  # zeroed once per event
-    first = plans[0]
-    regrown = masked_values(model, first)
-    assert any(np.any(v != 0) for v in regrown.values())  # soft: filters regrow
-    with pytest.warns(FilterPruneWarning, match="trained again"):
+    # Zeroed once at the first event (the filters regrow in epoch 1); from the
+    # last event of the fit on (epoch 2) the masks are held, so no regrown filter
+    # is cut from the trained network at the end.
+    assert zero_at_event == [True, False, True, True]
+    assert plans  # each event re-scored (the regrowth: zero_at_event[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FilterPruneWarning)
         pruned = callback.pruned_model(compile=False)
     assert pruned.get_layer("conv3").filters == 8
+    np.testing.assert_allclose(
+        pruned.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-4
+    )
+
+
+def test_soft_mode_without_a_known_end_lets_filters_regrow(xy):
+    """Data of unknown length: the fit's last step is unknown, so the masks are
+    never held, the filters regrow, and `pruned_model` says so."""
+    import tensorflow as tf
+
+    x, y = xy
+
+    def batches():
+        for i in range(0, len(x), 16):
+            yield x[i : i + 16], y[i : i + 16]
+
+    spec = (
+        tf.TensorSpec((None, *x.shape[1:]), tf.float32),
+        tf.TensorSpec((None,), tf.int64),
+    )
+    data = tf.data.Dataset.from_generator(batches, output_signature=spec)
+    model = make_model()
+    schedule = ConstantRatio(0.5, begin_step=2, end_step=2)
+    callback = PruningCallback("l1_norm", schedule=schedule, mode="soft", verbose=0)
+    model.fit(data, epochs=1, callbacks=[callback], verbose=0)
+    assert [e["step"] for e in callback.history] == [2]
+    assert any(np.any(v != 0) for v in masked_values(model, callback.plan).values())
+    with pytest.warns(FilterPruneWarning, match="trained again"):
+        callback.pruned_model(compile=False)
 
 
 def test_soft_mode_every_epoch_ends_masked(xy):
