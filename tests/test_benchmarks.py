@@ -77,3 +77,12 @@ def test_bench_callback_quick(tmp_path):
     text = _run("bench_callback.py", tmp_path)
     for schedule in ("no pruning", "one-shot", "iterative (hard)", "soft (SFP)"):
         assert schedule in text
+
+
+@pytest.mark.slow
+@needs_fashion_mnist
+def test_bench_recovery_quick(tmp_path):
+    text = _run("bench_recovery.py", tmp_path)
+    for column in ("pruned (%)", "recalibrated (%)", "fine-tuned (%)", "distilled"):
+        assert column in text
+    assert "distilled − fine-tuned" in text and "original, E + F epochs" in text
