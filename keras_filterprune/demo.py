@@ -339,7 +339,7 @@ def run_demo(
         f"recalibration {recalibrated_acc:.4f}"
     )
     steps = -(-len(x_train) // 128) * cfg["finetune_epochs"]
-    distiller = Distiller(pruned, teacher=original, temperature=4.0, alpha=0.7)
+    distiller = Distiller(pruned, teacher=original, temperature=2.0, alpha=0.3)
     distiller.compile(
         keras.optimizers.Adam(
             keras.optimizers.schedules.CosineDecay(1e-3, steps, alpha=0.05)
