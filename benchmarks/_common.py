@@ -517,6 +517,14 @@ def paired(runs, a: str, b: str, ratio: float, key: str = "acc_ft"):
     return statistics.fmean(diffs), sd, len(diffs)
 
 
+def verdict_row(label: str, diffs: Sequence[float]) -> list[str]:
+    """`[label, "mean ± std pt (n)", verdict]` of paired differences (points)."""
+    mean = statistics.fmean(diffs)
+    sd = statistics.stdev(diffs) if len(diffs) > 1 else float("nan")
+    n = len(diffs)
+    return [label, fmt_diff(mean, sd, n), compare_verdict(mean, sd, n)]
+
+
 # Two-sided 95 % critical values of Student's t, by degrees of freedom.
 _T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
 

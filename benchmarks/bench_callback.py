@@ -186,17 +186,9 @@ def main(argv: list[str] | None = None) -> int:
                 ("soft (SFP) recalibrated − iterative (hard)", soft, hard, 1, 0),
             ):
                 diffs = [100 * (a[ia] - b[ib]) for a, b in zip(a_side, b_side)]
-                if not diffs:
-                    continue
-                m = statistics.fmean(diffs)
-                s = statistics.stdev(diffs) if len(diffs) > 1 else float("nan")
-                verdicts.append(
-                    [
-                        f"`{criterion}` r={ratio:g}: {label}",
-                        common.fmt_diff(m, s, len(diffs)),
-                        common.compare_verdict(m, s, len(diffs)),
-                    ]
-                )
+                if diffs:
+                    name = f"`{criterion}` r={ratio:g}: {label}"
+                    verdicts.append(common.verdict_row(name, diffs))
     notes = [
         f"Data: Fashion-MNIST subsample, the first {train_n:,} training and "
         f"{test_n:,} test images"

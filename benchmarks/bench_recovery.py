@@ -142,10 +142,12 @@ def main(argv: list[str] | None = None) -> int:
             ("recalibrated − pruned", "recalibrated", "pruned"),
         ):
             diffs = [100 * (c[a] - c[b]) for c in values]
-            verdicts.append(_verdict(f"`{criterion}` r={ratio:g}: {label}", diffs))
+            verdicts.append(
+                common.verdict_row(f"`{criterion}` r={ratio:g}: {label}", diffs)
+            )
         gaps = [100 * (c["distilled"] - r) for c, r in zip(values, references)]
         verdicts.append(
-            _verdict(f"`{criterion}` r={ratio:g}: distilled − original", gaps)
+            common.verdict_row(f"`{criterion}` r={ratio:g}: distilled − original", gaps)
         )
     for ratio in ratios:
         for i, a in enumerate(criteria):
@@ -154,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
                     100 * (x["distilled"] - y["distilled"])
                     for x, y in zip(cells[(a, ratio)], cells[(b, ratio)])
                 ]
-                verdicts.append(_verdict(f"r={ratio:g}: `{a}` − `{b}`", diffs))
+                verdicts.append(
+                    common.verdict_row(f"r={ratio:g}: `{a}` − `{b}`", diffs)
+                )
     notes = [
         f"Net: {args.net}-style CNN of bench_accuracy_images.py on the first "
         f"{train_n:,} Fashion-MNIST training images"
@@ -190,13 +194,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     common.write_report(common.resolve_output(args, NAME), text)
     return 0
-
-
-def _verdict(label: str, diffs: list[float]) -> list[str]:
-    mean = statistics.fmean(diffs)
-    sd = statistics.stdev(diffs) if len(diffs) > 1 else float("nan")
-    n = len(diffs)
-    return [label, common.fmt_diff(mean, sd, n), common.compare_verdict(mean, sd, n)]
 
 
 if __name__ == "__main__":
