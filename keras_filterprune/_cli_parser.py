@@ -165,6 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="rank channels of all groups together",
     )
     p.add_argument(
+        "--prune-norms",
+        action="store_true",
+        default=None,
+        help="also prune groups only LayerNorm/GroupNorm/UnitNorm freeze "
+        "(approximate: fine-tune afterwards)",
+    )
+    p.add_argument(
         "--data",
         metavar="DATA.npz",
         help="inputs (x, and y for gradient criteria) for active criteria",

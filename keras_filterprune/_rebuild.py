@@ -3,15 +3,24 @@ the mechanics surgery (`apply_plan`) and masking (`mask_model`) share."""
 
 from __future__ import annotations
 
-import copy
+import warnings
 
 import keras
 
 from keras_filterprune._validation import layer_by_path
+from keras_filterprune.exceptions import FilterPruneWarning
 from keras_filterprune.graph import ChannelGraph
 from keras_filterprune.handlers import get_handler
+from keras_filterprune.walk import has_own_graph_config, plain_config, walk_model
 
-__all__ = ["check_rebuildable", "rebuild", "set_weights", "layers_by_path"]
+__all__ = [
+    "check_rebuildable",
+    "custom_objects",
+    "rebuild",
+    "set_weights",
+    "layers_by_path",
+    "task_backbone",
+]
 
 
 def check_rebuildable(graph: ChannelGraph) -> None:
@@ -35,7 +44,7 @@ def _layer_entries(config: dict, prefix: str = ""):
             yield prefix + name, entry
 
 
-def _custom_objects(model: keras.Model) -> dict:
+def custom_objects(model: keras.Model) -> dict:
     """Users' own layer classes, so that unregistered ones rebuild too."""
     return {
         type(layer).__name__: type(layer)
@@ -54,15 +63,96 @@ def _all_layers(model: keras.Model):
 def rebuild(model: keras.Model, configs: dict, input_widths: dict) -> keras.Model:
     """A new model from `model`'s config with some layer configs replaced
     (`configs[path]`) and nested models' input widths changed."""
-    config = copy.deepcopy(model.get_config())
+    config = plain_config(model)
     for path, entry in _layer_entries(config):
         entry.pop("build_config", None)
         if path in configs:
             entry["config"] = configs[path]
         if path in input_widths:
             _set_input_widths(entry["config"], input_widths[path])
-    with keras.saving.custom_object_scope(_custom_objects(model)):
-        return type(model).from_config(config)
+    if has_own_graph_config(model):
+        with keras.saving.custom_object_scope(custom_objects(model)):
+            new_model = type(model).from_config(config)
+    else:
+        new_model = _rebuild_task(model, config, configs, input_widths)
+        if new_model is None:
+            # A functional subclass (a keras-hub backbone) comes back as a plain
+            # Functional model with the same inputs and outputs: its constructor
+            # arguments no longer describe the pruned graph.
+            with keras.saving.custom_object_scope(custom_objects(model)):
+                new_model = keras.Model.from_config(config)
+    _restore_names(model, new_model)
+    return new_model
+
+
+def task_backbone(model: keras.Model) -> keras.Model | None:
+    """The nested `backbone` of a task model (a keras-hub `Task`: a functional
+    subclass built around `model.backbone`, with a `preprocessor`), or `None`."""
+    backbone = getattr(model, "backbone", None)
+    if (
+        not isinstance(backbone, keras.Model)
+        or not hasattr(model, "preprocessor")
+        or has_own_graph_config(model)
+        or not any(layer is backbone for layer in model.layers)
+    ):
+        return None
+    return backbone
+
+
+def _rebuild_task(model: keras.Model, config: dict, configs: dict, input_widths):
+    """A task rebuilt by its own class around its pruned backbone, so that it keeps
+    its preprocessor and head (`ImageClassifier.predict` on raw images), or `None`
+    when the task is not one or its own layers were edited (then it comes back as a
+    plain Functional model, with a warning)."""
+    backbone = task_backbone(model)
+    if backbone is None:
+        return None
+    prefix = backbone.name + "/"
+    widths = [int(t.shape[-1]) for t in backbone.inputs]
+    outside = [path for path in configs if not path.startswith(prefix)] + [
+        path
+        for path, new in input_widths.items()
+        if not path.startswith(prefix) and not (path == backbone.name and new == widths)
+    ]
+    if outside:
+        warnings.warn(
+            f"'{model.name}' ({type(model).__name__}) is returned as a plain "
+            f"functional keras.Model: its own layers {outside} changed, which its "
+            "constructor cannot rebuild. Its preprocessor is not part of it; apply "
+            "`model.preprocessor` to the data yourself, or exclude those layers.",
+            FilterPruneWarning,
+            stacklevel=4,
+        )
+        return None
+    entry = next(e for e in config["layers"] if e["name"] == backbone.name)
+    with keras.saving.custom_object_scope(custom_objects(backbone)):
+        if has_own_graph_config(backbone):
+            new_backbone = type(backbone).from_config(entry["config"])
+        else:
+            new_backbone = keras.Model.from_config(entry["config"])
+    _restore_names(backbone, new_backbone)
+    task_config = model.get_config()
+    task_config["backbone"] = new_backbone  # the preprocessor is rebuilt from config
+    return type(model).from_config(task_config)
+
+
+def _restore_names(model: keras.Model, new_model: keras.Model) -> None:
+    """Gives rebuilt layers their original names where a layer's `from_config`
+    renames it (keras-hub's MobileNet blocks append `_0` on every construction):
+    the pruned model keeps the layer names that plans and users refer to. The two
+    graphs have the same structure, so their walks pair call by call."""
+    if layers_by_path(model).keys() == layers_by_path(new_model).keys():
+        return
+    calls = walk_model(model).calls
+    new_calls = walk_model(new_model).calls
+    for old, new in zip(calls, new_calls, strict=True):
+        if type(old.layer) is not type(new.layer):
+            raise RuntimeError(
+                f"Rebuilding '{model.name}' changed its structure at layer "
+                f"'{old.path}'; please report this with the model."
+            )
+        if old.path != new.path:
+            new.layer.name = old.layer.name
 
 
 def _set_input_widths(config: dict, widths: list[int]) -> None:

@@ -256,6 +256,7 @@ class PlanOptions:
     min_filters: int = 1
     global_ranking: bool = False
     greedy: bool = False
+    prune_norms: bool = False
 
     @classmethod
     def from_kwargs(
@@ -269,6 +270,7 @@ class PlanOptions:
         min_filters: int = 1,
         global_ranking: bool = False,
         greedy: bool = False,
+        prune_norms: bool = False,
     ) -> PlanOptions:
         from keras_filterprune import criteria as criteria_lib
 
@@ -284,6 +286,7 @@ class PlanOptions:
             min_filters=check_int(min_filters, "min_filters", 1),
             global_ranking=check_bool(global_ranking, "global_ranking"),
             greedy=check_bool(greedy, "greedy"),
+            prune_norms=check_bool(prune_norms, "prune_norms"),
         )
         if options.greedy and criteria_lib.is_active(criterion):
             raise ValueError(

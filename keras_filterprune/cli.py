@@ -181,6 +181,7 @@ def _cmd_prune(args) -> int:
             "round_to",
             "min_filters",
             "global_ranking",
+            "prune_norms",
         ):
             value = getattr(args, name)
             if value is not None:
@@ -347,6 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ("--round-to", args.round_to),
                 ("--min-filters", args.min_filters),
                 ("--global-ranking", args.global_ranking),
+                ("--prune-norms", args.prune_norms),
                 ("--data", args.data),
             )
             if value is not None

@@ -43,6 +43,8 @@ class ChannelGroup:
         members: `list[str]`. Every layer path whose inputs or outputs carry the
             group's channels.
         frozen: `str | None`. Why the group cannot be pruned, or `None`.
+        approximate: `bool`. Whether only channel normalisations freeze it, so
+            that `prune_norms=True` may prune it (approximately).
     """
 
     id: int
@@ -50,6 +52,7 @@ class ChannelGroup:
     producers: dict[str, np.ndarray]
     members: list[str]
     frozen: str | None = None
+    approximate: bool = False
 
 
 class _UnionFind:
@@ -81,6 +84,7 @@ class _Builder:
         self.walk = walk
         self.uf = _UnionFind()
         self.frozen: dict[int, tuple[str, str]] = {}
+        self.approximate: dict[int, tuple[str, str]] = {}
         self.owner: list[str | None] = []
         self.producers: dict[str, np.ndarray] = {}
 
@@ -106,11 +110,20 @@ class _Builder:
         self.freeze(ids, path, reason)
         return ids
 
-    def freeze(self, ids: np.ndarray | None, path: str, reason: str) -> None:
+    def freeze(
+        self,
+        ids: np.ndarray | None,
+        path: str,
+        reason: str,
+        approximate: bool = False,
+    ) -> None:
+        """Freezes elements; `approximate=True` for a freeze that
+        `prune_norms=True` lifts (a normalisation over the channels)."""
         if ids is None:
             return
+        target = self.approximate if approximate else self.frozen
         for e in ids.tolist():
-            self.frozen.setdefault(e, (path, reason))
+            target.setdefault(e, (path, reason))
 
     def union(self, a: np.ndarray, b: np.ndarray) -> None:
         if a is b:
@@ -128,7 +141,11 @@ class ChannelGraph:
         groups: `list[ChannelGroup]`, topologically ordered.
         tensor_ids: `dict[int, np.ndarray | None]`. Element ids per tensor key.
         frozen_layers: `dict[str, list[str]]`. Layer path → reasons it froze channels.
+        unhandled: `dict[str, str]`. Layer path → class name of every layer without
+            a handler (its channels are frozen, its own weights never pruned).
     """
+
+    unhandled: dict[str, str]
 
     def __init__(
         self,
@@ -139,6 +156,7 @@ class ChannelGraph:
         touched: dict[str, list[np.ndarray]],
     ) -> None:
         self.model_name = model.name
+        self.unhandled = {}
         self._model = weakref.ref(model)
         self.walk = walk
         self.tensor_ids = tensor_ids
@@ -185,13 +203,18 @@ class ChannelGraph:
             self.elem_group = lookup_g[root]
         # Frozen groups: any frozen element in any of their channels.
         self.frozen_layers: dict[str, list[str]] = {}
-        for e, (path, reason) in sorted(builder.frozen.items()):
-            g = int(self.elem_group[e])
-            if g >= 0 and self.groups[g].frozen is None:
-                self.groups[g].frozen = f"{reason} (at layer '{path}')"
-            reasons = self.frozen_layers.setdefault(path, [])
-            if reason not in reasons:
-                reasons.append(reason)
+        for approximate, frozen in (
+            (False, builder.frozen),
+            (True, builder.approximate),
+        ):
+            for e, (path, reason) in sorted(frozen.items()):
+                g = int(self.elem_group[e])
+                if g >= 0 and self.groups[g].frozen is None:
+                    self.groups[g].frozen = f"{reason} (at layer '{path}')"
+                    self.groups[g].approximate = approximate
+                reasons = self.frozen_layers.setdefault(path, [])
+                if reason not in reasons:
+                    reasons.append(reason)
         # Members: layers whose inputs/outputs carry a group's elements.
         for path, arrays in touched.items():
             if not arrays:
@@ -329,11 +352,13 @@ def trace_channels(
     first_inputs: dict[str, np.ndarray] = {}
     touched: dict[str, list[np.ndarray]] = {}
     unknown: dict[str, str] = {}
+    unhandled: dict[str, str] = {}
     for call in walk.calls:
         handler: LayerHandler | None = get_handler(call.layer)
         if handler is None:
             cls = type(call.layer).__name__
             unknown.setdefault(cls, call.path)
+            unhandled.setdefault(call.path, cls)
             handler = FreezeHandler(
                 f"{cls} has no pruning handler (teach it with register_handler)"
             )
@@ -375,6 +400,7 @@ def trace_channels(
                 stacklevel=2,
             )
     graph = ChannelGraph(model, walk, builder, tensor_ids, touched)
+    graph.unhandled = unhandled
     if exclude is not None:
         for g, reason in graph.exclusions(exclude).items():
             graph.groups[g].frozen = graph.groups[g].frozen or reason

@@ -54,6 +54,7 @@ def plan_pruning(
     min_filters: int = 1,
     global_ranking: bool = False,
     greedy: bool = False,
+    prune_norms: bool = False,
     data=None,
     scores: Mapping[str, np.ndarray] | None = None,
     within: PruningPlan | None = None,
@@ -93,6 +94,14 @@ def plan_pruning(
         greedy: `bool`. Li et al.'s greedy scoring: when scoring a layer, ignore
             its input channels already removed upstream (passive criteria only).
             Defaults to `False`.
+        prune_norms: `bool`. Also prune the groups that only a
+            LayerNormalization, GroupNormalization (whole groups) or
+            UnitNormalization over the channels freezes (ConvNeXt's residual
+            stream): their gamma/beta are sliced. **Approximate**: the statistics
+            these layers compute change with the channel count, so the pruned
+            model is not the original with channels removed; fine-tune it (the
+            plan's `meta["approximate_groups"]` lists the groups). Defaults
+            to `False` (exact).
         data: Data for active criteria.
         scores: Precomputed `score_filters` output to reuse. Defaults to `None`.
         within: A previous `PruningPlan` of this model whose removed channels are
@@ -135,6 +144,7 @@ def plan_pruning(
         min_filters=min_filters,
         global_ranking=global_ranking,
         greedy=greedy,
+        prune_norms=prune_norms,
     )
     if target_macs is not None and target_params is not None:
         raise ValueError("Pass at most one of `target_macs` and `target_params`.")
@@ -159,7 +169,11 @@ class _Planner:
 
     def __init__(self, model, graph: ChannelGraph, options: PlanOptions, within):
         self.model, self.graph, self.options = model, graph, options
-        self.frozen = {g.id: g.frozen for g in graph.groups if g.frozen}
+        self.frozen = {
+            g.id: g.frozen
+            for g in graph.groups
+            if g.frozen and not (options.prune_norms and g.approximate)
+        }
         for g, reason in graph.exclusions(options.exclude).items():
             self.frozen.setdefault(g, reason)
         self.per_group: dict[int, float] = {}
@@ -300,6 +314,18 @@ class _Planner:
             meta["global_ranking"] = True
         if o.greedy:
             meta["greedy"] = True
+        approximate = [
+            g.id
+            for g in self.graph.groups
+            if g.approximate and g.id not in self.frozen and len(keep[g.id]) < g.width
+        ]
+        if self.graph.unhandled:  # reported: their weights are never pruned
+            meta["unhandled_layers"] = [
+                f"{path} ({cls})" for path, cls in self.graph.unhandled.items()
+            ]
+        if approximate:  # the pruned model is not the masked one: say so
+            meta["prune_norms"] = True
+            meta["approximate_groups"] = approximate
         plan = PruningPlan(groups, self.model.name, meta)
         return plan.with_graph(self.graph)
 

@@ -307,7 +307,8 @@ def _match(graph, plan: PruningPlan) -> dict[int, np.ndarray]:
                 f"{pg.width} in the plan. Make a new plan for this model."
             )
         mask = keep_mask(group.width, pg.keep)
-        if group.frozen and not mask.all():
+        opted_in = group.approximate and plan.meta.get("prune_norms") is True
+        if group.frozen and not mask.all() and not opted_in:
             raise ValueError(
                 f"The plan removes channels of the group of layer '{first}', which "
                 f"cannot be pruned in this model: {group.frozen}."

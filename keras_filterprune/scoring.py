@@ -47,6 +47,9 @@ def sliced_kernel(
         repeat = get_handler(layer).kernel_input_repeat(layer)
         if ids is not None and len(ids) * repeat == kernel.shape[-2]:
             kernel = kernel[..., np.repeat(flags[ids], repeat), :]
+        elif ids is not None and len(ids) % kernel.shape[-2] == 0:
+            # a grouped conv: its input slots are kept alike in every group
+            kernel = kernel[..., flags[ids][: kernel.shape[-2]], :]
     if keep_out is not None:
         kernel = kernel[..., np.asarray(keep_out, dtype=np.int64)]
     return kernel
@@ -65,10 +68,10 @@ def _expand(scores: np.ndarray, kept: list[int], width: int) -> np.ndarray:
 
 
 def _activation_layers(graph: ChannelGraph, producers: list[str]) -> dict[str, str]:
-    """For each producer, the top-level layer whose output is scored by active
-    criteria: the producer itself, or the end of the chain of elementwise layers
-    (BatchNorm, activation, dropout: `handler.elementwise`) that consume only its
-    output."""
+    """For each producer, the layer (a path, nested ones included) whose output
+    is scored by active criteria: the producer itself, or the end of the chain of
+    elementwise layers (BatchNorm, activation, dropout: `handler.elementwise`) in
+    the same model that consume only its output."""
     consumers: dict[int, list] = {}
     for call in graph.walk.calls:
         for key in call.inputs:
@@ -78,20 +81,16 @@ def _activation_layers(graph: ChannelGraph, producers: list[str]) -> dict[str, s
         producing_call.setdefault(call.path, call)
     result = {}
     for path in producers:
-        if "/" in path:
-            raise ValueError(
-                f"Active criteria score activations of the top-level model, but "
-                f"'{path}' is inside a nested model. Flatten the model, or use a "
-                "passive criterion (e.g. 'operator_norm')."
-            )
         call = producing_call[path]
+        scope = path.rpartition("/")[0]
         end = path
         key = call.outputs[0]
         while len(consumers.get(key, [])) == 1:
             nxt = consumers[key][0]
             handler = get_handler(nxt.layer)
             elementwise = handler is not None and handler.elementwise
-            if "/" in nxt.path or len(nxt.inputs) != 1 or not elementwise:
+            same_model = nxt.path.rpartition("/")[0] == scope
+            if not same_model or len(nxt.inputs) != 1 or not elementwise:
                 break
             end, key = nxt.path, nxt.outputs[0]
         result[path] = end

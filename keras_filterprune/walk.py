@@ -17,7 +17,16 @@ from typing import Any
 
 import keras
 
-__all__ = ["Call", "ModelWalk", "walk_model", "check_model"]
+__all__ = [
+    "Call",
+    "ModelWalk",
+    "walk_model",
+    "check_model",
+    "functional_view",
+    "graph_config",
+    "has_own_graph_config",
+    "plain_config",
+]
 
 
 @dataclasses.dataclass
@@ -79,15 +88,63 @@ def _is_container(layer: Any) -> bool:
     return isinstance(layer, keras.Model)
 
 
+def _own_graph_config(model: keras.Model) -> dict | None:
+    """`model.get_config()` when it describes the graph (`"layers"`), else `None`."""
+    try:
+        config = model.get_config()
+    except NotImplementedError:
+        return None
+    return config if isinstance(config, dict) and "layers" in config else None
+
+
+def functional_view(model: keras.Model) -> keras.Model | None:
+    """A plain Functional model over the graph of a functional subclass, or `None`.
+
+    Classes built through the functional constructor (keras-hub backbones and
+    tasks, `class M(keras.Model)` calling `super().__init__(inputs=, outputs=)`)
+    keep their graph but serialise constructor arguments. `keras.Model(model.input,
+    model.output)` reads the very same layers and nodes through public API; a truly
+    subclassed model (a `call()` method) has no `inputs` and gives `None`.
+    """
+    try:
+        inputs, outputs = model.inputs, model.outputs
+        structure_in, structure_out = model.input, model.output
+    except (AttributeError, ValueError):
+        return None
+    if not inputs or not outputs:
+        return None
+    return keras.Model(structure_in, structure_out, name=model.name)
+
+
+def graph_config(model: keras.Model) -> dict | None:
+    """The Functional graph config of `model` (functional subclasses included), or
+    `None` when `model` has no graph (a subclassed model)."""
+    config = _own_graph_config(model)
+    if config is not None:
+        return config
+    view = functional_view(model)
+    return None if view is None else view.get_config()
+
+
+def has_own_graph_config(model: keras.Model) -> bool:
+    """Whether `type(model).from_config` rebuilds `model` from its graph config
+    (plain Functional models and functional-like constructors), as opposed to
+    functional subclasses whose config holds constructor arguments."""
+    return isinstance(model, keras.Sequential) or _own_graph_config(model) is not None
+
+
 def check_model(model: Any, argument: str = "model") -> dict | None:
     """Raises a clear error unless `model` is a built Functional/Sequential model.
+
+    Functional subclasses (keras-hub backbones and tasks, users' classes built with
+    `super().__init__(inputs=..., outputs=...)`) are Functional models here.
 
     Args:
         model: The object to check.
         argument: `str`. The argument name used in error messages.
 
     Returns:
-        The Functional model's `get_config()` (read to tell it from a subclassed
+        The Functional model's graph config (read to tell it from a subclassed
         model; callers reuse it rather than pay for a second one), or `None` for a
         Sequential model.
 
@@ -108,17 +165,37 @@ def check_model(model: Any, argument: str = "model") -> dict | None:
                 "`model.build(input_shape)` before pruning."
             )
         return None
-    try:
-        config = model.get_config()
-    except NotImplementedError:
-        config = None
-    if not isinstance(config, dict) or "layers" not in config:
+    config = graph_config(model)
+    if config is None:
         raise TypeError(
             f"`{argument}` ('{model.name}', class {type(model).__name__}) is a "
             "subclassed model: its graph cannot be read or rebuilt. Rebuild it with "
             "the Functional API (`keras.Model(inputs, outputs)`) or "
             "`keras.Sequential`, then prune that."
         )
+    return config
+
+
+def plain_config(model: keras.Model) -> dict:
+    """The config of `model` in which every functional subclass, nested or not,
+    is described by its graph (class `Functional`), so that the whole tree can be
+    edited layer by layer and rebuilt with `keras.Model.from_config`."""
+    if isinstance(model, keras.Sequential):
+        config = model.get_config()
+        entries = zip(config["layers"], model.layers)
+    else:
+        config = check_model(model)
+        operations = {op.name: op for op in model.operations}
+        entries = ((e, operations.get(e["name"])) for e in config["layers"])
+    for entry, layer in entries:
+        if isinstance(layer, keras.Model):
+            entry["config"] = plain_config(layer)
+            if not has_own_graph_config(layer):
+                entry.update(
+                    module="keras.src.models.functional",
+                    class_name="Functional",
+                    registered_name="Functional",
+                )
     return config
 
 

@@ -182,13 +182,13 @@ def transpose_decoder():
     return _finish(inputs, L.Conv2D(2, 1, name="out")(x), "transpose_decoder")
 
 
-def grouped_frozen():
+def grouped_slots():
     inputs = keras.Input((8, 8, 4))
     x = L.ReLU(name="stem_relu")(_conv(8, name="stem")(inputs))
     g = _conv(8, name="g", groups=2)(x)
     g = L.ReLU(name="g_relu")(g)
     y = _conv(6, name="c")(g)
-    return _finish(inputs, _head(y), "grouped_frozen")
+    return _finish(inputs, _head(y), "grouped_slots")
 
 
 def grouped_depthwise():
@@ -451,14 +451,15 @@ CASES = [
         },
         {"e1": 4, "t1": 3, "t2": 2, "out": 2},
     ),
-    Case(
-        "grouped_frozen",
-        grouped_frozen,
-        lambda p: {"head": _gone(p, "c")},
-        {"stem": 8, "g": 8, "c": 3},
-        frozen={
-            "stem": "grouped convolution (groups=2) ties in/out channels (at layer 'g')"
+    Case(  # groups=2: slot j of both groups is kept or removed together
+        "grouped_slots",
+        grouped_slots,
+        lambda p: {
+            "g": np.unique(_gone(p, "stem") % 4),
+            "c": _gone(p, "g"),
+            "head": _gone(p, "c"),
         },
+        {"stem": 4, "g": 4, "c": 3},
     ),
     Case(
         "grouped_depthwise",
@@ -562,8 +563,8 @@ CASES = [
         lambda p: {"head": _gone(p, "c")},
         {"stem": 8, "c": 3},
         frozen={
-            "stem": "LayerNormalization normalises over the channels: pruning "
-            "changes it (at layer 'ln')"
+            "stem": "LayerNormalization normalises over the channels (prune_norms="
+            "True prunes it, approximately) (at layer 'ln')"
         },
     ),
     Case(

@@ -216,9 +216,7 @@ def zero_consumers(model: keras.Model, rows: Mapping[str, Iterable[int]]):
 
 
 def outputs(model: keras.Model, x) -> list[np.ndarray]:
-    out = model(x, training=False)
-    if not isinstance(out, (list, tuple)):
-        out = [out]
+    out = keras.tree.flatten(model(x, training=False))  # a dict of outputs too
     return [np.asarray(keras.ops.convert_to_numpy(o), dtype=np.float64) for o in out]
 
 

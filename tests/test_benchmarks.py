@@ -86,3 +86,9 @@ def test_bench_recovery_quick(tmp_path):
     for column in ("pruned (%)", "recalibrated (%)", "fine-tuned (%)", "distilled"):
         assert column in text
     assert "distilled − fine-tuned" in text and "original, E + F epochs" in text
+
+
+def test_bench_hub_quick(tmp_path):
+    pytest.importorskip("keras_hub")
+    text = _run("bench_hub.py", tmp_path)
+    assert "| VGG |" in text and "| ImageClassifier(VGG) |" in text

@@ -405,3 +405,19 @@ def test_sensitivity_json_in_process(files, tmp_path, capsys):
     argv[-1] = str(tmp_path / "missing" / "c.json")
     assert cli.main(argv) == 1
     assert "--json" in _error(capsys)
+
+
+def test_prune_norms_in_process(tmp_path, capsys):
+    L = keras.layers
+    inputs = keras.Input((8, 8, 3))
+    x = L.LayerNormalization(name="ln")(L.Conv2D(8, 3, name="stem")(inputs))
+    x = L.Conv2D(4, 3, name="c")(x)
+    model = keras.Model(inputs, L.Dense(2)(L.GlobalAveragePooling2D()(x)))
+    model.save(tmp_path / "ln.keras")
+    out = tmp_path / "pruned.keras"
+    argv = ["prune", str(tmp_path / "ln.keras"), "-o", str(out)]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    assert keras.saving.load_model(out).get_layer("stem").filters == 8  # frozen
+    assert cli.main([*argv, "--prune-norms"]) == 0, capsys.readouterr().err
+    assert "prune_norms=True" in capsys.readouterr().out
+    assert keras.saving.load_model(out).get_layer("stem").filters == 4

@@ -15,7 +15,39 @@ from hypothesis import strategies as st
 from keras_filterprune import apply_plan, mask_model, plan_pruning
 from tests import oracle
 
+try:
+    import keras_hub
+except ImportError:  # the `hub` extra is not installed: no keras-hub steps
+    keras_hub = None
+
 L = keras.layers
+
+
+class FunctionalBlock(keras.Model):
+    """A functional subclass, as keras-hub builds them: the constructor builds
+    the graph and `get_config()` returns constructor arguments."""
+
+    def __init__(self, shape, filters, **kwargs):
+        inputs = keras.Input(shape)
+        x = L.Conv2D(filters, 3, padding="same", name="conv")(inputs)
+        x = L.BatchNormalization(name="bn")(x)
+        outputs = L.ReLU(name="relu")(x)
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        self.shape_, self.filters = shape, filters
+
+    def get_config(self):
+        return {"shape": self.shape_, "filters": self.filters, "name": self.name}
+
+
+class HiddenGraphNet(keras.Model):
+    """A whole model as a functional subclass whose config hides the graph."""
+
+    def __init__(self, inputs, outputs, **kwargs):
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+
+    def get_config(self):
+        return {"name": self.name}
+
 
 CRITERIA = ["l1_norm", "l2_norm", "operator_norm", "geometric_median", "random"]
 ACTIVATIONS = [None, "relu", "tanh", "sigmoid", "swish"]
@@ -110,8 +142,12 @@ class GraphBuilder:
         c = x.shape[-1]
         if c < 2:
             return []
-        if c % 2 == 0 and self.draw(st.booleans()):  # frozen: groups=2
-            return [L.Conv2D(c, 3, padding="same", groups=2, name=self.name("g2"))(x)]
+        choices = [g for g in (2, 4, 8) if c % g == 0 and g < c]
+        if choices and self.draw(st.booleans()):  # slot-wise: ResNeXt-style
+            g = self.draw(st.sampled_from(choices))
+            filters = g * self.draw(st.integers(1, 3))
+            layer = L.Conv2D(filters, 3, padding="same", groups=g, name=self.name("g"))
+            return [layer(x)]
         m = self.draw(st.integers(1, 2))  # depthwise as a grouped conv
         return [L.Conv2D(c * m, 3, padding="same", groups=c, name=self.name("gdw"))(x)]
 
@@ -178,6 +214,25 @@ class GraphBuilder:
         )
         return [block(x)]
 
+    def subclass(self, x, tensors):
+        """A nested functional subclass (its config: constructor arguments)."""
+        block = FunctionalBlock(
+            tuple(x.shape[1:]), self.units(), name=self.name("subblock")
+        )
+        return [block(x)]
+
+    def hub(self, x, tensors):
+        """A nested keras-hub backbone (VGG: conv blocks and a max pool)."""
+        if keras_hub is None or x.shape[1] < 2:
+            return []
+        backbone = keras_hub.models.VGGBackbone(
+            stackwise_num_repeats=[self.draw(st.integers(1, 2))],
+            stackwise_num_filters=[self.units(2, 8)],
+            image_shape=tuple(x.shape[1:]),
+            name=self.name("hub"),
+        )
+        return [backbone(x)]
+
     def squeeze_excite(self, x, tensors):
         c = x.shape[-1]
         s = L.GlobalAveragePooling2D(name=self.name("se_gap"))(x)
@@ -214,6 +269,9 @@ class GraphBuilder:
             other = self.draw(st.sampled_from(tensors[1:-1]))
             outputs.append(L.Dense(2, name="aux")(L.GlobalAveragePooling2D()(other)))
         self.recipe.append(f"outputs {[tuple(o.shape) for o in outputs]}")
+        if self.draw(st.integers(0, 3), "hidden graph") == 0:
+            self.recipe.append("as a functional subclass (HiddenGraphNet)")
+            return HiddenGraphNet(inputs, outputs)
         return keras.Model(inputs, outputs)
 
     def head(self, x):
@@ -273,7 +331,17 @@ BASIC = [
     "merge",
     "concat",
 ]
-RICH = [*BASIC, "grouped", "transpose", "nested", "squeeze_excite", "dense", "shared"]
+RICH = [
+    *BASIC,
+    "grouped",
+    "transpose",
+    "nested",
+    "subclass",
+    "hub",
+    "squeeze_excite",
+    "dense",
+    "shared",
+]
 
 
 @_settings(60)
@@ -307,3 +375,14 @@ def test_fuzz_planner_options(data):
 @given(st.data())
 def test_fuzz_deep_graphs(data):
     _check(data, _graph(data, RICH, max_steps=14), **_plan_kwargs(data))
+
+
+# Grouped convolutions (slot-wise), functional subclasses and nested keras-hub
+# backbones, drawn often enough to meet each other.
+STRUCTURED = ["conv", "grouped", "grouped", "subclass", "hub", "bn", "act", "merge"]
+
+
+@_settings(40)
+@given(st.data())
+def test_fuzz_grouped_and_functional_subclasses(data):
+    _check(data, _graph(data, STRUCTURED), **_plan_kwargs(data))

@@ -10,6 +10,7 @@ from keras_filterprune.handlers import (
     FreezeHandler,
     LayerHandler,
     MergeHandler,
+    NormHandler,
     PassThroughHandler,
     ProducerHandler,
     get_handler,
@@ -41,7 +42,8 @@ def test_registry_lookup_follows_the_mro():
     assert get_handler(MyConv(4, 3)) is get_handler(L.Conv2D(4, 3))
     assert isinstance(get_handler(L.Add()), MergeHandler)
     assert isinstance(get_handler(L.DepthwiseConv2D(3)), DepthwiseHandler)
-    assert isinstance(get_handler(L.LayerNormalization()), FreezeHandler)
+    assert isinstance(get_handler(L.LayerNormalization()), NormHandler)
+    assert isinstance(get_handler(L.Permute((2, 1))), FreezeHandler)
     assert get_handler(L.Layer()) is None
     assert get_handler(L.Dense(3)).produces and not get_handler(L.ReLU()).produces
 

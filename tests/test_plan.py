@@ -482,3 +482,90 @@ def test_estimate_macs_equals_the_pruned_models_count(case):
     for ratio in (0.3, 0.6):
         plan = plan_pruning(model, ratio, "l1_norm")
         assert estimate_macs(model, plan) == count_macs(apply_plan(model, plan))
+
+
+# -- prune_norms: LayerNorm / GroupNorm / UnitNorm over channels, opt-in ---------
+def _norm_model(norm: keras.layers.Layer, filters: int = 16) -> keras.Model:
+    L = keras.layers
+    inputs = keras.Input((8, 8, 3))
+    x = norm(L.Conv2D(filters, 3, padding="same", name="stem")(inputs))
+    x = L.Conv2D(8, 3, padding="same", activation="relu", name="c")(x)
+    outputs = L.Dense(3, name="head")(L.GlobalAveragePooling2D()(x))
+    return oracle.randomize(keras.Model(inputs, outputs), 3)
+
+
+def test_norm_groups_are_frozen_by_default_and_exact():
+    model = _norm_model(keras.layers.LayerNormalization(name="ln"))
+    plan = plan_pruning(model, 0.5)
+    assert "prune_norms=True" in plan.group_of("stem").frozen
+    assert len(plan.kept_filters("stem")) == 16 and "prune_norms" not in plan.meta
+    x = inputs_for(model)
+    y = oracle.outputs(apply_plan(model, plan), x)
+    oracle.assert_close(y, oracle.outputs(mask_model(model, plan), x))
+
+
+def test_prune_norms_slices_layer_norm_and_says_it_is_approximate(tmp_path):
+    model = _norm_model(keras.layers.LayerNormalization(name="ln"))
+    before = oracle.snapshot(model)
+    plan = plan_pruning(model, 0.5, prune_norms=True)
+    group = plan.group_of("stem")
+    assert group.frozen is None and len(group.keep) == 8
+    assert plan.meta["prune_norms"] is True
+    assert plan.meta["approximate_groups"] == [group.id]
+    pruned = apply_plan(model, plan)
+    assert pruned.get_layer("ln").gamma.shape == (8,)
+    oracle.assert_untouched(model, before)
+    # Not the masked model: the statistics are over 8 channels now.
+    x = inputs_for(model)
+    y = oracle.outputs(pruned, x)[0]
+    masked = oracle.outputs(mask_model(model, plan), x)[0]
+    gap = float(np.abs(y - masked).max() / np.abs(masked).max())
+    print(f"\nprune_norms LayerNorm: |pruned - masked| / |masked| = {gap:.3f}")
+    assert np.isfinite(y).all() and gap > 1e-3
+    # The opt-in travels with the plan file.
+    plan.save(tmp_path / "p.json")
+    replay = apply_plan(model, PruningPlan.load(tmp_path / "p.json"))
+    oracle.assert_close(oracle.outputs(replay, x), [y])
+
+
+def test_prune_norms_is_recovered_by_fine_tuning():
+    model = _norm_model(keras.layers.LayerNormalization(name="ln"))
+    pruned = apply_plan(model, plan_pruning(model, 0.5, prune_norms=True))
+    x = np.random.default_rng(1).normal(size=(256, 8, 8, 3)).astype("float32")
+    target = model.predict(x, verbose=0)
+
+    def error():
+        return float(np.mean((pruned.predict(x, verbose=0) - target) ** 2))
+
+    start = error()
+    pruned.compile(optimizer=keras.optimizers.Adam(3e-3), loss="mse")
+    pruned.fit(x, target, epochs=30, batch_size=64, verbose=0)
+    assert error() < 0.5 * start, (start, error())
+
+
+def test_prune_norms_keeps_group_norm_groups_whole():
+    norm = keras.layers.GroupNormalization(groups=4, name="gn")
+    model = _norm_model(norm, filters=16)
+    plan = plan_pruning(model, 0.5, prune_norms=True)
+    kept = np.asarray(plan.kept_filters("stem"))
+    assert len(kept) == 8
+    blocks = kept.reshape(-1, 4)  # whole normalisation groups of 4 channels
+    assert (blocks - blocks[:, :1] == np.arange(4)).all()
+    assert (blocks[:, 0] % 4 == 0).all()
+    pruned = apply_plan(model, plan)
+    assert pruned.get_layer("gn").groups == 2
+    assert np.isfinite(oracle.outputs(pruned, inputs_for(model))[0]).all()
+
+
+def test_prune_norms_unit_normalization():
+    model = _norm_model(keras.layers.UnitNormalization(name="un"))
+    assert plan_pruning(model, 0.5).group_of("stem").frozen
+    plan = plan_pruning(model, 0.5, prune_norms=True)
+    pruned = apply_plan(model, plan)
+    assert pruned.get_layer("stem").filters == 8
+
+
+def test_prune_norms_must_be_a_bool():
+    model = _norm_model(keras.layers.LayerNormalization(name="ln"))
+    with pytest.raises(TypeError, match="prune_norms"):
+        plan_pruning(model, 0.5, prune_norms="yes")

@@ -321,3 +321,43 @@ def test_targets_on_a_model_with_keras_ops():
     model = case_model("keras_ops")
     plan = plan_pruning(model, 0.5, target_params=model.count_params() / 2)
     assert apply_plan(model, plan).count_params() <= model.count_params() / 2
+
+
+def _resnext(groups: int, width: int = 16, blocks: int = 2) -> keras.Model:
+    """ResNeXt bottleneck blocks (1x1 → grouped 3x3 → 1x1, identity residual),
+    then two grouped convolutions in a row."""
+    L = keras.layers
+    inputs = keras.Input((10, 10, 8))
+    x = L.Conv2D(32, 3, padding="same", name="stem")(inputs)
+    for b in range(blocks):
+        y = L.ReLU()(L.BatchNormalization()(L.Conv2D(width, 1, name=f"b{b}_in")(x)))
+        y = L.Conv2D(width, 3, padding="same", groups=groups, name=f"b{b}_g")(y)
+        y = L.ReLU()(L.BatchNormalization()(y))
+        x = L.Add()([x, L.Conv2D(32, 1, name=f"b{b}_out")(y)])
+    y = L.Conv2D(2 * width, 3, padding="same", groups=groups, name="g1")(x)
+    y = L.Conv2D(2 * width, 3, padding="same", groups=groups, name="g2")(y)
+    outputs = L.Dense(3, name="head")(L.GlobalAveragePooling2D()(y))
+    return keras.Model(inputs, outputs, name=f"resnext_g{groups}")
+
+
+@pytest.mark.parametrize("groups", [2, 4, 8])
+def test_grouped_convolutions_prune_slot_wise_and_exactly(groups):
+    model = oracle.randomize(_resnext(groups), groups)
+    before = oracle.snapshot(model)
+    plan = plan_pruning(model, 0.5, "l1_norm")
+    pruned = apply_plan(model, plan)
+    x = np.random.default_rng(0).normal(size=(2, 10, 10, 8)).astype("float32")
+    y = oracle.outputs(pruned, x)
+    oracle.assert_close(y, oracle.outputs(mask_model(model, plan), x), what="mask")
+    dead = oracle.dead_channels_model(model, plan)
+    oracle.assert_close(y, oracle.outputs(dead, x), what="dead channels")
+    oracle.assert_differs(y, oracle.outputs(model, x), what="resnext")
+    oracle.assert_untouched(model, before)
+    assert not plan.frozen_groups[:-1], plan.summary()  # only the head is frozen
+    for name in ("b0_g", "b1_g", "g1", "g2"):
+        layer, old = pruned.get_layer(name), model.get_layer(name)
+        assert layer.groups == groups and layer.filters == old.filters // 2
+        # Every group keeps the same slots: filter j and j + T go together.
+        kept = np.asarray(plan.kept_filters(name)).reshape(groups, -1)
+        slots = old.filters // groups
+        assert (kept - kept[:1] == np.arange(groups)[:, None] * slots).all()

@@ -73,3 +73,21 @@ def test_zoo_prunes_and_matches_oracle(name):
     if isinstance(macs, Exception):
         raise macs
     assert macs[1] < 0.6 * macs[0]
+
+
+@pytest.mark.slow
+def test_convnext_with_prune_norms_is_at_a_third_of_the_macs():
+    """ConvNeXt's residual stream passes LayerNorms: frozen by default (0.53x
+    MACs at 0.5), pruned with `prune_norms=True`, approximately."""
+    from keras_filterprune import apply_plan, count_macs, plan_pruning
+    from tests._models import zoo_inputs, zoo_model
+
+    model = zoo_model("ConvNeXtTiny")
+    plan = plan_pruning(model, 0.5, prune_norms=True)
+    pruned = apply_plan(model, plan)
+    ratio = count_macs(pruned) / count_macs(model)
+    print(f"\nConvNeXtTiny prune_norms=True: {ratio:.3f}x MACs")
+    assert ratio <= 0.35
+    assert len(plan.meta["approximate_groups"]) >= 4
+    y = pruned.predict(zoo_inputs("ConvNeXtTiny")[:2], verbose=0)
+    assert y.shape == (2, 10) and np.isfinite(y).all()

@@ -380,6 +380,23 @@ def _layer_outputs(model: keras.Model, layer_names: Sequence[str]) -> tuple[Any,
     return inputs, outputs
 
 
+def _flat_copy(model: keras.Model, names: list[str]) -> tuple[keras.Model, dict]:
+    """A flat copy of `model` (nested models inlined) and each name's layer in it."""
+    from keras_filterprune._flatten import flat_model
+    from keras_filterprune.walk import check_model
+
+    check_model(model)
+    flat, paths = flat_model(model)
+    unknown = [name for name in names if name not in paths]
+    if unknown:
+        raise ValueError(
+            f"No layer {unknown[0]!r} in model {model.name!r} (nested layers are "
+            "named by path, e.g. 'backbone/conv1'; a nested model called several "
+            "times has no single output per layer)."
+        )
+    return flat, {name: paths[name] for name in names}
+
+
 def _per_example_total(loss_fn: Callable, y: Any, y_pred: Any, batch: int):
     """Sum over the batch of per-example losses (each averaged over its own axes)."""
     values = keras.ops.convert_to_tensor(loss_fn(y, y_pred))
@@ -416,8 +433,10 @@ def gather_active_scores(
 
     Args:
         model: A built functional or Sequential `keras.Model`.
-        layer_names: Name or names of layers of `model` (top level) whose outputs
-            are scored. Outputs are read channels last.
+        layer_names: Name or names of layers of `model` whose outputs are
+            scored; layers inside nested models (a keras-hub task's backbone) by
+            path, `"backbone/conv1"`: they are read from a flat copy of the model.
+            Outputs are read channels last.
         data: A batched `tf.data.Dataset` yielding `x`, `(x, y)` or
             `(x, y, sample_weight)`; a NumPy array (or list/dict of arrays for a
             multi-input model) of inputs; an `(x, y)` tuple of arrays; or an
@@ -474,8 +493,12 @@ def gather_active_scores(
     names = list(dict.fromkeys(layer_names))
     if not names:
         raise ValueError("`layer_names` must name at least one layer. Received: []")
-    inputs, outputs = _layer_outputs(model, names)
     loss_fn = _resolve_loss(loss, model, label) if needs_gradients else None
+    source, lookup = model, {name: name for name in names}
+    if any("/" in name for name in names):  # layers inside nested models
+        source, lookup = _flat_copy(model, names)
+    inputs, outputs = _layer_outputs(source, [lookup[name] for name in names])
+    model = source
     if needs_gradients:
         if keras.backend.backend() != "tensorflow":
             raise RuntimeError(

@@ -53,9 +53,12 @@ from keras_filterprune.handlers.structure import (
     FlattenHandler,
     LayerScaleHandler,
     MergeHandler,
+    NormHandler,
+    PadOpHandler,
     RescalingHandler,
     ReshapeHandler,
     SoftmaxHandler,
+    SplitOpHandler,
 )
 
 __all__ = [
@@ -78,6 +81,9 @@ __all__ = [
     "SeparableConvHandler",
     "DepthwiseHandler",
     "MergeHandler",
+    "NormHandler",
+    "PadOpHandler",
+    "SplitOpHandler",
     "ConcatenateHandler",
     "FlattenHandler",
     "FreezeHandler",
@@ -148,14 +154,7 @@ def _defaults() -> tuple[dict[type, LayerHandler], dict[str, LayerHandler]]:
             "then prune.",
         ),
     )
-    add(
-        "LayerNormalization",
-        FreezeHandler(
-            "LayerNormalization normalises over the channels: pruning changes it"
-        ),
-    )
-    add("GroupNormalization", FreezeHandler("GroupNormalization mixes channels"))
-    add("UnitNormalization", FreezeHandler("UnitNormalization mixes channels"))
+    add("LayerNormalization GroupNormalization UnitNormalization", NormHandler())
     add("Normalization", FreezeHandler("per-channel input normalisation"))
     add("BatchNormalization", BatchNormHandler(elementwise=True))
     add("Activation", ActivationHandler(elementwise=True))
@@ -173,6 +172,8 @@ def _defaults() -> tuple[dict[type, LayerHandler], dict[str, LayerHandler]]:
     merge = MergeHandler()
     for name in "Add Subtract Multiply Maximum Minimum Divide TrueDivide".split():
         by_name[name] = merge
+    by_name["Pad"] = PadOpHandler()
+    by_name["Split"] = SplitOpHandler()
     return by_class, by_name
 
 

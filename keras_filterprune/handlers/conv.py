@@ -73,11 +73,13 @@ class ProducerHandler(LayerHandler):
         groups = getattr(layer, "groups", 1)
         if groups > 1:
             m = self.depthwise_multiplier(layer, tracer.channels(call.inputs[0]))
-            if m is None or not channels_last(layer):
+            if not channels_last(layer):
                 return FreezeHandler(
-                    f"grouped convolution (groups={groups}) ties in/out channels"
+                    f"grouped convolution (groups={groups}) in channels_first format"
                 ).propagate(layer, call, inputs, tracer)
-            return DepthwiseHandler().propagate(layer, call, inputs, tracer)
+            if m is not None:
+                return DepthwiseHandler().propagate(layer, call, inputs, tracer)
+            return self._grouped(layer, call, inputs, tracer, groups)
         n_out = int(getattr(layer, self.width_key))
         ids = tracer.producer_ids(call.path, n_out)
         reason = self.frozen_reason(layer)
@@ -88,12 +90,45 @@ class ProducerHandler(LayerHandler):
                 tracer.freeze(in_ids, call.path, reason)
         return [ids]
 
+    def _grouped(self, layer, call, inputs, tracer, groups: int) -> list:
+        """A grouped convolution (`1 < groups < C_in`) is pruned slot-wise: slot
+        `j` of every group (input channel `g·S + j`, filter `g·T + j`) is kept or
+        removed in all groups together, so every group keeps the same number of
+        channels, `groups` is unchanged and the kernel `(*k, S, N)` is sliced on
+        plain axes."""
+        ids = tracer.producer_ids(call.path, int(layer.filters))
+        by_group = ids.reshape(groups, -1)
+        for g in range(1, groups):
+            tracer.union(by_group[0], by_group[g])
+        if inputs[0] is not None:
+            by_group = inputs[0].reshape(groups, -1)
+            for g in range(1, groups):
+                tracer.union(by_group[0], by_group[g])
+        reason = self.frozen_reason(layer)
+        if reason is not None:
+            tracer.freeze(ids, call.path, reason)
+        return [ids]
+
+    @staticmethod
+    def _slots(layer) -> int | None:
+        """Input slots `S = C_in / groups` of a grouped (not depthwise) conv."""
+        if getattr(layer, "groups", 1) > 1 and int(layer.kernel.shape[-2]) > 1:
+            return int(layer.kernel.shape[-2])
+        return None
+
+    def map_weights(self, layer, weights, in_keep, out_keep, op):
+        slots = self._slots(layer)
+        if slots is not None and in_keep is not None:
+            in_keep = np.asarray(in_keep, dtype=bool)[:slots]  # same in every group
+        return super().map_weights(layer, weights, in_keep, out_keep, op)
+
     def _kernel_rule(self, nd: int) -> list:
         return [(nd - 2, "in", 1), (nd - 1, "out", 1)]
 
     def weight_axes(self, layer):
         groups = getattr(layer, "groups", 1)
-        if groups > 1:  # depthwise as a grouped conv: out filter n ← channel n // m
+        if groups > 1 and self._slots(layer) is None:
+            # depthwise as a grouped conv: out filter n ← channel n // m
             m = layer.filters // groups
             return [[(len(w.shape) - 1, "in", m)] for w in layer.weights]
         rules = []
@@ -109,7 +144,7 @@ class ProducerHandler(LayerHandler):
 
     def prune_config(self, layer, config, n_out):
         groups = getattr(layer, "groups", 1)
-        if groups > 1:
+        if groups > 1 and self._slots(layer) is None:
             m = layer.filters // groups
             return {**config, "filters": int(n_out), "groups": int(n_out) // m}
         return {**config, self.width_key: int(n_out)}

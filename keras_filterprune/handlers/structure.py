@@ -23,6 +23,9 @@ __all__ = [
     "FlattenHandler",
     "LayerScaleHandler",
     "MergeHandler",
+    "NormHandler",
+    "PadOpHandler",
+    "SplitOpHandler",
     "ReshapeHandler",
     "RescalingHandler",
     "SoftmaxHandler",
@@ -46,6 +49,99 @@ class BatchNormHandler(ElementwiseMacsHandler):
                 f"normalises over axis {axis}, not channels"
             ).propagate(layer, call, inputs, tracer)
         return [inputs[0]]
+
+
+class NormHandler(PassThroughHandler):
+    """LayerNormalization, UnitNormalization and GroupNormalization over the
+    channel (last) axis.
+
+    They mix the channels (a mean and a variance over them), so their groups are
+    frozen, but only *approximately* so: `plan_pruning(..., prune_norms=True)`
+    prunes them and slices gamma/beta, and the statistics then change. A
+    GroupNormalization keeps its groups whole: the channels of one normalisation
+    group are one channel of the pruning group, and `groups` shrinks with them.
+    Any other axis freezes for good.
+    """
+
+    def propagate(self, layer, call, inputs, tracer):
+        cls = type(layer).__name__
+        axis = getattr(layer, "axis", -1)
+        axes = tuple(axis) if isinstance(axis, (list, tuple)) else (axis,)
+        shape = tracer.shape(call.inputs[0])
+        ids = inputs[0]
+        if ids is None or len(axes) != 1 or not _is_last_axis(axes[0], shape):
+            return FreezeHandler(
+                f"{cls} normalises over axis {axis}, not only the channels"
+            ).propagate(layer, call, inputs, tracer)
+        groups = getattr(layer, "groups", None)
+        if groups is not None:
+            if not layer.weights or len(ids) % groups:
+                return FreezeHandler(
+                    f"{cls} without gamma/beta cannot be pruned by whole groups"
+                ).propagate(layer, call, inputs, tracer)
+            by_group = ids.reshape(groups, -1)
+            for k in range(1, by_group.shape[1]):
+                tracer.union(by_group[:, 0], by_group[:, k])
+        tracer.freeze(
+            ids,
+            call.path,
+            f"{cls} normalises over the channels (prune_norms=True prunes it, "
+            "approximately)",
+            approximate=True,
+        )
+        return [ids]
+
+    def prune_config(self, layer, config, n_out):
+        groups = getattr(layer, "groups", None)
+        if groups is None:
+            return config
+        size = int(layer.weights[0].shape[-1]) // int(groups)
+        return {**config, "groups": int(n_out) // size}
+
+
+class PadOpHandler(PassThroughHandler):
+    """`keras.ops.pad` in a Functional graph: channels pass through when the
+    channel (last) axis is not padded; otherwise the group freezes."""
+
+    def propagate(self, layer, call, inputs, tracer):
+        pad_width = getattr(layer, "pad_width", None)
+        try:
+            last = tuple(int(v) for v in pad_width[-1])
+        except (TypeError, ValueError, IndexError):
+            last = None
+        if last != (0, 0):
+            return FreezeHandler(f"pads the channel axis ({pad_width})").propagate(
+                layer, call, inputs, tracer
+            )
+        return [inputs[0]]
+
+
+class SplitOpHandler(LayerHandler):
+    """`keras.ops.split(x, n, axis=-1)` into `n` equal channel sections (CSPNet's
+    cross-stage split). Slot `j` of every section is kept or removed together,
+    so the sections stay equal and the op needs no change; a split at explicit
+    indices or on another axis freezes."""
+
+    def propagate(self, layer, call, inputs, tracer):
+        sections = getattr(layer, "indices_or_sections", None)
+        axis = getattr(layer, "axis", None)
+        shape = tracer.shape(call.inputs[0])
+        ids = inputs[0]
+        if (
+            ids is None
+            or not isinstance(sections, int)
+            or axis is None
+            or not _is_last_axis(axis, shape)
+            or len(ids) % sections
+            or len(call.outputs) != sections
+        ):
+            return FreezeHandler(
+                f"splits the channel axis at {sections!r} (axis {axis})"
+            ).propagate(layer, call, inputs, tracer)
+        parts = ids.reshape(sections, -1)
+        for k in range(1, sections):
+            tracer.union(parts[0], parts[k])
+        return list(parts)
 
 
 class ActivationHandler(PassThroughHandler):

@@ -1,0 +1,202 @@
+"""Prunes keras-hub CNN backbones and tasks at ratio 0.5 and tabulates the gain.
+
+    python benchmarks/bench_hub.py            # every backbone of tests/_hub_models
+    python benchmarks/bench_hub.py --full     # + ResNet50, VGG16, DenseNet121 at 224²
+    python benchmarks/bench_hub.py --quick    # VGG only (a smoke run)
+
+Backbones are built from constructor arguments (`tests/_hub_models.py`: small
+widths, the structures of the presets; `--full`: the published ResNet50, VGG16
+and DenseNet121 configurations), with random weights; nothing is downloaded. Each
+is pruned with `plan_pruning(model, 0.5)` + `apply_plan` and checked against
+`mask_model` (*err*: max |difference| / max |mask_model|). Two `ImageClassifier`
+tasks are pruned through their nested backbone. A last table compares ConvNeXtTiny
+(keras.applications) with and without `prune_norms=True`. Written to
+`benchmarks/results/bench_hub.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+
+import _common  # a sibling module: benchmarks/ is first on sys.path
+from bench_zoo import _count, _frozen
+
+sys.path.insert(0, _common.REPO)  # the backbone configurations live with the tests
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from keras_filterprune import (  # noqa: E402
+    FilterPruneWarning,
+    apply_plan,
+    count_macs,
+    mask_model,
+    plan_pruning,
+)
+from tests import oracle  # noqa: E402
+from tests._hub_models import HUB_BACKBONES, hub_backbone, hub_inputs  # noqa: E402
+
+FULL = {
+    "ResNet50 (224²)": (
+        "ResNetBackbone",
+        dict(
+            input_conv_filters=[64],
+            input_conv_kernel_sizes=[7],
+            stackwise_num_filters=[64, 128, 256, 512],
+            stackwise_num_blocks=[3, 4, 6, 3],
+            stackwise_num_strides=[1, 2, 2, 2],
+            block_type="bottleneck_block",
+            image_shape=(224, 224, 3),
+        ),
+    ),
+    "VGG16 (224²)": (
+        "VGGBackbone",
+        dict(
+            stackwise_num_repeats=[2, 2, 3, 3, 3],
+            stackwise_num_filters=[64, 128, 256, 512, 512],
+            image_shape=(224, 224, 3),
+        ),
+    ),
+    "DenseNet121 (224²)": (
+        "DenseNetBackbone",
+        dict(stackwise_num_repeats=[6, 12, 24, 16], image_shape=(224, 224, 3)),
+    ),
+}
+
+
+def _err(model, plan, pruned, x) -> float:
+    y = oracle.outputs(pruned, x)
+    ref = oracle.outputs(mask_model(model, plan), x)
+    return max(
+        float(np.abs(a - b).max()) / max(1e-3, float(np.abs(b).max()))
+        for a, b in zip(y, ref)
+    )
+
+
+def _row(name: str, model: keras.Model, x: np.ndarray, **plan_kwargs) -> str:
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FilterPruneWarning)
+        plan = plan_pruning(model, 0.5, **plan_kwargs)
+    pruned = apply_plan(model, plan)
+    seconds = time.perf_counter() - start
+    p0, p1 = model.count_params(), pruned.count_params()
+    m0, m1 = count_macs(model), count_macs(pruned)
+    macs = (
+        f"{_count(m0)} → {_count(m1)} | {m1 / m0:.2f}"
+        if m0
+        else "0 (all in custom layers) | —"
+    )
+    frozen = [(g.id, next(iter(g.producers)), g.frozen) for g in plan.frozen_groups]
+    unhandled = plan.meta.get("unhandled_layers", [])
+    classes = sorted({u.rsplit("(", 1)[1].rstrip(")") for u in unhandled})
+    reasons = _frozen(frozen) or "—"
+    if classes:
+        reasons += f"; no handler: {', '.join(classes)}"
+    err = _err(model, plan, pruned, x[:2])
+    kind = (
+        "Functional" if type(pruned).__name__ == "Functional" else type(pruned).__name__
+    )
+    line = (
+        f"| {name} | {_count(p0)} → {_count(p1)} | {p1 / p0:.2f} | {macs} | "
+        f"{len(plan.frozen_groups)}/{len(plan.groups)} | {reasons} | {kind} | "
+        f"{err:.1e} | {seconds:.1f} |"
+    )
+    _common.log(line)
+    keras.backend.clear_session()
+    return line
+
+
+def _build(cls: str, kwargs: dict) -> keras.Model:
+    import keras_hub
+
+    model = getattr(keras_hub.models, cls)(**kwargs)
+    return oracle.randomize(model, 0)
+
+
+def _classifier(name: str) -> tuple[keras.Model, np.ndarray]:
+    import keras_hub
+
+    task = keras_hub.models.ImageClassifier(backbone=hub_backbone(name), num_classes=10)
+    return oracle.randomize(task, 1), hub_inputs(task)
+
+
+def _convnext_rows() -> list[str]:
+    from tests._models import zoo_inputs, zoo_model
+
+    model = zoo_model("ConvNeXtTiny")
+    x = zoo_inputs("ConvNeXtTiny")[:2]
+    lines = []
+    for prune_norms in (False, True):
+        plan = plan_pruning(model, 0.5, prune_norms=prune_norms)
+        pruned = apply_plan(model, plan)
+        ratio = count_macs(pruned) / count_macs(model)
+        gap = _err(model, plan, pruned, x)
+        line = (
+            f"| {prune_norms} | {ratio:.2f} | {len(plan.frozen_groups)}/"
+            f"{len(plan.groups)} | {len(plan.meta.get('approximate_groups', []))} | "
+            f"{gap:.1e} |"
+        )
+        _common.log(line)
+        lines.append(line)
+    return lines
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--full", action="store_true", help="add 224² backbones")
+    _common.add_common_args(parser, name="hub")
+    args = parser.parse_args(argv)
+    _common.configure(args.threads)
+    watch = _common.Stopwatch()
+    import keras_hub
+
+    head = [
+        f"## keras-hub {keras_hub.__version__} backbones pruned at ratio 0.5 "
+        "(operator_norm)",
+        "",
+        "Built from constructor arguments, random weights, batch 2. *kind*: what "
+        "`apply_plan` returns. *err*: max |pruned − mask_model| / max |mask_model| "
+        "over all outputs. *s*: plan + apply.",
+        "",
+        "| backbone | params | ratio | MACs | ratio | frozen groups | frozen "
+        "because | kind | err | s |",
+        "|---|---|---:|---|---:|---:|---|---|---:|---:|",
+    ]
+    lines = []
+    names = ["VGG"] if args.quick else list(HUB_BACKBONES)
+    for name in names:
+        model = hub_backbone(name)
+        lines.append(_row(name, model, hub_inputs(model)))
+    if args.full and not args.quick:
+        for name, (cls, kwargs) in FULL.items():
+            model = _build(cls, kwargs)
+            lines.append(_row(name, model, hub_inputs(model)))
+    for name in ["VGG"] if args.quick else ["ResNet", "EfficientNet"]:
+        task, x = _classifier(name)
+        lines.append(_row(f"ImageClassifier({name})", task, x))
+    text = head + lines
+    if not args.quick:
+        text += [
+            "",
+            "## ConvNeXtTiny (keras.applications, 32²) at 0.5: `prune_norms`",
+            "",
+            "*gap*: max |pruned − mask_model| / max |mask_model|: 0 when exact; "
+            "with `prune_norms=True` the LayerNorm statistics change (fine-tune).",
+            "",
+            "| prune_norms | MACs ratio | frozen groups | approximate groups | gap |",
+            "|---|---:|---:|---:|---:|",
+            *_convnext_rows(),
+        ]
+    header = _common.report_header("keras-hub backbones", watch)
+    _common.write_report(
+        _common.resolve_output(args, "bench_hub"), header + "\n" + "\n".join(text)
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
