@@ -11,8 +11,28 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+
+def _efficientnet(block_types, se=(0.0, 0.25, 0.25)) -> dict:
+    return dict(
+        stackwise_kernel_sizes=[3, 3, 3],
+        stackwise_num_repeats=[1, 2, 1],
+        stackwise_input_filters=[8, 8, 16],
+        stackwise_output_filters=[8, 16, 24],
+        stackwise_expansion_ratios=[1, 4, 4],
+        stackwise_squeeze_and_excite_ratios=list(se),
+        stackwise_strides=[1, 2, 2],
+        stackwise_block_types=list(block_types),
+        stackwise_force_input_filters=[0] * 3,
+        stackwise_nores_option=[False] * 3,
+        stackwise_width_coefficients=[1.0] * 3,
+        stackwise_depth_coefficients=[1.0] * 3,
+        num_features=64,
+        input_shape=(32, 32, 3),
+    )
+
+
 HUB_BACKBONES = {
-    # name: (class name, constructor arguments, slow)
+    # name: (class name, constructor arguments)
     "ResNet": (
         "ResNetBackbone",
         dict(
@@ -101,43 +121,11 @@ HUB_BACKBONES = {
             image_shape=(32, 32, 3),
         ),
     ),
-    "EfficientNet": (
+    "EfficientNet": ("EfficientNetBackbone", _efficientnet(["v1", "v1", "v1"])),
+    # EfficientNetV2's fused/unfused MBConv blocks are keras-hub composite layers.
+    "EfficientNetV2": (
         "EfficientNetBackbone",
-        dict(
-            stackwise_kernel_sizes=[3, 3, 3],
-            stackwise_num_repeats=[1, 2, 1],
-            stackwise_input_filters=[8, 8, 16],
-            stackwise_output_filters=[8, 16, 24],
-            stackwise_expansion_ratios=[1, 4, 4],
-            stackwise_squeeze_and_excite_ratios=[0.0, 0.25, 0.25],
-            stackwise_strides=[1, 2, 2],
-            stackwise_block_types=["v1", "v1", "v1"],
-            stackwise_force_input_filters=[0] * 3,
-            stackwise_nores_option=[False] * 3,
-            stackwise_width_coefficients=[1.0] * 3,
-            stackwise_depth_coefficients=[1.0] * 3,
-            num_features=64,
-            input_shape=(32, 32, 3),
-        ),
-    ),
-    "EfficientNetV2": (  # fused/unfused MBConv blocks are custom layers
-        "EfficientNetBackbone",
-        dict(
-            stackwise_kernel_sizes=[3, 3, 3],
-            stackwise_num_repeats=[1, 2, 1],
-            stackwise_input_filters=[8, 8, 16],
-            stackwise_output_filters=[8, 16, 24],
-            stackwise_expansion_ratios=[1, 4, 4],
-            stackwise_squeeze_and_excite_ratios=[0.0, 0.0, 0.25],
-            stackwise_strides=[1, 2, 2],
-            stackwise_block_types=["fused", "fused", "unfused"],
-            stackwise_force_input_filters=[0] * 3,
-            stackwise_nores_option=[False] * 3,
-            stackwise_width_coefficients=[1.0] * 3,
-            stackwise_depth_coefficients=[1.0] * 3,
-            num_features=64,
-            input_shape=(32, 32, 3),
-        ),
+        _efficientnet(["fused", "fused", "unfused"], se=[0.0, 0.0, 0.25]),
     ),
     "MobileNetV3": (
         "MobileNetBackbone",

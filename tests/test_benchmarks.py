@@ -92,3 +92,15 @@ def test_bench_hub_quick(tmp_path):
     pytest.importorskip("keras_hub")
     text = _run("bench_hub.py", tmp_path)
     assert "| VGG |" in text and "| ImageClassifier(VGG) |" in text
+
+
+@pytest.mark.slow
+def test_bench_audio_pipeline_quick(tmp_path):
+    pytest.importorskip("soundfile")
+    text = _run("bench_audio_pipeline.py", tmp_path)
+    assert "training from the feature cache" in text and "peak RSS" in text
+
+
+def test_bench_cnn14_quick(tmp_path):
+    text = _run("bench_cnn14.py", tmp_path)
+    assert "| MACs |" in text and "CNN14 + PANNsLogMel" in text

@@ -19,6 +19,7 @@ from keras_filterprune.models import (
     VGGISH_NAME_MAP,
     ShortcutPad,
     VGGishPostprocessor,
+    cnn14,
     dcase21_net,
     load_vggish_checkpoint,
     resnet_cifar,
@@ -169,6 +170,11 @@ def test_shortcut_pad_semantics_and_config(rng):
             "`pooling` must be 'avg' or 'max' when",
         ),
         (lambda: vggish(weights="audioset"), "weights are never downloaded"),
+        (lambda: cnn14(weights="Cnn14_mAP=0.431.pth"), "never downloaded"),
+        (lambda: cnn14(clip_samples=3200), "`clip_samples` must be at least"),
+        (lambda: cnn14(clip_samples=1.5), "`clip_samples` must be None or"),
+        (lambda: cnn14(dropout=1.0), "`dropout` must be in"),
+        (lambda: cnn14(num_classes=0), "`num_classes` must be a positive int"),
     ],
 )
 def test_invalid_arguments(factory, match):
@@ -390,3 +396,60 @@ def test_models_save_and_reload_without_custom_objects(tmp_path, rng, factory):
         keras.ops.convert_to_numpy(model(data)),
         atol=1e-5,
     )
+
+
+# --- PANNs CNN14 ---------------------------------------------------------------------
+
+
+def test_cnn14_matches_the_panns_network():
+    model = cnn14()
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    assert trainable == 80_753_615  # PANNs' Cnn14 (AudioSet, 527 classes)
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert [c.filters for c in convs] == [64, 64, 128, 128, 256, 256, 512, 512] + [
+        1024,
+        1024,
+        2048,
+        2048,
+    ]
+    assert not any(c.use_bias for c in convs)
+    assert model.get_layer("fc_audioset").activation.__name__ == "sigmoid"
+    assert tuple(model.get_layer("freq_mean").output.shape) == (None, None, 1, 2048)
+
+
+def test_cnn14_with_frontend_prunes_exactly_and_loads_weights(tmp_path, rng):
+    from keras_filterprune import apply_plan, count_macs, mask_model, plan_pruning
+    from tests import oracle
+
+    model = cnn14(num_classes=10, include_frontend=True, clip_samples=32000)
+    model = oracle.randomize(model, 0)
+    wave = (0.1 * rng.standard_normal((2, 32000))).astype("float32")
+    plan = plan_pruning(model, 0.5, "l1_norm")
+    pruned = apply_plan(model, plan)
+    y = oracle.outputs(pruned, wave)
+    oracle.assert_close(y, oracle.outputs(mask_model(model, plan), wave))
+    oracle.assert_close(
+        y, oracle.outputs(oracle.dead_channels_model(model, plan), wave)
+    )
+    assert count_macs(pruned) < 0.3 * count_macs(model)
+    assert [g.frozen for g in plan.frozen_groups] == [
+        "model output (at layer '<output>')"
+    ]
+    path = tmp_path / "cnn14.weights.h5"
+    model.save_weights(path)
+    again = cnn14(
+        num_classes=10, include_frontend=True, clip_samples=32000, weights=path
+    )
+    oracle.assert_close(oracle.outputs(again, wave), oracle.outputs(model, wave))
+
+
+@pytest.mark.slow
+def test_pruned_cnn14_exports_to_tflite_with_its_frontend(tmp_path, rng):
+    pytest.importorskip("ai_edge_litert")
+    from keras_filterprune import export_tflite, prune_keras_model
+
+    model = cnn14(num_classes=10, include_frontend=True, clip_samples=32000)
+    pruned = prune_keras_model(model, 0.9)  # small enough for a quick conversion
+    wave = (0.1 * rng.standard_normal((2, 32000))).astype("float32")
+    report = export_tflite(pruned, tmp_path / "cnn14.tflite", representative_data=wave)
+    assert report.passed, str(report)

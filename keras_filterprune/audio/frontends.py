@@ -179,6 +179,8 @@ class _LogMelFrontEnd(keras.layers.Layer):
         log_offset,
         stft,
         window_offset=0,
+        power=1,
+        decibels=False,
         **kwargs,
     ):
         kwargs.setdefault("dtype", "float32")
@@ -190,6 +192,8 @@ class _LogMelFrontEnd(keras.layers.Layer):
         self._fft_length = fft_length
         self._window_offset = window_offset
         self._log_offset = float(log_offset)
+        self._power = power  # 1: |STFT|, 2: |STFT|²
+        self._decibels = decibels  # 10·log10(max(mel, log_offset)), else log(mel + eps)
         self.stft = stft
         self.window = _periodic_window(window, frame_length)
         self.mel_matrix = mel_matrix
@@ -249,8 +253,13 @@ class _LogMelFrontEnd(keras.layers.Layer):
         else:
             real = ops.matmul(frames, ops.convert_to_tensor(self._dft_real))
             imag = ops.matmul(frames, ops.convert_to_tensor(self._dft_imag))
-        magnitude = ops.sqrt(real * real + imag * imag)
-        mel = ops.matmul(magnitude, ops.convert_to_tensor(self._mel32))
+        spectrum = real * real + imag * imag
+        if self._power == 1:
+            spectrum = ops.sqrt(spectrum)
+        mel = ops.matmul(spectrum, ops.convert_to_tensor(self._mel32))
+        if self._decibels:
+            scale = 10.0 / math.log(10.0)
+            return scale * ops.log(ops.maximum(mel, self._log_offset))
         return ops.log(mel + self._log_offset)
 
     def _num_frames(self, num_samples):
