@@ -2,9 +2,14 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= audio,litert,tfmot,plot,hub,dev
+EXTRAS ?= audio,litert,tfmot,plot,hub,jax,dev
 STAMP := $(VENV)/.installed-$(shell echo "$(EXTRAS)" | tr ',' '-')
 PYTEST_ARGS ?=
+# The core suite again on the JAX backend: tracing, surgery oracle, criteria,
+# planner and PruningCallback (TensorFlow-only cases skip themselves).
+JAX_TESTS := tests/test_walk.py tests/test_graph.py tests/test_handlers.py \
+	tests/test_surgery.py tests/test_criteria.py tests/test_scoring.py \
+	tests/test_plan.py tests/test_callbacks.py
 
 .PHONY: demo test lint sysdeps venv clean bench
 
@@ -31,6 +36,7 @@ lint: venv
 test: venv sysdeps lint
 	$(PY) -m pytest -n auto --durations=15 $(PYTEST_ARGS)
 	$(PY) -m pytest -n auto --nbmake --nbmake-timeout=300 notebooks
+	KERAS_BACKEND=jax $(PY) -m pytest -n auto $(JAX_TESTS)
 
 bench: venv sysdeps
 	$(PY) benchmarks/bench_criteria.py

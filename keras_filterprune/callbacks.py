@@ -21,7 +21,7 @@ from keras_filterprune import schedules
 from keras_filterprune._training import compile_like
 from keras_filterprune.exceptions import FilterPruneWarning
 from keras_filterprune.graph import trace_channels
-from keras_filterprune.masking import VariableMasks, graph_masks
+from keras_filterprune.masking import VariableMasks, graph_masks, hold_masks
 from keras_filterprune.plan import PruningPlan, plan_pruning, recover_plan
 from keras_filterprune.surgery import apply_plan
 
@@ -44,13 +44,13 @@ class PruningCallback(keras.callbacks.Callback):
     (`keras_filterprune.masking`), so the model computes what the smaller model
     of `apply_plan` would.
 
-    - `mode="soft"` (Soft Filter Pruning, He et al. 2018): filters are zeroed once
-      per event and may regrow; every event re-scores all filters. From the last
-      event of the `fit` on (when Keras says how long it runs), the masks are
-      held as in hard mode, so no regrown filter is cut from a trained network.
-    - `mode="hard"`: removed filters stay exactly zero: the masks are re-applied
-      after every batch, to the optimizer's slots too (so they do not push the
-      weights back). Each event scores the live filters as the physically
+    - `mode="soft"` (Soft Filter Pruning, He et al. 2018): filters are zeroed at
+      each event (for one optimizer step) and may regrow; every event re-scores
+      all filters. From the last event of the `fit` on (when Keras says how long
+      it runs), the masks are held as in hard mode.
+    - `mode="hard"`: removed filters stay exactly zero: the masks are held as
+      variable constraints, applied by Keras' optimizers after every step on
+      every backend. Each event scores the live filters as the physically
       pruned model would (`plan_pruning(..., within=plan)`) and removes more
       only among those still kept: widths never grow back (Li et al. 2017,
       §3.3). A schedule whose ratio decreases keeps the previous widths.
@@ -165,9 +165,10 @@ class PruningCallback(keras.callbacks.Callback):
         self._reset()
 
     def _reset(self) -> None:
-        self.plan: PruningPlan | None = None
-        self.history: list[dict] = []
+        hold_masks(None, getattr(self, "_held", None), None)  # a crashed fit's
+        self.plan, self.history = None, []  # PruningPlan | None, list[dict]
         self._masks: VariableMasks | None = None
+        self._held, self._release = None, False  # the masks held by constraints
         self._graph = self._macs_base = self._last_step = self._final = None
         self._epoch, self._macs_ratio = 0, 1.0
         self._started = self._trained_since_event = False
@@ -208,11 +209,10 @@ class PruningCallback(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None) -> None:
         if self.schedule is not None and self.schedule_unit == "step":
             self._step_events(self._global_step())
-        if self._masks is not None:  # held: hard mode, or soft after the last event
-            if not self._masks.complete:  # the optimizer was built since
-                self._masks = self._variable_masks(self.plan)
-            self._masks()
-        elif self.plan is not None:
+        if self._release:  # soft: one step under the masks, then free to regrow
+            self._held = hold_masks(self.model, self._held, None)
+            self._masks, self._release = None, False
+        elif self.plan is not None and self._masks is None:
             self._trained_since_event = True
 
     def on_epoch_end(self, epoch, logs=None) -> None:
@@ -230,6 +230,7 @@ class PruningCallback(keras.callbacks.Callback):
     def on_train_end(self, logs=None) -> None:
         if self._masks is not None:
             self._masks()
+        self._held = hold_masks(None, self._held, None)
 
     def _global_step(self) -> int:
         return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
@@ -256,9 +257,7 @@ class PruningCallback(keras.callbacks.Callback):
         )
         hold = self.mode == "hard" or self._is_final(epoch, step)
         macs = self._adopt(plan, hold)
-        self._masks()
-        if not hold:  # soft: zeroed once; the filters may regrow
-            self._masks = None
+        self._release = not hold  # soft: held for one step; the filters regrow
         self._trained_since_event = False
         kept = [len(g.keep) for g in plan.groups]
         event = dict(epoch=int(epoch), step=int(step), ratio=float(ratio), kept=kept)
@@ -282,6 +281,9 @@ class PruningCallback(keras.callbacks.Callback):
     def _adopt(self, plan: PruningPlan, slots: bool = True) -> int | None:
         """Makes `plan` current: its masks and its MACs (returned)."""
         self.plan, self._masks = plan, self._variable_masks(plan, slots)
+        self._masks()  # zeroed now (seen at once, except mid-epoch under JAX)
+        # ...and after every optimizer step, on any backend (variable constraints)
+        self._held = hold_masks(self.model, self._held, self._masks)
         base = self._macs_base
         macs = None if base is None else planning.estimate_macs(self.model, plan)
         self._macs_ratio = None if macs is None else macs / base if base else 1.0

@@ -21,7 +21,7 @@ from keras_filterprune.graph import ChannelGraph, graph_of
 from keras_filterprune.handlers import get_handler
 from keras_filterprune.pruning_plan import PruningPlan, check_plan
 
-__all__ = ["weight_masks", "mask_model", "layer_masks", "VariableMasks"]
+__all__ = ["hold_masks", "weight_masks", "mask_model", "layer_masks", "VariableMasks"]
 
 
 def layer_masks(graph: ChannelGraph, flags: np.ndarray) -> dict[str, tuple]:
@@ -172,6 +172,17 @@ def _masker(pairs: tuple) -> Callable[[], None]:
     return apply
 
 
+class _MaskConstraint:
+    """A variable constraint that multiplies by a mask after each optimizer step
+    (and applies the variable's own constraint first)."""
+
+    def __init__(self, mask, inner=None) -> None:
+        self.mask, self.inner = mask, inner
+
+    def __call__(self, value):
+        return (value if self.inner is None else self.inner(value)) * self.mask
+
+
 class VariableMasks:
     """Multiplies a model's variables (and optionally their optimizer slots) by
     a plan's masks.
@@ -184,7 +195,7 @@ class VariableMasks:
     """
 
     def __init__(self, model: keras.Model, masks: dict, slots: bool = False):
-        pairs, unmatched = [], []
+        pairs, unmatched, weights = [], [], []
         slot_map: dict[int, list] = {}
         ambiguous: list[str] = []
         optimizer = getattr(model, "optimizer", None)
@@ -200,6 +211,8 @@ class VariableMasks:
                     continue
                 tensor = keras.ops.convert_to_tensor(mask, dtype=variable.dtype)
                 pairs.append((variable, tensor))
+                if variable.trainable:
+                    weights.append((variable, tensor))
                 for slot in slot_map.get(id(variable), ()):
                     pairs.append(
                         (slot, keras.ops.convert_to_tensor(mask, dtype=slot.dtype))
@@ -215,6 +228,42 @@ class VariableMasks:
                 stacklevel=3,
             )
         self._apply = _masker(tuple(pairs))
+        self._weights = weights
+        self._held: list = []
 
     def __call__(self) -> None:
+        """Multiplies the variables (and slots) by their masks, now."""
         self._apply()
+
+    def hold(self) -> None:
+        """Keeps the trainable masked weights at zero after every optimizer step,
+        on every backend, with a variable constraint (the mechanism Keras'
+        optimizers apply inside the compiled train step: an `assign` from a
+        callback is not seen by the JAX trainer until the epoch ends). The train
+        function must be rebuilt for it to take effect (`make_train_function`)."""
+        if self._held:
+            return
+        for variable, mask in self._weights:
+            self._held.append((variable, variable.constraint))
+            variable.constraint = _MaskConstraint(mask, variable.constraint)
+
+    def release(self) -> None:
+        """Gives the variables back their own constraints."""
+        for variable, constraint in self._held:
+            variable.constraint = constraint
+        self._held = []
+
+
+def hold_masks(
+    model, held: VariableMasks | None, masks: VariableMasks | None, retrace=True
+):
+    """Releases the constraints of `held`, holds `masks` (if any) and rebuilds
+    `model`'s train function, which reads variable constraints when it is
+    traced. Returns `masks`: what is now held."""
+    if held is not None:
+        held.release()
+    if masks is not None:
+        masks.hold()
+    if retrace and model is not None:
+        model.make_train_function(force=True)
+    return masks

@@ -505,6 +505,9 @@ _MIRRORED = textwrap.dedent(
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="tf.distribute is TensorFlow's"
+)
 def test_mirrored_strategy_and_backup_and_restore():
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
     result = subprocess.run(

@@ -20,6 +20,12 @@ from keras_filterprune import criteria
 
 PASSIVE = ["l1_norm", "l2_norm", "operator_norm", "geometric_median", "random"]
 ACTIVE = ["apoz", "hrank", "mean_activation", "taylor"]
+# Gradient criteria (taylor) differentiate with TensorFlow; on JAX and PyTorch
+# they raise a clear RuntimeError (tested below).
+tf_gradients = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="gradient criteria need the TensorFlow backend",
+)
 # Homogeneity degree: s(c·W) = c**p · s(W) for c > 0.
 DEGREE = {"l1_norm": 1, "l2_norm": 1, "operator_norm": 2, "geometric_median": 1}
 SHAPES = {
@@ -695,6 +701,7 @@ def test_gather_sequential_and_multi_input_models(rng):
     np.testing.assert_array_equal(scores["add"], np.zeros(3))
 
 
+@tf_gradients
 def test_gather_custom_statistics(registry, conv_setup):
     model, x, y = conv_setup
     seen = {}
@@ -723,6 +730,7 @@ def test_gather_custom_statistics(registry, conv_setup):
 # ------------------------------------------------------- active: Taylor
 
 
+@tf_gradients
 def test_taylor_hand_derived_dense():
     inputs = keras.Input((3,))
     hidden = keras.layers.Dense(2, name="h")
@@ -768,6 +776,7 @@ def float64_conv_model():
     return keras.Model(inputs, h), layers
 
 
+@tf_gradients
 def test_taylor_gradients_match_finite_differences(rng):
     """∂L/∂activation from the tape equals a finite difference through the tail."""
     model, layers = float64_conv_model()
@@ -800,6 +809,7 @@ def test_taylor_gradients_match_finite_differences(rng):
         np.testing.assert_allclose(scores[name], expected, rtol=1e-6)
 
 
+@tf_gradients
 def test_taylor_with_frozen_model_and_scalar_loss(rng):
     model, _ = float64_conv_model()
     x = rng.standard_normal((4, 5, 5, 2))
@@ -820,6 +830,7 @@ def test_taylor_with_frozen_model_and_scalar_loss(rng):
 # ----------------------------------------------------------- active: errors
 
 
+@tf_gradients
 def test_gather_errors(conv_setup):
     model, x, y = conv_setup
     with pytest.raises(
@@ -860,3 +871,12 @@ def test_gather_nan_activations_raise(conv_setup):
     bad[7, 1, 1, 0] = np.nan
     with pytest.raises(ValueError, match="'conv1' contain NaN"):
         criteria.gather_active_scores(model, ["conv1"], bad, "mean_activation")
+
+
+@pytest.mark.skipif(keras.backend.backend() == "tensorflow", reason="JAX/PyTorch")
+def test_gradient_criteria_on_other_backends_are_a_clear_error(rng):
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="d")(inputs))
+    x = rng.normal(size=(4, 4)).astype("float32")
+    with pytest.raises(RuntimeError, match="TensorFlow backend"):
+        criteria.gather_active_scores(model, "d", (x, x[:, :2]), "taylor", loss="mse")
