@@ -17,13 +17,7 @@ import re
 import keras
 
 from keras_filterprune._rebuild import custom_objects, layers_by_path
-from keras_filterprune.walk import (
-    _io_refs,
-    _tensor_refs,
-    check_model,
-    functional_view,
-    has_own_graph_config,
-)
+from keras_filterprune.walk import _io_refs, _tensor_refs, plain_config
 
 __all__ = ["flat_model"]
 
@@ -32,22 +26,6 @@ _SEP = "__"
 
 def _is_model_entry(entry: dict) -> bool:
     return entry["class_name"] == "Functional" and "layers" in entry.get("config", {})
-
-
-def _graph_tree(model: keras.Model) -> dict:
-    """The graph config of `model` with every nested model's entry holding its
-    own graph config (Sequential models and functional subclasses included)."""
-    view = model if has_own_graph_config(model) else functional_view(model)
-    if isinstance(model, keras.Sequential):
-        view = keras.Model(model.inputs, model.outputs, name=model.name)
-    config = view.get_config()
-    operations = {op.name: op for op in view.operations}
-    for entry in config["layers"]:
-        layer = operations.get(entry["name"])
-        if isinstance(layer, keras.Model):
-            entry["config"] = _graph_tree(layer)
-            entry["class_name"] = "Functional"
-    return config
 
 
 class _Inliner:
@@ -112,8 +90,7 @@ def flat_model(model: keras.Model) -> tuple[keras.Model, dict[str, str]]:
     shared layer has no single output).
     """
     inliner = _Inliner()
-    check_model(model)
-    config = _graph_tree(model)
+    config = plain_config(model, sequential_as_graph=True)
     outputs = inliner.inline(config, "", "", None)
     for entry in inliner.entries:
         for node in entry.get("inbound_nodes", []):

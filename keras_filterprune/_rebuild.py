@@ -19,7 +19,6 @@ __all__ = [
     "rebuild",
     "set_weights",
     "layers_by_path",
-    "task_backbone",
 ]
 
 
@@ -70,22 +69,23 @@ def rebuild(model: keras.Model, configs: dict, input_widths: dict) -> keras.Mode
             entry["config"] = configs[path]
         if path in input_widths:
             _set_input_widths(entry["config"], input_widths[path])
-    if has_own_graph_config(model):
-        with keras.saving.custom_object_scope(custom_objects(model)):
-            new_model = type(model).from_config(config)
-    else:
-        new_model = _rebuild_task(model, config, configs, input_widths)
-        if new_model is None:
-            # A functional subclass (a keras-hub backbone) comes back as a plain
-            # Functional model with the same inputs and outputs: its constructor
-            # arguments no longer describe the pruned graph.
-            with keras.saving.custom_object_scope(custom_objects(model)):
-                new_model = keras.Model.from_config(config)
+    new_model = _rebuild_task(model, config, configs, input_widths)
+    return new_model if new_model is not None else _from_config(model, config)
+
+
+def _from_config(model: keras.Model, config: dict) -> keras.Model:
+    """`model` rebuilt from its (edited) plain config, with its layer names. A
+    functional subclass (a keras-hub backbone) comes back as a plain Functional
+    model with the same inputs and outputs: its constructor arguments no longer
+    describe the pruned graph."""
+    cls = type(model) if has_own_graph_config(model) else keras.Model
+    with keras.saving.custom_object_scope(custom_objects(model)):
+        new_model = cls.from_config(config)
     _restore_names(model, new_model)
     return new_model
 
 
-def task_backbone(model: keras.Model) -> keras.Model | None:
+def _task_backbone(model: keras.Model) -> keras.Model | None:
     """The nested `backbone` of a task model (a keras-hub `Task`: a functional
     subclass built around `model.backbone`, with a `preprocessor`), or `None`."""
     backbone = getattr(model, "backbone", None)
@@ -104,7 +104,7 @@ def _rebuild_task(model: keras.Model, config: dict, configs: dict, input_widths)
     its preprocessor and head (`ImageClassifier.predict` on raw images), or `None`
     when the task is not one or its own layers were edited (then it comes back as a
     plain Functional model, with a warning)."""
-    backbone = task_backbone(model)
+    backbone = _task_backbone(model)
     if backbone is None:
         return None
     prefix = backbone.name + "/"
@@ -125,15 +125,12 @@ def _rebuild_task(model: keras.Model, config: dict, configs: dict, input_widths)
         )
         return None
     entry = next(e for e in config["layers"] if e["name"] == backbone.name)
-    with keras.saving.custom_object_scope(custom_objects(backbone)):
-        if has_own_graph_config(backbone):
-            new_backbone = type(backbone).from_config(entry["config"])
-        else:
-            new_backbone = keras.Model.from_config(entry["config"])
-    _restore_names(backbone, new_backbone)
+    new_backbone = _from_config(backbone, entry["config"])
     task_config = model.get_config()
     task_config["backbone"] = new_backbone  # the preprocessor is rebuilt from config
-    return type(model).from_config(task_config)
+    task = type(model).from_config(task_config)
+    _restore_names(model, task)
+    return task
 
 
 def _restore_names(model: keras.Model, new_model: keras.Model) -> None:

@@ -125,6 +125,12 @@ class _Builder:
         for e in ids.tolist():
             target.setdefault(e, (path, reason))
 
+    def tie(self, rows: np.ndarray) -> None:
+        """Unites row 0 of a 2-D id array with every other row: slot `j` of every
+        block becomes one channel (grouped convs, equal splits, GroupNorm)."""
+        for row in rows[1:]:
+            self.union(rows[0], row)
+
     def union(self, a: np.ndarray, b: np.ndarray) -> None:
         if a is b:
             return

@@ -254,16 +254,14 @@ class VariableMasks:
         self._held = []
 
 
-def hold_masks(
-    model, held: VariableMasks | None, masks: VariableMasks | None, retrace=True
-):
-    """Releases the constraints of `held`, holds `masks` (if any) and rebuilds
-    `model`'s train function, which reads variable constraints when it is
-    traced. Returns `masks`: what is now held."""
+def hold_masks(model, held: VariableMasks | None, masks: VariableMasks | None):
+    """Releases the constraints of `held`, holds `masks` (if any) and, when
+    `model` is given, rebuilds its train function, which reads variable
+    constraints when it is traced. Returns `masks`: what is now held."""
     if held is not None:
         held.release()
     if masks is not None:
         masks.hold()
-    if retrace and model is not None:
+    if model is not None:
         model.make_train_function(force=True)
     return masks

@@ -176,21 +176,27 @@ def check_model(model: Any, argument: str = "model") -> dict | None:
     return config
 
 
-def plain_config(model: keras.Model) -> dict:
+def plain_config(model: keras.Model, sequential_as_graph: bool = False) -> dict:
     """The config of `model` in which every functional subclass, nested or not,
     is described by its graph (class `Functional`), so that the whole tree can be
-    edited layer by layer and rebuilt with `keras.Model.from_config`."""
-    if isinstance(model, keras.Sequential):
+    edited layer by layer and rebuilt with `keras.Model.from_config`.
+
+    With `sequential_as_graph=True` Sequential models (nested or not) are written
+    as Functional graphs too, and every nested model's entry is marked
+    `Functional`: one kind of node to inline (`_flatten`)."""
+    if isinstance(model, keras.Sequential) and not sequential_as_graph:
         config = model.get_config()
         entries = zip(config["layers"], model.layers)
     else:
+        if isinstance(model, keras.Sequential):
+            model = keras.Model(model.inputs, model.outputs, name=model.name)
         config = check_model(model)
         operations = {op.name: op for op in model.operations}
         entries = ((e, operations.get(e["name"])) for e in config["layers"])
     for entry, layer in entries:
         if isinstance(layer, keras.Model):
-            entry["config"] = plain_config(layer)
-            if not has_own_graph_config(layer):
+            entry["config"] = plain_config(layer, sequential_as_graph)
+            if sequential_as_graph or not has_own_graph_config(layer):
                 entry.update(
                     module="keras.src.models.functional",
                     class_name="Functional",

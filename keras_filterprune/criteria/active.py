@@ -383,10 +383,8 @@ def _layer_outputs(model: keras.Model, layer_names: Sequence[str]) -> tuple[Any,
 def _flat_copy(model: keras.Model, names: list[str]) -> tuple[keras.Model, dict]:
     """A flat copy of `model` (nested models inlined) and each name's layer in it."""
     from keras_filterprune._flatten import flat_model
-    from keras_filterprune.walk import check_model
 
-    check_model(model)
-    flat, paths = flat_model(model)
+    flat, paths = flat_model(model)  # checks the model (subclassed, unbuilt)
     unknown = [name for name in names if name not in paths]
     if unknown:
         raise ValueError(

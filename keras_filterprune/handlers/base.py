@@ -86,7 +86,8 @@ class LayerHandler:
                 the channel count is unknown).
             tracer: The graph builder: `tracer.channels(key)`,
                 `tracer.producer_ids(path, n)`, `tracer.opaque(n, path, reason)`,
-                `tracer.freeze(ids, path, reason)`, `tracer.union(a, b)`.
+                `tracer.freeze(ids, path, reason)`, `tracer.union(a, b)`,
+                `tracer.tie(rows)` (slot `j` of every row is one channel).
         """
         raise NotImplementedError
 

@@ -97,13 +97,9 @@ class ProducerHandler(LayerHandler):
         channels, `groups` is unchanged and the kernel `(*k, S, N)` is sliced on
         plain axes."""
         ids = tracer.producer_ids(call.path, int(layer.filters))
-        by_group = ids.reshape(groups, -1)
-        for g in range(1, groups):
-            tracer.union(by_group[0], by_group[g])
+        tracer.tie(ids.reshape(groups, -1))
         if inputs[0] is not None:
-            by_group = inputs[0].reshape(groups, -1)
-            for g in range(1, groups):
-                tracer.union(by_group[0], by_group[g])
+            tracer.tie(inputs[0].reshape(groups, -1))
         reason = self.frozen_reason(layer)
         if reason is not None:
             tracer.freeze(ids, call.path, reason)

@@ -79,9 +79,7 @@ class NormHandler(PassThroughHandler):
                 return FreezeHandler(
                     f"{cls} without gamma/beta cannot be pruned by whole groups"
                 ).propagate(layer, call, inputs, tracer)
-            by_group = ids.reshape(groups, -1)
-            for k in range(1, by_group.shape[1]):
-                tracer.union(by_group[:, 0], by_group[:, k])
+            tracer.tie(ids.reshape(groups, -1).T)  # a group's channels as one
         tracer.freeze(
             ids,
             call.path,
@@ -139,8 +137,7 @@ class SplitOpHandler(LayerHandler):
                 f"splits the channel axis at {sections!r} (axis {axis})"
             ).propagate(layer, call, inputs, tracer)
         parts = ids.reshape(sections, -1)
-        for k in range(1, sections):
-            tracer.union(parts[0], parts[k])
+        tracer.tie(parts)
         return list(parts)
 
 
