@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # planner and PruningCallback (TensorFlow-only cases skip themselves).
 JAX_TESTS := tests/test_walk.py tests/test_graph.py tests/test_handlers.py \
 	tests/test_surgery.py tests/test_criteria.py tests/test_scoring.py \
-	tests/test_plan.py tests/test_callbacks.py
+	tests/test_plan.py tests/test_callbacks.py tests/test_latency.py
 
 .PHONY: demo test lint sysdeps venv clean bench
 

@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover - the same names, for static tools
     )
     from keras_filterprune.graph import ChannelGraph, ChannelGroup, trace_channels
     from keras_filterprune.handlers import LayerHandler, register_handler
+    from keras_filterprune.latency import LatencyTable, measure_latency_table
     from keras_filterprune.litert import run_tflite
     from keras_filterprune.plan import GroupPlan, PruningPlan, plan_pruning
     from keras_filterprune.plots import plot_comparison, plot_sensitivity, plot_widths
@@ -94,11 +95,13 @@ __all__ = [
     "ComparisonReport",
     "ExportReport",
     "LatencyStats",
+    "LatencyTable",
     "benchmark_keras",
     "benchmark_tflite",
     "compare_models",
     "export_saved_model",
     "export_tflite",
+    "measure_latency_table",
     "run_tflite",
     "save_keras",
     # sensitivity and plots
@@ -119,6 +122,7 @@ _MODULES = {
     "save_keras",
     "keras_filterprune.graph": "ChannelGraph ChannelGroup trace_channels",
     "keras_filterprune.handlers": "LayerHandler register_handler",
+    "keras_filterprune.latency": "LatencyTable measure_latency_table",
     "keras_filterprune.litert": "run_tflite",
     "keras_filterprune.plan": "GroupPlan PruningPlan plan_pruning",
     "keras_filterprune.plots": "plot_comparison plot_sensitivity plot_widths",

@@ -41,6 +41,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _round_to(text: str) -> int | str:
+    return "auto" if text == "auto" else _positive_int(text)
+
+
 def _count(text: str) -> float:
     """`2500000`, `2.5e6`, `2.5M`, `300k`, `1.2G` → a positive number."""
     scale = {"k": 1e3, "m": 1e6, "g": 1e9}.get(text[-1:].lower(), 1.0)
@@ -146,11 +150,23 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument(
         "--target-params", type=_count, metavar="N", help="same with parameters"
     )
+    target.add_argument(
+        "--target-latency",
+        metavar="MS|PCT%",
+        help="predicted latency to reach (e.g. 12.5ms, or 50%% of the unpruned); "
+        "needs --latency-table",
+    )
+    p.add_argument(
+        "--latency-table",
+        metavar="TABLE.json",
+        help="the model's latency table (see the `latency` command)",
+    )
     p.add_argument(
         "--round-to",
-        type=_positive_int,
+        type=_round_to,
         metavar="N",
-        help="keep a multiple of N channels per group",
+        help="keep a multiple of N channels per group ('auto': the latency "
+        "table's block sizes)",
     )
     p.add_argument(
         "--min-filters",
@@ -215,6 +231,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--benchmark", action="store_true", help="also measure the LiteRT latency"
+    )
+
+    # latency
+    p = command(
+        "latency",
+        "Measure a latency table of a model's layers in LiteRT (for pruning to "
+        "a latency target).",
+    )
+    p.add_argument("model", metavar="MODEL.keras")
+    p.add_argument("-o", "--output", required=True, metavar="TABLE.json")
+    p.add_argument("--threads", type=_positive_int, default=2, metavar="N")
+    p.add_argument("--quantize", choices=QUANTIZATIONS, help="as in `export`")
+    p.add_argument(
+        "--widths",
+        type=_positive_int,
+        default=4,
+        metavar="N",
+        help="widths timed per layer and axis (default 4)",
     )
 
     # sensitivity

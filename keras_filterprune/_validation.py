@@ -239,6 +239,18 @@ def layer_by_path(model, path: str):
     return obj
 
 
+def _check_round_to(value: Any, auto_ok: bool) -> int | str:
+    if value == "auto":
+        if not auto_ok:
+            raise ValueError(
+                "`round_to='auto'` takes each group's block size from a latency "
+                "table: pass `latency_table=` (see measure_latency_table), or an "
+                "int such as 8."
+            )
+        return value
+    return check_int(value, "round_to", 1)
+
+
 @dataclasses.dataclass(frozen=True)
 class PlanOptions:
     """The validated planner options (see `plan_pruning` for their meaning).
@@ -252,7 +264,7 @@ class PlanOptions:
     per_layer: dict[str, float] | None = None
     exclude: list[str] | None = None
     group_reduction: str = "mean"
-    round_to: int = 1
+    round_to: int | str = 1
     min_filters: int = 1
     global_ranking: bool = False
     greedy: bool = False
@@ -266,11 +278,12 @@ class PlanOptions:
         per_layer=None,
         exclude=None,
         group_reduction: str = "mean",
-        round_to: int = 1,
+        round_to: int | str = 1,
         min_filters: int = 1,
         global_ranking: bool = False,
         greedy: bool = False,
         prune_norms: bool = False,
+        auto_round: bool = False,
     ) -> PlanOptions:
         from keras_filterprune import criteria as criteria_lib
 
@@ -282,7 +295,7 @@ class PlanOptions:
             group_reduction=check_choice(
                 group_reduction, "group_reduction", REDUCTIONS
             ),
-            round_to=check_int(round_to, "round_to", 1),
+            round_to=_check_round_to(round_to, auto_round),
             min_filters=check_int(min_filters, "min_filters", 1),
             global_ranking=check_bool(global_ranking, "global_ranking"),
             greedy=check_bool(greedy, "greedy"),

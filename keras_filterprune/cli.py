@@ -1,6 +1,7 @@
 """The `keras-filterprune` command line: a thin layer over the public API.
 
-Subcommands: `score`, `prune`, `profile`, `export`, `sensitivity`, `demo`.
+Subcommands: `score`, `prune`, `profile`, `export`, `latency`, `sensitivity`,
+`demo`.
 Run `keras-filterprune COMMAND --help` (or `python -m keras_filterprune …`).
 
 Exit codes: `0` success, `2` bad usage (argparse), `1` failure, reported as one
@@ -178,6 +179,8 @@ def _cmd_prune(args) -> int:
             "exclude",
             "target_macs",
             "target_params",
+            "target_latency",
+            "latency_table",
             "round_to",
             "min_filters",
             "global_ranking",
@@ -250,6 +253,26 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _cmd_latency(args) -> int:
+    from keras_filterprune import measure_latency_table
+
+    if not args.output.endswith(".json"):
+        raise CommandError(f"-o/--output must end with '.json': '{args.output}'")
+    _writable(args.output, "--output")
+    model = _load_model(args.model)
+    table = measure_latency_table(
+        model,
+        num_threads=args.threads,
+        quantization=args.quantize,
+        widths=args.widths,
+        verbose=1 if sys.stdout.isatty() else 0,
+    )
+    table.save(args.output)
+    print(table.summary())
+    print(f"latency table saved to {args.output}")
+    return 0
+
+
 def _cmd_sensitivity(args) -> int:
     from keras_filterprune._files import _staged, write_text
     from keras_filterprune.sensitivity import sensitivity_analysis
@@ -301,6 +324,7 @@ _COMMANDS = {
     "prune": _cmd_prune,
     "profile": _cmd_profile,
     "export": _cmd_export,
+    "latency": _cmd_latency,
     "sensitivity": _cmd_sensitivity,
     "demo": _cmd_demo,
 }
@@ -345,6 +369,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ("--exclude", args.exclude),
                 ("--target-macs", args.target_macs),
                 ("--target-params", args.target_params),
+                ("--target-latency", args.target_latency),
+                ("--latency-table", args.latency_table),
                 ("--round-to", args.round_to),
                 ("--min-filters", args.min_filters),
                 ("--global-ranking", args.global_ranking),

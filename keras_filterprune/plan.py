@@ -15,6 +15,7 @@ import keras
 import numpy as np
 
 from keras_filterprune._cost import cost_model, pruned_macs
+from keras_filterprune._latency_plan import check_latency_args, latency_counts
 from keras_filterprune._validation import (
     PlanOptions,
     check_number,
@@ -22,6 +23,7 @@ from keras_filterprune._validation import (
     check_scores,
 )
 from keras_filterprune.graph import ChannelGraph, graph_of
+from keras_filterprune.latency import LatencyTable
 from keras_filterprune.masking import graph_masks
 from keras_filterprune.pruning_plan import (
     GroupPlan,
@@ -49,8 +51,10 @@ def plan_pruning(
     exclude: Iterable[str] | None = None,
     target_macs: float | None = None,
     target_params: float | None = None,
+    target_latency: float | str | None = None,
+    latency_table: LatencyTable | str | None = None,
     group_reduction: str = "mean",
-    round_to: int = 1,
+    round_to: int | str = 1,
     min_filters: int = 1,
     global_ranking: bool = False,
     greedy: bool = False,
@@ -81,12 +85,23 @@ def plan_pruning(
             this many MACs (estimated from the per-layer profile). Overrides
             `ratio`. `float("inf")` means no limit.
         target_params: Same with parameters.
+        target_latency: Latency to reach, predicted by `latency_table`: a number
+            of milliseconds, or a string such as `"12ms"` or `"50%"` (of the
+            unpruned latency). Channels are removed where they save the most
+            time per unit of score (widths land where the runtime's kernels
+            actually save time, e.g. multiples of 32 filters), not at a uniform
+            ratio; `ratio` is ignored. Not with `global_ranking` or `greedy`.
+        latency_table: A `LatencyTable` of this model (or the path of its JSON,
+            see `measure_latency_table`), for `target_latency` and
+            `round_to="auto"`. With it, the plan's meta records the predicted
+            latency.
         group_reduction: `"mean"`, `"sum"`, `"max"` or `"l2"` of the members'
             scores (each producer's scores are first divided by their maximum;
             signed scores are first shifted by their minimum, which keeps their
             ranking, so no reduction can turn it around). Defaults to `"mean"`.
         round_to: `int`. Keep a multiple of this many channels per group (e.g. 8
-            for fast kernels on XNNPACK). Defaults to `1`.
+            for fast kernels on XNNPACK), or `"auto"`: each group's block size
+            in `latency_table`. Defaults to `1`.
         min_filters: `int`. Never keep fewer channels in a group. Defaults to `1`.
         global_ranking: `bool`. Rank all channels of all prunable groups together
             (scores normalised per group) and remove `ratio` of them overall,
@@ -145,10 +160,13 @@ def plan_pruning(
         global_ranking=global_ranking,
         greedy=greedy,
         prune_norms=prune_norms,
+        auto_round=latency_table is not None,
     )
-    if target_macs is not None and target_params is not None:
-        raise ValueError("Pass at most one of `target_macs` and `target_params`.")
-    target = None
+    targets = {"target_macs": target_macs, "target_params": target_params}
+    table, target_ms = check_latency_args(
+        target_latency, latency_table, options, targets
+    )
+    target = None if target_ms is None else ("latency", target_ms)
     if target_macs is not None or target_params is not None:
         name = "target_macs" if target_macs is not None else "target_params"
         goal = target_macs if target_macs is not None else target_params
@@ -159,7 +177,9 @@ def plan_pruning(
     if scores is None:
         options.check_data(data)
     graph = graph_of(model, graph, warn=True)
-    return _Planner(model, graph, options, within).plan(
+    if table is not None:
+        table.check_graph(graph)
+    return _Planner(model, graph, options, within, table).plan(
         ratio, target, data=data, scores=scores, verbose=verbose
     )
 
@@ -167,8 +187,15 @@ def plan_pruning(
 class _Planner:
     """One planning run on a traced graph (see `plan_pruning`)."""
 
-    def __init__(self, model, graph: ChannelGraph, options: PlanOptions, within):
+    def __init__(self, model, graph: ChannelGraph, options: PlanOptions, within, table):
         self.model, self.graph, self.options = model, graph, options
+        self.table = table
+        self.rounds = {  # channels kept per group are a multiple of this
+            g.id: table.group_step(g.id)
+            if options.round_to == "auto"
+            else options.round_to
+            for g in graph.groups
+        }
         self.frozen = {
             g.id: g.frozen
             for g in graph.groups
@@ -257,7 +284,7 @@ class _Planner:
                 keep[group.id] = list(range(group.width))
                 continue
             gr = self.per_group.get(group.id, r)
-            n = _n_keep(group.width, gr, o.round_to, o.min_filters)
+            n = _n_keep(group.width, gr, self.rounds[group.id], o.min_filters)
             keep[group.id] = self._choose(group.id, s, n)
             if o.greedy:
                 mask = keep_mask(group.width, keep[group.id])
@@ -265,7 +292,7 @@ class _Planner:
                 flags[sel] = mask[graph.elem_channel[sel]]
         if o.global_ranking and r > 0:
             keep = _global_keep(
-                graph, self.frozen, all_scores, self.per_group, r, o.round_to,
+                graph, self.frozen, all_scores, self.per_group, r, self.rounds,
                 o.min_filters,
             )  # fmt: skip
             keep = {g: self._choose(g, all_scores[g], len(k)) for g, k in keep.items()}
@@ -290,9 +317,15 @@ class _Planner:
                 within=self.within, verbose=verbose,
             )  # fmt: skip
             scores = self.checked(scores, f"Criterion '{o.criterion_name}'")
-        if target is not None:
-            ratio = self._solve_ratio(target[0], target[1], scores)
-        keep, all_scores = self.decide(ratio, scores)
+        if target is not None and target[0] == "latency":
+            keep, all_scores = self._latency_keep(target[1], scores)
+            prunable = [g for g in self.graph.groups if g.id not in self.frozen]
+            kept = sum(len(keep[g.id]) for g in prunable)
+            ratio = 1.0 - kept / max(1, sum(g.width for g in prunable))
+        else:
+            if target is not None:
+                ratio = self._solve_ratio(target[0], target[1], scores)
+            keep, all_scores = self.decide(ratio, scores)
         groups = [
             GroupPlan(
                 id=g.id,
@@ -312,6 +345,12 @@ class _Planner:
         }
         if o.global_ranking:
             meta["global_ranking"] = True
+        if self.table is not None:
+            if target is not None and target[0] == "latency":
+                meta["target_latency_ms"] = round(target[1], 6)
+            predicted = self.table.predict({g: len(k) for g, k in keep.items()})
+            meta["predicted_latency_ms"] = round(predicted, 6)
+            meta["latency_table"] = self.table.describe()
         if o.greedy:
             meta["greedy"] = True
         approximate = [
@@ -328,6 +367,28 @@ class _Planner:
             meta["approximate_groups"] = approximate
         plan = PruningPlan(groups, self.model.name, meta)
         return plan.with_graph(self.graph)
+
+    def _latency_keep(self, target_ms: float, scores) -> tuple[dict, dict]:
+        """Widths from the latency table's greedy descent (see
+        `keras_filterprune._latency_plan`); frozen and `per_layer` groups are
+        decided as usual and do not move."""
+        keep, all_scores = self.decide(0.0, scores)
+        movable = {}
+        for g in self.graph.groups:
+            if g.id not in self.frozen and g.id not in self.per_group:
+                candidates = (
+                    keep[g.id] if self.prev_keep is None else self.prev_keep[g.id]
+                )
+                movable[g.id] = all_scores[g.id][np.asarray(candidates, np.int64)]
+        counts = latency_counts(
+            self.table, target_ms, {g: len(k) for g, k in keep.items()}, movable,
+            self.rounds, self.options.min_filters,
+        )  # fmt: skip
+        keep = {
+            g: self._choose(g, all_scores[g], counts[g]) if g in movable else k
+            for g, k in keep.items()
+        }
+        return keep, all_scores
 
     def _solve_ratio(self, target: str, goal: float, scores) -> float:
         cost = cost_model(self.graph, target)
@@ -485,7 +546,7 @@ def _top(scores: np.ndarray, n: int) -> list[int]:
     return sorted(int(i) for i in order[:n])
 
 
-def _global_keep(graph, frozen, all_scores, per_group_ratio, r, round_to, min_filters):
+def _global_keep(graph, frozen, all_scores, per_group_ratio, r, rounds, min_filters):
     entries = []
     keep = {}
     for group in graph.groups:
@@ -493,7 +554,10 @@ def _global_keep(graph, frozen, all_scores, per_group_ratio, r, round_to, min_fi
             n = group.width
             if group.id not in frozen:
                 n = _n_keep(
-                    group.width, per_group_ratio[group.id], round_to, min_filters
+                    group.width,
+                    per_group_ratio[group.id],
+                    rounds[group.id],
+                    min_filters,
                 )
             keep[group.id] = _top(all_scores[group.id], n)
             continue
@@ -510,6 +574,6 @@ def _global_keep(graph, frozen, all_scores, per_group_ratio, r, round_to, min_fi
             continue
         s = all_scores[group.id]
         n = group.width - len(removed.get(group.id, ()))
-        n = _n_keep(group.width, 1.0 - n / group.width, round_to, min_filters)
+        n = _n_keep(group.width, 1.0 - n / group.width, rounds[group.id], min_filters)
         keep[group.id] = _top(s, n)
     return keep

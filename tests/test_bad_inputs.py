@@ -154,7 +154,7 @@ API = [
         "both_targets",
         lambda m, p, t: kfp.plan_pruning(m, target_macs=1e6, target_params=1e3),
         ValueError,
-        "at most one of `target_macs` and `target_params`",
+        "at most one of `target_macs`, `target_params` and `target_latency`",
     ),
     (
         "round_to_zero",

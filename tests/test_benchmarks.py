@@ -104,3 +104,13 @@ def test_bench_audio_pipeline_quick(tmp_path):
 def test_bench_cnn14_quick(tmp_path):
     text = _run("bench_cnn14.py", tmp_path)
     assert "| MACs |" in text and "CNN14 + PANNsLogMel" in text
+
+
+@pytest.mark.slow
+@needs_fashion_mnist
+def test_bench_latency_plan_quick(tmp_path):
+    text = _run("bench_latency_plan.py", tmp_path)
+    assert "## resnet8_cifar (fp32)" in text
+    assert "| 0.5 | latency-aware |" in text and "| 0.5 | uniform " in text
+    assert "One layer's latency against its width" in text
+    assert (tmp_path / "report_steps.png").stat().st_size > 0

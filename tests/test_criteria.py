@@ -20,12 +20,8 @@ from keras_filterprune import criteria
 
 PASSIVE = ["l1_norm", "l2_norm", "operator_norm", "geometric_median", "random"]
 ACTIVE = ["apoz", "hrank", "mean_activation", "taylor"]
-# Gradient criteria (taylor) differentiate with TensorFlow; on JAX and PyTorch
-# they raise a clear RuntimeError (tested below).
-tf_gradients = pytest.mark.skipif(
-    keras.backend.backend() != "tensorflow",
-    reason="gradient criteria need the TensorFlow backend",
-)
+# JAX computes float64 models in float32 unless x64 is enabled.
+X64 = keras.backend.backend() != "jax" or __import__("jax").config.jax_enable_x64
 # Homogeneity degree: s(c·W) = c**p · s(W) for c > 0.
 DEGREE = {"l1_norm": 1, "l2_norm": 1, "operator_norm": 2, "geometric_median": 1}
 SHAPES = {
@@ -701,7 +697,6 @@ def test_gather_sequential_and_multi_input_models(rng):
     np.testing.assert_array_equal(scores["add"], np.zeros(3))
 
 
-@tf_gradients
 def test_gather_custom_statistics(registry, conv_setup):
     model, x, y = conv_setup
     seen = {}
@@ -730,7 +725,6 @@ def test_gather_custom_statistics(registry, conv_setup):
 # ------------------------------------------------------- active: Taylor
 
 
-@tf_gradients
 def test_taylor_hand_derived_dense():
     inputs = keras.Input((3,))
     hidden = keras.layers.Dense(2, name="h")
@@ -776,7 +770,6 @@ def float64_conv_model():
     return keras.Model(inputs, h), layers
 
 
-@tf_gradients
 def test_taylor_gradients_match_finite_differences(rng):
     """∂L/∂activation from the tape equals a finite difference through the tail."""
     model, layers = float64_conv_model()
@@ -797,7 +790,7 @@ def test_taylor_gradients_match_finite_differences(rng):
         def per_example_loss(acts):
             return np.asarray(loss.call(y, tail(acts)))  # noqa: B023
 
-        eps = 1e-6
+        eps = 1e-6 if X64 else 1e-3
         positions = np.prod(a.shape[1:-1])
         expected = np.zeros(a.shape[-1])
         for c in range(a.shape[-1]):
@@ -806,10 +799,9 @@ def test_taylor_gradients_match_finite_differences(rng):
             # d/dt ℓ(a · (1 + t e_c)) at 0 = Σ_positions a_c ∂ℓ/∂a_c (per example)
             diff = per_example_loss(a * (1 + gate)) - per_example_loss(a * (1 - gate))
             expected[c] = np.mean(np.abs(diff / (2 * eps) / positions))
-        np.testing.assert_allclose(scores[name], expected, rtol=1e-6)
+        np.testing.assert_allclose(scores[name], expected, rtol=1e-6 if X64 else 2e-3)
 
 
-@tf_gradients
 def test_taylor_with_frozen_model_and_scalar_loss(rng):
     model, _ = float64_conv_model()
     x = rng.standard_normal((4, 5, 5, 2))
@@ -824,13 +816,12 @@ def test_taylor_with_frozen_model_and_scalar_loss(rng):
     scores = criteria.gather_active_scores(
         model, "c1", (x, y), "taylor", loss=mean_loss, batch_size=3
     )
-    np.testing.assert_allclose(scores["c1"], expected["c1"], rtol=1e-9)
+    np.testing.assert_allclose(scores["c1"], expected["c1"], rtol=1e-9 if X64 else 1e-6)
 
 
 # ----------------------------------------------------------- active: errors
 
 
-@tf_gradients
 def test_gather_errors(conv_setup):
     model, x, y = conv_setup
     with pytest.raises(
@@ -873,10 +864,28 @@ def test_gather_nan_activations_raise(conv_setup):
         criteria.gather_active_scores(model, ["conv1"], bad, "mean_activation")
 
 
-@pytest.mark.skipif(keras.backend.backend() == "tensorflow", reason="JAX/PyTorch")
-def test_gradient_criteria_on_other_backends_are_a_clear_error(rng):
-    inputs = keras.Input((4,))
-    model = keras.Model(inputs, keras.layers.Dense(2, name="d")(inputs))
-    x = rng.normal(size=(4, 4)).astype("float32")
-    with pytest.raises(RuntimeError, match="TensorFlow backend"):
-        criteria.gather_active_scores(model, "d", (x, x[:, :2]), "taylor", loss="mse")
+def test_taylor_with_integer_inputs_and_several_outputs(rng):
+    """Token ids (no float input to watch) and a model with two heads: the
+    gradient comes from the probes, not from the inputs."""
+    ids = keras.Input((6,), dtype="int32", name="ids")
+    h = keras.layers.Embedding(10, 4, name="emb")(ids)
+    h = keras.layers.Conv1D(3, 3, name="conv", padding="same")(h)
+    pooled = keras.layers.GlobalAveragePooling1D(name="gap")(h)
+    heads = [
+        keras.layers.Dense(2, name="a")(pooled),
+        keras.layers.Dense(1, name="b")(pooled),
+    ]
+    model = keras.Model(ids, heads)
+    x = rng.integers(0, 10, size=(5, 6)).astype("int32")
+    y = rng.integers(0, 2, size=5)
+
+    def first_head_loss(y_true, y_pred):
+        return keras.losses.sparse_categorical_crossentropy(
+            y_true, y_pred[0], from_logits=True
+        )
+
+    scores = criteria.gather_active_scores(
+        model, "conv", (x, y), "taylor", loss=first_head_loss
+    )
+    assert scores["conv"].shape == (3,) and np.all(scores["conv"] > 0)
+    assert len(model.get_layer("conv")._inbound_nodes) == 1  # the model is untouched

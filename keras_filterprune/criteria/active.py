@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_filterprune.criteria import _registry as registry
+from keras_filterprune.criteria._gradients import GradientExtractor
 
 __all__ = ["mean_activation", "apoz", "hrank", "taylor", "gather_active_scores"]
 
@@ -395,19 +396,6 @@ def _flat_copy(model: keras.Model, names: list[str]) -> tuple[keras.Model, dict]
     return flat, {name: paths[name] for name in names}
 
 
-def _per_example_total(loss_fn: Callable, y: Any, y_pred: Any, batch: int):
-    """Sum over the batch of per-example losses (each averaged over its own axes)."""
-    values = keras.ops.convert_to_tensor(loss_fn(y, y_pred))
-    rank = len(values.shape)
-    if rank == 0:
-        # An already-reduced loss is taken to be a mean over the batch (Keras'
-        # default "sum_over_batch_size"): scale back to a sum of per-example losses.
-        return values * batch
-    if rank > 1:
-        values = keras.ops.mean(values, axis=tuple(range(1, rank)))
-    return keras.ops.sum(values)
-
-
 def gather_active_scores(
     model: keras.Model,
     layer_names: str | Sequence[str],
@@ -424,10 +412,9 @@ def gather_active_scores(
     One `keras.Model(model.inputs, [outputs of the named layers])` computes all the
     activations in a single forward pass per batch (`training=False`). The
     criterion's per-batch statistic is averaged over batches, weighted by batch
-    size. For criteria that need gradients (`taylor`), the final outputs are
-    computed in the same pass under a `tf.GradientTape`, the loss is summed over
-    per-example losses, and its gradient is taken with respect to the returned
-    intermediate tensors.
+    size. For criteria that need gradients (`taylor`), the loss is summed over
+    per-example losses and differentiated with respect to the named layers'
+    outputs in the same pass, on any backend (TensorFlow, JAX, PyTorch).
 
     Args:
         model: A built functional or Sequential `keras.Model`.
@@ -493,19 +480,15 @@ def gather_active_scores(
         raise ValueError("`layer_names` must name at least one layer. Received: []")
     loss_fn = _resolve_loss(loss, model, label) if needs_gradients else None
     source, lookup = model, {name: name for name in names}
-    if any("/" in name for name in names):  # layers inside nested models
+    if needs_gradients or any("/" in name for name in names):
+        # Nested layers are read from a flat copy; gradients need one too (probes
+        # are inserted after the scored layers, see `_gradients`).
         source, lookup = _flat_copy(model, names)
     inputs, outputs = _layer_outputs(source, [lookup[name] for name in names])
-    model = source
     if needs_gradients:
-        if keras.backend.backend() != "tensorflow":
-            raise RuntimeError(
-                f"`criterion={label!r}` needs gradients, which keras-filterprune "
-                "computes with the TensorFlow backend. Current backend: "
-                f"{keras.backend.backend()!r}"
-            )
-        outputs = outputs + list(keras.tree.flatten(model.outputs))
-    extractor = keras.Model(inputs, outputs, name=f"{model.name}_activations")
+        extractor = GradientExtractor(source, [lookup[n] for n in names], loss_fn)
+    else:
+        extractor = keras.Model(inputs, outputs, name=f"{model.name}_activations")
 
     batches, count = _batches(data, batch_size)
     if max_batches is not None:
@@ -520,9 +503,7 @@ def gather_active_scores(
                     f"`criterion={label!r}` needs labels to compute the loss "
                     "gradient: pass `data` as (x, y) arrays or a dataset of (x, y)."
                 )
-            activations, gradients = _forward_with_gradients(
-                extractor, x, y, names, model, loss_fn
-            )
+            activations, gradients = extractor(x, y)
         else:
             outputs = keras.tree.flatten(extractor(x, training=False))
             activations = [keras.ops.convert_to_numpy(a) for a in outputs]
@@ -551,48 +532,3 @@ def gather_active_scores(
             f"`data` yielded no examples; `criterion={label!r}` needs at least one."
         )
     return {name: total / seen for name, total in zip(names, totals, strict=True)}
-
-
-def _forward_with_gradients(
-    extractor: keras.Model,
-    x: Any,
-    y: Any,
-    names: list[str],
-    model: keras.Model,
-    loss_fn: Callable,
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Activations of the named layers and ∂(Σ per-example loss)/∂activations.
-
-    `extractor` returns the layers' outputs followed by the model's outputs. The
-    intermediate tensors it returns are the very tensors the later layers consumed
-    during the recorded forward pass, so the tape differentiates with respect to
-    them directly (checked against finite differences in the tests).
-    """
-    n_layers = len(names)
-    x = keras.tree.map_structure(tf.convert_to_tensor, x)
-    with tf.GradientTape() as tape:
-        # Watching the float inputs records every op, even with frozen weights.
-        for leaf in keras.tree.flatten(x):
-            if leaf.dtype.is_floating:
-                tape.watch(leaf)
-        outputs = keras.tree.flatten(extractor(x, training=False))
-        activations = outputs[:n_layers]
-        predictions = outputs[n_layers:]
-        if len(predictions) == 1:
-            predictions = predictions[0]
-        batch = int(keras.tree.flatten(x)[0].shape[0])
-        total = _per_example_total(loss_fn, y, predictions, batch)
-    gradients = tape.gradient(
-        total, activations, unconnected_gradients=tf.UnconnectedGradients.NONE
-    )
-    missing = [name for name, g in zip(names, gradients, strict=True) if g is None]
-    if missing:
-        raise ValueError(
-            f"The loss does not depend on the outputs of layer(s) {missing} (or the "
-            "model has no float inputs and no trainable weights to record them "
-            "with); gradient-based criteria are undefined for them."
-        )
-    return (
-        [keras.ops.convert_to_numpy(a) for a in activations],
-        [keras.ops.convert_to_numpy(g) for g in gradients],
-    )

@@ -1,0 +1,350 @@
+"""Planning for a measured latency: is the requested LiteRT latency hit, and does a
+latency-aware plan beat a uniform ratio of the same latency?
+
+    python benchmarks/bench_latency_plan.py            # 3 models, fp32 + int8 (~1 h)
+    python benchmarks/bench_latency_plan.py --quick    # smoke run (~1 min)
+    python benchmarks/bench_latency_plan.py --models vgg16 --no-int8
+
+For each model (VGG-16-CIFAR, ResNet-56, MobileNetV2 alpha 1.0 at 96x96; inputs
+are Fashion-MNIST images resized and repeated to 3 channels):
+
+1. a baseline is trained on the first `N` Fashion-MNIST training images;
+2. `measure_latency_table` times its layers in LiteRT (XNNPACK, `--threads`
+   threads), after one probe of the kernels' block sizes shared by all models;
+3. for each requested latency ratio (0.7, 0.5) `plan_pruning(target_latency=...)`
+   plans with `l1_norm` scores, and the uniform ratio whose *predicted* latency is
+   the same is found by bisection (`prune_keras_model(ratio=r)`);
+4. the original and all pruned models are converted to TFLite and timed in one
+   interleaved run (rotating rounds, lowest round median per model), so the
+   measured ratios are comparable: the latency-aware ratio is checked against the
+   request (goal: within ±10 %), and against the uniform plan's;
+5. both pruned models get the same fine-tune (same epochs, same batch order) and
+   are evaluated on the first `T` test images.
+
+With `--int8` (default in full runs) steps 2-4 are repeated for full-integer
+models (a separate probe and table; accuracy is not fine-tuned there). Results:
+`benchmarks/results/bench_latency_plan.md` and `.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import _common as common
+
+NAME = "bench_latency_plan"
+MODELS = ("vgg16", "resnet56", "mobilenetv2")
+TARGETS = (0.7, 0.5)
+
+
+def build(name: str, quick: bool):
+    import keras
+
+    from keras_filterprune.models import resnet_cifar, vgg16_cifar
+
+    if name == "vgg16":
+        return vgg16_cifar(classifier_activation=None)
+    if name == "resnet56":
+        return resnet_cifar(8 if quick else 56, classifier_activation=None)
+    size = 32 if quick else 96
+    return keras.applications.MobileNetV2(
+        input_shape=(size, size, 3),
+        alpha=1.0,
+        weights=None,
+        classes=10,
+        classifier_activation=None,
+        name="mobilenetv2",
+    )
+
+
+def load_data(train_n: int, test_n: int, size: int):
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_filterprune.datasets import fashion_mnist
+
+    (x, y), (xt, yt) = fashion_mnist(subset=(train_n, test_n))
+
+    def prep(images):
+        out = []
+        for i in range(0, len(images), 1024):
+            batch = tf.image.resize(images[i : i + 1024], (size, size)).numpy()
+            out.append(np.repeat(batch, 3, axis=-1))
+        return np.concatenate(out).astype("float32")
+
+    return (prep(x), y.astype("int32")), (prep(xt), yt.astype("int32"))
+
+
+def uniform_of_same_latency(model, table, goal_ms: float, graph) -> float:
+    """The uniform ratio whose predicted latency is `goal_ms` (bisection)."""
+    from keras_filterprune import plan_pruning
+
+    lo, hi = 0.0, 0.95
+    for _ in range(12):
+        mid = (lo + hi) / 2
+        plan = plan_pruning(model, mid, "l1_norm", graph=graph)
+        if table.latency_ms(plan) > goal_ms:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+def measure(models, quantization, threads: int, rounds: int) -> list[float]:
+    from keras_filterprune import _latency_measure as lm
+
+    contents = [lm.convert(m, quantization) for m in models]
+    return lm.time_contents(contents, threads, rounds=rounds, runs=10)
+
+
+def sweep(quantizations, threads: int, rounds: int, axes=("out", "in")) -> dict:
+    """One 3x3 conv (28x28x64 input) at widths 1..64 along each axis: the probe
+    `measure_latency_table` runs, kept for the plot and the report."""
+    from keras_filterprune import _latency_measure as lm
+
+    curves = {}
+    for quantization in quantizations:
+        for axis in axes:
+            models = lm.probe_models("conv", axis)
+            ms = lm.time_contents(
+                [lm.convert(m, quantization) for m in models], threads, rounds, 5
+            )
+            label = f"{quantization or 'fp32'} {axis}put channels"
+            curves[label] = {
+                "widths": lm.probe_widths(),
+                "ms": ms,
+                "step": lm.detect_step(lm.probe_widths(), ms),
+            }
+            common.log(f"sweep {label}: block {curves[label]['step']}")
+    return curves
+
+
+def plot_sweep(curves: dict, path: str) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 3.6))
+    ax = fig.add_subplot()
+    for label, c in curves.items():
+        ax.plot(c["widths"], [m / c["ms"][-1] for m in c["ms"]], ".-", label=label)
+    ax.set_xlabel("channels (of 64)")
+    ax.set_ylabel("latency / latency at 64")
+    ax.set_title("One 3x3 conv, 28x28x64, LiteRT XNNPACK")
+    ax.set_xticks(range(0, 65, 8))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def run_model(name, args, fit, steps, quantizations, data) -> dict:
+    import keras
+
+    from keras_filterprune import (
+        apply_plan,
+        count_macs,
+        measure_latency_table,
+        plan_pruning,
+    )
+    from keras_filterprune.graph import graph_of
+
+    train, test = data
+    watch = common.Stopwatch()
+    base, acc, seconds = common.train_baseline(
+        lambda: build(name, args.quick), train, test, fit, seed=0
+    )
+    common.log(f"{name}: baseline {acc:.4f} in {seconds:.0f} s")
+    graph = graph_of(base)
+    result = {"model": base.name, "baseline_acc": acc, "macs": count_macs(base)}
+    for quantization in quantizations:
+        label = quantization or "fp32"
+        watch.lap()
+        table = measure_latency_table(
+            base,
+            num_threads=args.threads,
+            quantization=quantization,
+            widths=2 if args.quick else 4,
+            steps=steps[label],
+            rounds=2 if args.quick else 5,
+            verbose=0,
+            graph=graph,
+        )
+        table_s = watch.lap()
+        steps[label] = table.steps
+        common.log(f"{name} {label}: table in {table_s:.0f} s, {table!r}")
+        pruned = {}
+        for target in TARGETS:
+            plan = plan_pruning(
+                base,
+                criterion="l1_norm",
+                target_latency=f"{target * 100:g}%",
+                latency_table=table,
+                graph=graph,
+            )
+            r = uniform_of_same_latency(
+                base, table, plan.meta["predicted_latency_ms"], graph
+            )
+            uniform = plan_pruning(base, r, "l1_norm", graph=graph)
+            pruned[target] = {
+                "latency-aware": (apply_plan(base, plan), plan),
+                f"uniform {r:.3f}": (apply_plan(base, uniform), uniform),
+            }
+        models = [base] + [m for t in TARGETS for m, _ in pruned[t].values()]
+        ms = measure(models, quantization, args.threads, 3 if args.quick else 7)
+        rows, i = [], 1
+        for target in TARGETS:
+            for kind, (model, plan) in pruned[target].items():
+                rows.append(
+                    {
+                        "target": target,
+                        "plan": kind,
+                        "predicted_ratio": table.latency_ms(plan) / table.model_ms,
+                        "measured_ratio": ms[i] / ms[0],
+                        "measured_ms": ms[i],
+                        "mac_ratio": count_macs(model) / result["macs"],
+                        "model": model,
+                    }
+                )
+                i += 1
+        if quantization is None:
+            for row in rows:
+                keras.utils.set_random_seed(0)
+                row["acc_ft"] = common.finetune(row["model"], train, test, fit, 0)[-1]
+                common.log(f"{name} {row['plan']} {row['target']}: {row['acc_ft']:.4f}")
+        for row in rows:
+            del row["model"]
+        result[label] = {
+            "table_seconds": table_s,
+            "table_units": len(table.units),
+            "steps": table.steps,
+            "original_ms": ms[0],
+            "table_model_ms": table.model_ms,
+            "rows": rows,
+        }
+    return result
+
+
+def report(results: list[dict], curves: dict, watch, args, fit) -> str:
+    notes = [
+        f"LiteRT {results[0].get('runtime_version', '')} XNNPACK, {args.threads} "
+        "threads, batch 1; one interleaved timing run per model and quantization "
+        "(rotating rounds, lowest round median)",
+        f"Fashion-MNIST: first {args.train} training and {args.test} test images, "
+        f"resized; {fit.describe()}; criterion `l1_norm`; one seed (0)",
+    ]
+    text = common.report_header(
+        "Latency-aware planning: requested vs measured LiteRT latency",
+        watch,
+        notes=notes,
+    )
+    text += (
+        "\n## One layer's latency against its width\n\nA 3x3 conv on a 28x28x64 "
+        "input at 1, 4, 5, 8, ..., 64 channels (the block-size probe of "
+        "`measure_latency_table`), relative to 64 channels; plot: "
+        "`bench_latency_plan_steps.png`.\n\n"
+    )
+    widths = (8, 16, 17, 32, 33, 48, 64)
+    rows = []
+    for label, c in curves.items():
+        rel = {w: m / c["ms"][-1] for w, m in zip(c["widths"], c["ms"])}
+        rows.append([label, c["step"], *(f"{rel[w]:.2f}" for w in widths)])
+    text += common.table(["sweep", "detected block", *map(str, widths)], rows)
+    text += "\n"
+    for res in results:
+        for label in ("fp32", "int8"):
+            if label not in res:
+                continue
+            part = res[label]
+            text += (
+                f"\n## {res['model']} ({label})\n\n"
+                f"Original: {part['original_ms']:.3f} ms measured here "
+                f"({part['table_model_ms']:.3f} ms when the table was "
+                f"measured); table: {part['table_units']} layers timed in "
+                f"{common.fmt_seconds(part['table_seconds'])}, block sizes "
+                f"{part['steps']}"
+            )
+            if label == "fp32":
+                text += f"; baseline accuracy {res['baseline_acc'] * 100:.2f} %"
+            text += "\n\n"
+            rows = []
+            for row in part["rows"]:
+                hit = ""
+                if row["plan"] == "latency-aware":
+                    miss = row["measured_ratio"] / row["target"] - 1
+                    hit = f"{miss * 100:+.1f} %" + (" ✓" if abs(miss) <= 0.10 else " ✗")
+                rows.append(
+                    [
+                        f"{row['target']:.1f}",
+                        row["plan"],
+                        f"{row['predicted_ratio']:.3f}",
+                        f"{row['measured_ratio']:.3f}",
+                        hit,
+                        f"{row['mac_ratio']:.3f}",
+                        f"{row['acc_ft'] * 100:.2f}" if "acc_ft" in row else "–",
+                    ]
+                )
+            text += common.table(
+                [
+                    "requested latency ratio",
+                    "plan",
+                    "predicted ratio",
+                    "measured ratio",
+                    "vs request",
+                    "MAC ratio",
+                    "accuracy after fine-tune (%)",
+                ],
+                rows,
+            )
+            text += "\n"
+    return text
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    common.add_common_args(parser, name=NAME)
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=None)
+    parser.add_argument("--no-int8", action="store_true", help="skip int8 models")
+    parser.add_argument("--train", type=int, default=None, help="training images")
+    parser.add_argument("--test", type=int, default=None, help="test images")
+    args = parser.parse_args(argv)
+    common.configure(args.threads)
+    watch = common.Stopwatch()
+    quick = args.quick
+    models = args.models or (("resnet56",) if quick else MODELS)
+    args.train = args.train or (256 if quick else 6000)
+    args.test = args.test or (256 if quick else 2000)
+    fit = common.FitConfig(
+        epochs=1 if quick else 3, ft_epochs=1, batch_size=64, run_eagerly=quick
+    )
+    quantizations = [None] if quick or args.no_int8 else [None, "int8"]
+    # --quick gives the block sizes instead of probing them (the probe takes ~30 s
+    # per kind of kernel).
+    quick_steps = {"conv": {"in": 1, "out": 16}, "depthwise": {"in": 16}}
+    steps = {"fp32": quick_steps if quick else None, "int8": None}
+    axes = ("out",) if quick else ("out", "in")
+    curves = sweep(quantizations, args.threads, 1 if quick else 3, axes)
+    output = common.resolve_output(args, NAME)
+    plot_sweep(curves, os.path.splitext(output)[0] + "_steps.png")
+    results, cache = [], {}
+    for name in models:
+        size = 96 if name == "mobilenetv2" and not quick else 32
+        if size not in cache:
+            cache[size] = load_data(args.train, args.test, size)
+        results.append(run_model(name, args, fit, steps, quantizations, cache[size]))
+    try:
+        from importlib.metadata import version
+
+        results[0]["runtime_version"] = version("ai-edge-litert")
+    except Exception:  # noqa: BLE001
+        pass
+    common.write_report(output, report(results, curves, watch, args, fit))
+    if not quick:
+        with open(os.path.join(common.RESULTS, f"{NAME}.json"), "w") as f:
+            json.dump({"sweep": curves, "models": results}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

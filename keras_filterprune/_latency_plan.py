@@ -1,0 +1,150 @@
+"""Spending a latency budget: how many channels each group keeps so that the
+predicted latency meets a target while removing the least score.
+
+Used by `plan_pruning(target_latency=...)`; the predictions come from a
+`LatencyTable`. A greedy descent in the manner of NetAdapt: every group starts at
+its full width, and the move that removes the least normalised score per
+millisecond saved is taken until the target is met. A move goes down to the next
+width that saves time, so widths land on the block boundaries of the kernels
+(removing 8 of 64 filters where XNNPACK computes blocks of 32 saves nothing and is
+never chosen for latency).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from keras_filterprune.latency import LatencyTable, parse_latency_target
+
+__all__ = ["check_latency_args", "latency_counts"]
+
+MAX_MOVES_PER_GROUP = 64
+_NO_SAVING = 1e-9
+
+
+def check_latency_args(
+    target_latency: Any, latency_table: Any, options, other_targets: Mapping
+) -> tuple[LatencyTable | None, float | None]:
+    """`plan_pruning`'s latency arguments, checked: the table (loaded when a
+    path) and the target in ms (or None)."""
+    named = [k for k, v in other_targets.items() if v is not None]
+    if target_latency is not None:
+        named.append("target_latency")
+    if len(named) > 1:
+        raise ValueError(
+            "Pass at most one of `target_macs`, `target_params` and "
+            f"`target_latency`. Received: {', '.join(named)}"
+        )
+    table = latency_table
+    if isinstance(latency_table, (str, os.PathLike)):
+        table = LatencyTable.load(latency_table)
+    elif latency_table is not None and not isinstance(latency_table, LatencyTable):
+        raise TypeError(
+            "`latency_table` must be a LatencyTable or the path of one saved as "
+            f"JSON. Received: {type(latency_table).__name__}"
+        )
+    if target_latency is None:
+        return table, None
+    if table is None:
+        raise ValueError(
+            "`target_latency` needs `latency_table=`: a table measured with "
+            "`measure_latency_table(model, ...)` (or the path of its JSON)."
+        )
+    if options.global_ranking or options.greedy:
+        raise ValueError(
+            "`target_latency` chooses each group's width itself: it cannot be "
+            "combined with `global_ranking=True` or `greedy=True`."
+        )
+    return table, parse_latency_target(target_latency, table)
+
+
+def latency_counts(
+    table: LatencyTable,
+    target_ms: float,
+    start: Mapping[int, int],
+    movable: Mapping[int, np.ndarray],
+    steps: Mapping[int, int],
+    min_filters: int,
+) -> dict[int, int]:
+    """Channels to keep per group for a predicted latency <= `target_ms`.
+
+    Args:
+        table: The latency table of the model.
+        target_ms: The latency target.
+        start: Group id → channels kept before any move (every group).
+        movable: Group id → the scores of the channels that group may lose
+            (normalised per group; the highest are kept).
+        steps: Group id → multiple of channels to keep.
+        min_filters: Never keep fewer channels in a group.
+
+    Raises:
+        ValueError: the target cannot be met (the message says the lowest
+            latency reachable).
+    """
+    counts = {g: int(n) for g, n in start.items()}
+    by_group = table.unit_groups()
+    unit_ms = [table.unit_latency(u, counts) for u in table.units]
+    total = sum(unit_ms)
+    goal = target_ms / table.model_ms * table.full_units_ms
+    # Kept scores, best first; cumulative sums price the channels a move removes.
+    ranked = {g: np.sort(np.asarray(s, np.float64))[::-1] for g, s in movable.items()}
+    prefix = {g: np.concatenate([[0.0], np.cumsum(s)]) for g, s in ranked.items()}
+    stride = {  # a multiple of the step; at most ~64 moves per group
+        g: steps[g] * _ceil(_ceil(table.groups[g], MAX_MOVES_PER_GROUP), steps[g])
+        for g in movable
+    }
+    floor = {
+        g: min(counts[g], _ceil(min_filters, steps[g]) * steps[g]) for g in movable
+    }
+
+    def move(g: int) -> tuple[float, int, dict[int, float]] | None:
+        """(score per ms saved, new width, new unit latencies) of group g's next
+        move that saves time, or None."""
+        n = counts[g]
+        new = n
+        while new > floor[g]:
+            new = max(floor[g], (new - 1) // stride[g] * stride[g])
+            trial = {**counts, g: new}
+            changed = {
+                i: table.unit_latency(table.units[i], trial) for i in by_group[g]
+            }
+            saved = sum(unit_ms[i] - ms for i, ms in changed.items())
+            if saved > _NO_SAVING:
+                cost = prefix[g][n] - prefix[g][new]
+                return cost / saved, new, changed
+        return None
+
+    moves = {g: move(g) for g in movable}
+    while total > goal * (1 + 1e-9):
+        candidates = [(m[0], g) for g, m in moves.items() if m is not None]
+        if not candidates:
+            reached = table.model_ms * total / table.full_units_ms
+            raise ValueError(
+                f"`target_latency`={target_ms:.4g} ms cannot be reached: pruning "
+                f"every prunable group down to its minimum is predicted at "
+                f"{reached:.4g} ms (frozen and excluded groups, `per_layer` "
+                "ratios, `min_filters` and the layers the table does not time "
+                "keep the rest)."
+            )
+        _, g = min(candidates)
+        _, counts[g], changed = moves[g]
+        for i, ms in changed.items():
+            total += ms - unit_ms[i]
+            unit_ms[i] = ms
+        neighbours = {h for i in changed for h in _groups_of(table.units[i])}
+        for h in neighbours | {g}:
+            if h in movable:
+                moves[h] = move(h)
+    return counts
+
+
+def _groups_of(unit) -> set[int]:
+    return {g for axis in ("in", "out") for g in unit[axis]["groups"]}
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
