@@ -152,10 +152,14 @@ def run_model(name, args, fit, steps, quantizations, data) -> dict:
 
     train, test = data
     watch = common.Stopwatch()
-    base, acc, seconds = common.train_baseline(
-        lambda: build(name, args.quick), train, test, fit, seed=0
-    )
-    common.log(f"{name}: baseline {acc:.4f} in {seconds:.0f} s")
+    if args.latency_only:  # untrained weights: the latency columns only
+        keras.utils.set_random_seed(0)
+        base, acc = build(name, args.quick), None
+    else:
+        base, acc, seconds = common.train_baseline(
+            lambda: build(name, args.quick), train, test, fit, seed=0
+        )
+        common.log(f"{name}: baseline {acc:.4f} in {seconds:.0f} s")
     graph = graph_of(base)
     result = {"model": base.name, "baseline_acc": acc, "macs": count_macs(base)}
     for quantization in quantizations:
@@ -208,7 +212,7 @@ def run_model(name, args, fit, steps, quantizations, data) -> dict:
                     }
                 )
                 i += 1
-        if quantization is None:
+        if quantization is None and not args.latency_only:
             for row in rows:
                 keras.utils.set_random_seed(0)
                 row["acc_ft"] = common.finetune(row["model"], train, test, fit, 0)[-1]
@@ -239,19 +243,20 @@ def report(results: list[dict], curves: dict, watch, args, fit) -> str:
         watch,
         notes=notes,
     )
-    text += (
-        "\n## One layer's latency against its width\n\nA 3x3 conv on a 28x28x64 "
-        "input at 1, 4, 5, 8, ..., 64 channels (the block-size probe of "
-        "`measure_latency_table`), relative to 64 channels; plot: "
-        "`bench_latency_plan_steps.png`.\n\n"
-    )
-    widths = (8, 16, 17, 32, 33, 48, 64)
-    rows = []
-    for label, c in curves.items():
-        rel = {w: m / c["ms"][-1] for w, m in zip(c["widths"], c["ms"])}
-        rows.append([label, c["step"], *(f"{rel[w]:.2f}" for w in widths)])
-    text += common.table(["sweep", "detected block", *map(str, widths)], rows)
-    text += "\n"
+    if curves:
+        text += (
+            "\n## One layer's latency against its width\n\nA 3x3 conv on a 28x28x64 "
+            "input at 1, 4, 5, 8, ..., 64 channels (the block-size probe of "
+            "`measure_latency_table`), relative to 64 channels; plot: "
+            "`bench_latency_plan_steps.png`.\n\n"
+        )
+        widths = (8, 16, 17, 32, 33, 48, 64)
+        rows = []
+        for label, c in curves.items():
+            rel = {w: m / c["ms"][-1] for w, m in zip(c["widths"], c["ms"])}
+            rows.append([label, c["step"], *(f"{rel[w]:.2f}" for w in widths)])
+        text += common.table(["sweep", "detected block", *map(str, widths)], rows)
+        text += "\n"
     for res in results:
         for label in ("fp32", "int8"):
             if label not in res:
@@ -265,7 +270,7 @@ def report(results: list[dict], curves: dict, watch, args, fit) -> str:
                 f"{common.fmt_seconds(part['table_seconds'])}, block sizes "
                 f"{part['steps']}"
             )
-            if label == "fp32":
+            if label == "fp32" and res["baseline_acc"] is not None:
                 text += f"; baseline accuracy {res['baseline_acc'] * 100:.2f} %"
             text += "\n\n"
             rows = []
@@ -308,6 +313,12 @@ def main(argv=None) -> int:
     parser.add_argument("--no-int8", action="store_true", help="skip int8 models")
     parser.add_argument("--train", type=int, default=None, help="training images")
     parser.add_argument("--test", type=int, default=None, help="test images")
+    parser.add_argument(
+        "--latency-only",
+        action="store_true",
+        help="no training: untrained models, latency columns only",
+    )
+    parser.add_argument("--no-sweep", action="store_true", help="skip the sweep")
     args = parser.parse_args(argv)
     common.configure(args.threads)
     watch = common.Stopwatch()
@@ -324,15 +335,28 @@ def main(argv=None) -> int:
     quick_steps = {"conv": {"in": 1, "out": 16}, "depthwise": {"in": 16}}
     steps = {"fp32": quick_steps if quick else None, "int8": None}
     axes = ("out",) if quick else ("out", "in")
-    curves = sweep(quantizations, args.threads, 1 if quick else 3, axes)
+    curves = (
+        {}
+        if args.no_sweep
+        else sweep(quantizations, args.threads, 1 if quick else 3, axes)
+    )
     output = common.resolve_output(args, NAME)
-    plot_sweep(curves, os.path.splitext(output)[0] + "_steps.png")
+    if curves:
+        plot_sweep(curves, os.path.splitext(output)[0] + "_steps.png")
+    results_json = os.path.splitext(output)[0] + ".json"
     results, cache = [], {}
     for name in models:
         size = 96 if name == "mobilenetv2" and not quick else 32
         if size not in cache:
-            cache[size] = load_data(args.train, args.test, size)
+            cache[size] = (
+                (None, None)
+                if args.latency_only
+                else load_data(args.train, args.test, size)
+            )
         results.append(run_model(name, args, fit, steps, quantizations, cache[size]))
+        if not quick:  # what is done survives an interrupted run
+            with open(results_json, "w") as f:
+                json.dump({"sweep": curves, "models": results}, f, indent=1)
     try:
         from importlib.metadata import version
 
@@ -341,7 +365,7 @@ def main(argv=None) -> int:
         pass
     common.write_report(output, report(results, curves, watch, args, fit))
     if not quick:
-        with open(os.path.join(common.RESULTS, f"{NAME}.json"), "w") as f:
+        with open(results_json, "w") as f:
             json.dump({"sweep": curves, "models": results}, f, indent=1)
     return 0
 
