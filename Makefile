@@ -5,13 +5,20 @@ PY := $(VENV)/bin/python
 EXTRAS ?= audio,litert,tfmot,plot,hub,jax,dev
 STAMP := $(VENV)/.installed-$(shell echo "$(EXTRAS)" | tr ',' '-')
 PYTEST_ARGS ?=
-# The core suite again on the JAX backend: tracing, surgery oracle, criteria,
-# planner and PruningCallback (TensorFlow-only cases skip themselves).
-JAX_TESTS := tests/test_walk.py tests/test_graph.py tests/test_handlers.py \
+# The core suite again on the JAX and PyTorch backends: tracing, surgery oracle,
+# criteria, planner, PruningCallback, recovery, sensitivity, profile and export
+# (TensorFlow-only cases skip themselves).
+BACKEND_TESTS := tests/test_walk.py tests/test_graph.py tests/test_handlers.py \
 	tests/test_surgery.py tests/test_criteria.py tests/test_scoring.py \
-	tests/test_plan.py tests/test_callbacks.py tests/test_latency.py
+	tests/test_plan.py tests/test_callbacks.py tests/test_latency.py \
+	tests/test_recovery.py tests/test_sensitivity.py tests/test_profile.py \
+	tests/test_export.py
+# PyTorch's CPU build (~200 MB; the default Linux wheel on PyPI is a CUDA build of
+# several GB). Installed into .venv by `make test` only.
+TORCH ?= torch==2.13.0
+TORCH_STAMP := $(VENV)/.installed-torch
 
-.PHONY: demo test lint sysdeps venv clean bench
+.PHONY: demo test lint sysdeps venv torch clean bench
 
 venv: $(STAMP)
 
@@ -20,6 +27,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
 	@touch $@
+
+# Optional: when the wheel cannot be installed here, the PyTorch run is skipped
+# with a message (the TensorFlow and JAX runs still decide the result).
+torch: venv
+	@test -f $(TORCH_STAMP) || { $(PY) -m pip install -q "$(TORCH)" && touch $(TORCH_STAMP); } \
+		|| echo "make: could not install $(TORCH): the PyTorch backend run is skipped"
 
 # Debian packages used by the demo and some tests: installed when we are root and apt
 # exists, otherwise reported (the tests that need them skip with a clear message).
@@ -33,10 +46,14 @@ lint: venv
 	$(VENV)/bin/ruff check keras_filterprune tests benchmarks
 	$(VENV)/bin/ruff format --check keras_filterprune tests benchmarks
 
-test: venv sysdeps lint
+test: venv sysdeps lint torch
 	$(PY) -m pytest -n auto --durations=15 $(PYTEST_ARGS)
 	$(PY) -m pytest -n auto --nbmake --nbmake-timeout=300 notebooks
-	KERAS_BACKEND=jax $(PY) -m pytest -n auto $(JAX_TESTS)
+	KERAS_BACKEND=jax $(PY) -m pytest -n auto $(BACKEND_TESTS)
+	@if test -f $(TORCH_STAMP); then \
+		echo "KERAS_BACKEND=torch $(PY) -m pytest -n auto $(BACKEND_TESTS)"; \
+		KERAS_BACKEND=torch $(PY) -m pytest -n auto $(BACKEND_TESTS); \
+	else echo "make: PyTorch is not installed: the PyTorch backend run is skipped"; fi
 
 bench: venv sysdeps
 	$(PY) benchmarks/bench_criteria.py

@@ -1,19 +1,23 @@
 """Keeping the accuracy: right after pruning, after BN recalibration, after a
 fine-tune, and after the same budget with distillation from the unpruned model.
 
-    python benchmarks/bench_recovery.py            # VGG-style Fashion-MNIST (~15 min)
-    python benchmarks/bench_recovery.py --quick    # smoke run (~20 s)
-    python benchmarks/bench_recovery.py --net resnet --seeds 0 1 2 3 4
+    python benchmarks/bench_recovery.py               # VGG-style Fashion-MNIST
+    python benchmarks/bench_recovery.py --net resnet  # ResNet-20-style
+    python benchmarks/bench_recovery.py --net dcase   # DCASE21_Net, spoken digits
+    python benchmarks/bench_recovery.py --quick       # smoke run (~30 s)
 
-For every seed a baseline is trained for `E` epochs. Every criterion × ratio cell
-starts from that baseline and is measured four times: as pruned
-(`prune_keras_model`), after `recalibrate_batchnorm` on 2,048 training images,
+For every seed (default 5) a baseline is trained for `E` epochs. Every criterion ×
+ratio cell (default: six criteria, passive and active, × ratios 0.3/0.5/0.75)
+starts from that baseline and is measured four times: as pruned (scores of the
+baseline, `plan_pruning` + `apply_plan`), after `recalibrate_batchnorm` on 2,048
+training examples,
 after `F` epochs of fine-tuning with the labels (Adam, the same batch order in
 every cell), and after the same `F` epochs with `Distiller(pruned,
 teacher=baseline)`. The reference is the baseline trained `F` epochs more (the
 equally long-trained original). Criteria differences are compared with the seed
 spread: a difference counts only when a paired t-test over seeds says so.
-Results: `benchmarks/results/bench_recovery.md`.
+Results: `benchmarks/results/bench_recovery.md` (vgg) and
+`bench_recovery_<net>.md`.
 """
 
 from __future__ import annotations
@@ -26,25 +30,33 @@ import time
 import _common as common
 
 NAME = "bench_recovery"
-DEFAULT_SEEDS = (0, 1, 2)
+DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 DEFAULT_RATIOS = (0.3, 0.5, 0.75)
-DEFAULT_CRITERIA = ("l1_norm", "operator_norm", "random")
+DEFAULT_CRITERIA = (
+    "l1_norm",
+    "operator_norm",
+    "geometric_median",
+    "random",
+    "mean_activation",
+    "taylor",
+)
 STAGES = ("pruned", "recalibrated", "fine-tuned", "distilled")
 
 
-def run_cell(base, criterion, ratio, train, test, fit, seed) -> dict:
-    """One criterion × ratio cell from the trained `base` (never modified)."""
+def run_cell(base, plan, train, test, fit, seed, distill) -> dict:
+    """One criterion × ratio cell: `plan` applied to the trained `base` (never
+    modified), then recalibrated, fine-tuned and, separately, distilled."""
     import keras
 
     from keras_filterprune import (
         Distiller,
+        apply_plan,
         count_macs,
-        prune_keras_model,
         recalibrate_batchnorm,
     )
 
     start = time.perf_counter()
-    pruned = prune_keras_model(base, ratio, criterion)
+    pruned = apply_plan(base, plan)
     common.compile_model(pruned, fit.ft_lr, fit.run_eagerly)
     result = {"pruned": common.evaluate(pruned, *test)}
     calibration = train[0][: common.RECALIBRATION_EXAMPLES]
@@ -56,10 +68,10 @@ def run_cell(base, criterion, ratio, train, test, fit, seed) -> dict:
     pruned.fit(*train, epochs=fit.ft_epochs, batch_size=fit.batch_size, verbose=0)
     result["fine-tuned"] = common.evaluate(pruned, *test)
     keras.utils.set_random_seed(seed)
-    distiller = Distiller(student, teacher=base)
+    distiller = Distiller(student, teacher=base, **distill)
     distiller.compile(
         keras.optimizers.Adam(fit.ft_lr),
-        "sparse_categorical_crossentropy",
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         run_eagerly=fit.run_eagerly,
     )
     distiller.fit(*train, epochs=fit.ft_epochs, batch_size=fit.batch_size, verbose=0)
@@ -68,6 +80,40 @@ def run_cell(base, criterion, ratio, train, test, fit, seed) -> dict:
     result["macs"] = count_macs(student) / count_macs(base)
     result["seconds"] = time.perf_counter() - start
     return result
+
+
+def load_net(net: str, quick: bool, train_n: int | None, cache: str | None):
+    """`(build, train, test, description, batch size, baseline epochs)`."""
+    if net == "dcase":
+        from bench_accuracy_audio import prepare, synthesise
+
+        build, train, test, desc = prepare("dcase", synthesise(quick, cache))
+        if train_n:
+            train = (train[0][:train_n], train[1][:train_n])
+        return (
+            build,
+            train,
+            test,
+            f"DCASE21_Net-style CNN of bench_accuracy_audio.py on spoken digits "
+            f"synthesised by espeak-ng ({len(train[1]):,} training clips, "
+            f"{len(test[1]):,} test clips of unseen voice variants; {desc})",
+            32 if quick else 64,
+            10,
+        )
+    from bench_accuracy_images import load_data, resnet_style, vgg_style
+
+    train_n = train_n or (512 if quick else 10000)
+    train, _, test = load_data(train_n, 0, 256 if quick else 2000)
+    build = vgg_style if net == "vgg" else resnet_style
+    return (
+        build,
+        train,
+        test,
+        f"{net}-style CNN of bench_accuracy_images.py on the first {train_n:,} "
+        "Fashion-MNIST training images",
+        128,
+        6,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,39 +125,62 @@ def main(argv: list[str] | None = None) -> int:
         ratios=DEFAULT_RATIOS,
         criteria=DEFAULT_CRITERIA,
     )
-    parser.add_argument("--net", choices=("vgg", "resnet"), default="vgg")
-    parser.add_argument("--train", type=int, default=None, help="images (10000)")
-    parser.add_argument("--epochs", type=int, default=None, help="baseline E (6)")
+    parser.add_argument("--net", choices=("vgg", "resnet", "dcase"), default="vgg")
+    parser.add_argument("--train", type=int, default=None, help="training examples")
+    parser.add_argument("--epochs", type=int, default=None, help="baseline E")
     parser.add_argument("--ft-epochs", type=int, default=None, help="F (2)")
+    parser.add_argument("--temperature", type=float, default=2.0, help="T (2)")
+    parser.add_argument("--alpha", type=float, default=0.3, help="alpha (0.3)")
+    parser.add_argument(
+        "--active-examples", type=int, default=512, help="data for active criteria"
+    )
+    parser.add_argument(
+        "--cache-dir", default=None, help="where spoken digits are synthesised"
+    )
     args = parser.parse_args(argv)
     watch = common.Stopwatch()
     common.configure(args.threads)
 
     import keras
-    from bench_accuracy_images import load_data, resnet_style, vgg_style
+
+    from keras_filterprune import criteria as criteria_lib
+    from keras_filterprune import plan_pruning, score_filters
 
     quick = args.quick
     seeds = args.seeds or ([0] if quick else list(DEFAULT_SEEDS))
     ratios = args.ratios or ([0.5] if quick else list(DEFAULT_RATIOS))
     criteria = common.check_criteria(
-        args.criteria or (["l1_norm"] if quick else list(DEFAULT_CRITERIA))
+        args.criteria or (["l1_norm", "taylor"] if quick else list(DEFAULT_CRITERIA))
     )
-    train_n = args.train or (512 if quick else 10000)
+    build, train, test, net_desc, batch, epochs = load_net(
+        args.net, quick, args.train, args.cache_dir
+    )
     fit = common.FitConfig(
-        epochs=args.epochs or (1 if quick else 6),
+        epochs=args.epochs or (1 if quick else epochs),
         ft_epochs=args.ft_epochs or (1 if quick else 2),
+        batch_size=batch,
         run_eagerly=quick,
     )
-    build = vgg_style if args.net == "vgg" else resnet_style
-    train, _, test = load_data(train_n, 0, 256 if quick else 2000)
+    distill = {"temperature": args.temperature, "alpha": args.alpha}
+    active_x = train[0][: args.active_examples]
+    active_y = train[1][: args.active_examples]
 
     cells: dict[tuple, list[dict]] = {}
     references = []
     for seed in seeds:
         base, base_acc, _ = common.train_baseline(build, train, test, fit, seed)
+        common.log(f"seed {seed}: baseline {base_acc:.4f}")
         for criterion in criteria:
+            data = None
+            if criteria_lib.needs_gradients(criterion):
+                data = (active_x, active_y)
+            elif criteria_lib.is_active(criterion):
+                data = active_x
+            keras.utils.set_random_seed(seed)
+            scores = score_filters(base, criterion, data)
             for ratio in ratios:
-                cell = run_cell(base, criterion, ratio, train, test, fit, seed)
+                plan = plan_pruning(base, ratio, criterion, scores=scores)
+                cell = run_cell(base, plan, train, test, fit, seed, distill)
                 cells.setdefault((criterion, ratio), []).append(cell)
                 common.log(
                     f"seed {seed} {criterion} r={ratio}: "
@@ -160,17 +229,19 @@ def main(argv: list[str] | None = None) -> int:
                     common.verdict_row(f"r={ratio:g}: `{a}` − `{b}`", diffs)
                 )
     notes = [
-        f"Net: {args.net}-style CNN of bench_accuracy_images.py on the first "
-        f"{train_n:,} Fashion-MNIST training images"
+        f"Net: {net_desc}"
         + (" (--quick: tiny subsets, numbers meaningless)" if quick else "")
         + "; "
         + fit.describe()
         + ".",
         "Columns: test accuracy (mean ± sample std over seeds, in %) right after "
         "pruning, after BN recalibration on "
-        f"{common.RECALIBRATION_EXAMPLES} training images, after the fine-tune, "
-        "and after the same epochs of distillation (`Distiller`, T = 4, "
-        "alpha = 0.9) from the baseline, both from the recalibrated model.",
+        f"{common.RECALIBRATION_EXAMPLES} training examples, after the fine-tune, "
+        "and after the same epochs of distillation (`Distiller`, "
+        f"T = {args.temperature:g}, alpha = {args.alpha:g}) from the baseline, "
+        "both from the recalibrated "
+        f"model. Active criteria score on {len(active_x)} training examples "
+        "(`taylor` with their labels and the compiled loss).",
         common.VERDICT_RULE + ".",
     ]
     text = "\n".join(
@@ -192,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
             "",
         ]
     )
-    common.write_report(common.resolve_output(args, NAME), text)
+    name = NAME if args.net == "vgg" else f"{NAME}_{args.net}"
+    common.write_report(common.resolve_output(args, name), text)
     return 0
 
 

@@ -168,6 +168,15 @@ def _report_failure(report: ExportReport, strict: bool, hint: str = "") -> None:
 def _prepare(model, path, kind: str, num_verify, tolerance) -> str:
     """Checks the model, the destination and the verification arguments before
     any work; returns the path as a `str`."""
+    backend = keras.backend.backend()
+    if kind in ("saved_model", "tflite") and backend != "tensorflow":
+        raise RuntimeError(
+            f"{_KIND_NAMES[kind]} export runs on the TensorFlow backend (this "
+            f"process uses {backend!r}): save the model with `save_keras(model, "
+            "'model.keras')` (a .keras file loads on every backend) and export it "
+            "from a TensorFlow process, e.g. `KERAS_BACKEND=tensorflow "
+            "keras-filterprune export model.keras --tflite model.tflite`."
+        )
     _input_tensors(model)
     path = _check_target(path, kind)
     if (
@@ -179,6 +188,9 @@ def _prepare(model, path, kind: str, num_verify, tolerance) -> str:
     if tolerance is not None and not tolerance >= 0:
         raise ValueError(f"`tolerance` must be >= 0. Received: {tolerance!r}")
     return path
+
+
+_KIND_NAMES = {"saved_model": "SavedModel", "tflite": "TFLite"}
 
 
 class _CheckFailed(Exception):
@@ -338,8 +350,9 @@ def export_saved_model(
         ValueError: `path` ends with a model-file suffix such as `.tflite`.
         FileExistsError: `path` is an existing file.
         FileNotFoundError, PermissionError: the parent is missing or read-only.
-        RuntimeError: Keras cannot trace the model, or `strict=True` and the check
-            failed.
+        RuntimeError: Keras cannot trace the model, `strict=True` and the check
+            failed, or the Keras backend is not TensorFlow (the message says how
+            to export from a TensorFlow process).
 
     Example:
 
@@ -487,8 +500,9 @@ def export_tflite(
         ValueError: bad `quantization`, `"int8"` without `representative_data`,
             `int8_io` without `"int8"`, or `path` not ending in `.tflite`.
         FileNotFoundError, PermissionError: the directory is missing or read-only.
-        RuntimeError: the converter failed (e.g. an op with no TFLite builtin), or
-            `strict=True` and the check failed.
+        RuntimeError: the converter failed (e.g. an op with no TFLite builtin),
+            `strict=True` and the check failed, or the Keras backend is not
+            TensorFlow (the message says how to export from a TensorFlow process).
         ImportError: `verify=True` without `ai-edge-litert` installed.
 
     Example:

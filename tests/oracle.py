@@ -258,7 +258,8 @@ class _DeadChannels(L.Layer):
         self.keep = np.asarray(mask, dtype="float32")
 
     def call(self, inputs, mask=None, training=None):
-        return self.inner(inputs) * self.keep  # `training` reaches it by context
+        outputs = self.inner(inputs)  # `training` reaches it by context
+        return outputs * keras.ops.convert_to_tensor(self.keep, outputs.dtype)
 
     def compute_output_spec(self, inputs, mask=None, training=None):
         return self.inner.compute_output_spec(inputs)

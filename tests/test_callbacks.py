@@ -315,6 +315,10 @@ def test_tfmot_polynomial_decay_on_tf_data(xy):
     assert restored.schedule.get_config() == schedule.get_config()
 
 
+@pytest.mark.skipif(
+    keras.backend.backend() == "torch",
+    reason="Keras' PyTorch trainer only allows steps_per_execution=1",
+)
 def test_steps_per_execution_does_not_skip_events(xy):
     x, y = xy
     model = make_model(compile=False)
