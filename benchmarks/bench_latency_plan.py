@@ -13,12 +13,14 @@ are Fashion-MNIST images resized and repeated to 3 channels):
    threads), after one probe of the kernels' block sizes shared by all models;
 3. for each requested latency ratio (0.7, 0.5) `plan_pruning(target_latency=...)`
    plans with `l1_norm` scores, and the uniform ratio whose *predicted* latency is
-   the same is found by bisection (`prune_keras_model(ratio=r)`);
+   the same is found by bisection (`prune_keras_model(ratio=r)`); unless
+   `--no-calibrate`, `calibrate_latency_plan` also plans to the request and times
+   up to 3 candidates, correcting the target by the measured error ("calibrated");
 4. the original and all pruned models are converted to TFLite and timed in one
    interleaved run (rotating rounds, lowest round median per model), so the
    measured ratios are comparable: the latency-aware ratio is checked against the
    request (goal: within ±10 %), and against the uniform plan's;
-5. both pruned models get the same fine-tune (same epochs, same batch order) and
+5. all pruned models get the same fine-tune (same epochs, same batch order) and
    are evaluated on the first `T` test images.
 
 With `--int8` (default in full runs) steps 2-4 are repeated for full-integer
@@ -144,6 +146,7 @@ def run_model(name, args, fit, steps, quantizations, data) -> dict:
 
     from keras_filterprune import (
         apply_plan,
+        calibrate_latency_plan,
         count_macs,
         measure_latency_table,
         plan_pruning,
@@ -195,6 +198,25 @@ def run_model(name, args, fit, steps, quantizations, data) -> dict:
                 "latency-aware": (apply_plan(base, plan), plan),
                 f"uniform {r:.3f}": (apply_plan(base, uniform), uniform),
             }
+            if not args.no_calibrate:  # the same, checked by timing candidates
+                watch.lap()
+                timed = calibrate_latency_plan(
+                    base,
+                    f"{target * 100:g}%",
+                    table,
+                    criterion="l1_norm",
+                    rounds=3 if args.quick else 7,
+                    verbose=0,
+                    graph=graph,
+                )
+                iterations = timed.meta["latency_iterations"]
+                common.log(
+                    f"{name} {label} {target}: calibrated in {watch.lap():.0f} s, "
+                    + ", ".join(
+                        f"{i['requested']:.3f}->{i['measured']:.3f}" for i in iterations
+                    )
+                )
+                pruned[target]["calibrated"] = (apply_plan(base, timed), timed)
         models = [base] + [m for t in TARGETS for m, _ in pruned[t].values()]
         ms = measure(models, quantization, args.threads, 3 if args.quick else 7)
         rows, i = [], 1
@@ -276,7 +298,7 @@ def report(results: list[dict], curves: dict, watch, args, fit) -> str:
             rows = []
             for row in part["rows"]:
                 hit = ""
-                if row["plan"] == "latency-aware":
+                if row["plan"] in ("latency-aware", "calibrated"):
                     miss = row["measured_ratio"] / row["target"] - 1
                     hit = f"{miss * 100:+.1f} %" + (" ✓" if abs(miss) <= 0.10 else " ✗")
                 rows.append(
@@ -319,6 +341,11 @@ def main(argv=None) -> int:
         help="no training: untrained models, latency columns only",
     )
     parser.add_argument("--no-sweep", action="store_true", help="skip the sweep")
+    parser.add_argument(
+        "--no-calibrate",
+        action="store_true",
+        help="skip calibrate_latency_plan (latency-aware plans checked by timing)",
+    )
     args = parser.parse_args(argv)
     common.configure(args.threads)
     watch = common.Stopwatch()

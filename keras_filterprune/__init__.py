@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover - the same names, for static tools
     from keras_filterprune.graph import ChannelGraph, ChannelGroup, trace_channels
     from keras_filterprune.handlers import LayerHandler, register_handler
     from keras_filterprune.latency import LatencyTable, measure_latency_table
+    from keras_filterprune.latency_calibration import calibrate_latency_plan
     from keras_filterprune.litert import run_tflite
     from keras_filterprune.plan import GroupPlan, PruningPlan, plan_pruning
     from keras_filterprune.plots import plot_comparison, plot_sensitivity, plot_widths
@@ -98,6 +99,7 @@ __all__ = [
     "LatencyTable",
     "benchmark_keras",
     "benchmark_tflite",
+    "calibrate_latency_plan",
     "compare_models",
     "export_saved_model",
     "export_tflite",
@@ -123,6 +125,7 @@ _MODULES = {
     "keras_filterprune.graph": "ChannelGraph ChannelGroup trace_channels",
     "keras_filterprune.handlers": "LayerHandler register_handler",
     "keras_filterprune.latency": "LatencyTable measure_latency_table",
+    "keras_filterprune.latency_calibration": "calibrate_latency_plan",
     "keras_filterprune.litert": "run_tflite",
     "keras_filterprune.plan": "GroupPlan PruningPlan plan_pruning",
     "keras_filterprune.plots": "plot_comparison plot_sensitivity plot_widths",

@@ -112,5 +112,6 @@ def test_bench_latency_plan_quick(tmp_path):
     text = _run("bench_latency_plan.py", tmp_path)
     assert "## resnet8_cifar (fp32)" in text
     assert "| 0.5 | latency-aware |" in text and "| 0.5 | uniform " in text
+    assert "| 0.5 | calibrated |" in text
     assert "One layer's latency against its width" in text
     assert (tmp_path / "report_steps.png").stat().st_size > 0

@@ -317,3 +317,68 @@ def test_measure_a_tiny_model(tmp_path):
 def test_measure_needs_tensorflow():
     with pytest.raises(RuntimeError, match="KERAS_BACKEND=tensorflow"):
         measure_latency_table(small_model(), steps=STEPS)
+
+
+# -- calibrating a plan by timing it ----------------------------------------------
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="converts with TensorFlow"
+)
+def test_calibrate_times_the_plans_and_corrects_the_target():
+    pytest.importorskip("ai_edge_litert")
+    model = small_model()
+    table = synthetic_table(model)  # costs made up: the measurements disagree
+    plan = kfp.calibrate_latency_plan(
+        model,
+        "60%",
+        table,
+        criterion="l1_norm",
+        iterations=3,
+        tolerance=0.01,
+        rounds=2,
+        verbose=0,
+    )
+    steps = plan.meta["latency_iterations"]
+    assert 1 <= sum(s["timed"] for s in steps) <= 3 and len(steps) <= 12
+    assert steps[0]["requested"] == pytest.approx(0.6)
+    for before, after in zip(steps, steps[1:]):  # the table's error corrected
+        if before["timed"]:
+            factor = before["predicted"] / before["measured"]
+            expected = 0.6 * min(2.0, max(0.5, factor))
+        else:  # a repeated plan: pushed once more
+            factor = 0.6 / before["measured"]
+            expected = before["requested"] * min(2.0, max(0.5, factor))
+        assert after["requested"] == pytest.approx(min(1.0, expected), rel=1e-4)
+    errors = [abs(s["measured"] / 0.6 - 1) for s in steps]
+    measured = plan.meta["measured_latency_ratio"]
+    assert abs(measured / 0.6 - 1) == pytest.approx(min(errors), abs=1e-5)
+    assert measured == pytest.approx(
+        plan.meta["measured_latency_ms"] / plan.meta["measured_base_ms"], rel=1e-4
+    )
+    assert kfp.PruningPlan.from_json(plan.to_json()).meta["latency_iterations"]
+    with pytest.raises(ValueError, match="cannot be reached"):  # before any timing
+        kfp.calibrate_latency_plan(model, "0.1%", table, verbose=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"tolerance": 0}, "tolerance"),
+        ({"tolerance": 1.5}, "tolerance"),
+        ({"iterations": 0}, "iterations"),
+        ({"latency_table": {"units": []}}, "latency_table"),
+    ],
+)
+def test_calibrate_rejects_bad_arguments(kwargs, match):
+    model = small_model()
+    args = {"latency_table": synthetic_table(model), **kwargs}
+    with pytest.raises(ValueError, match=match):
+        kfp.calibrate_latency_plan(model, "60%", verbose=0, **args)
+    with pytest.raises(TypeError, match="rounds"):
+        kfp.calibrate_latency_plan(model, "60%", synthetic_table(model), rounds="3")
+
+
+@pytest.mark.skipif(keras.backend.backend() == "tensorflow", reason="JAX/PyTorch")
+def test_calibrate_needs_tensorflow():
+    model = small_model()
+    with pytest.raises(RuntimeError, match="KERAS_BACKEND=tensorflow"):
+        kfp.calibrate_latency_plan(model, "60%", synthetic_table(model), verbose=0)

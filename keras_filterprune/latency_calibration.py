@@ -1,0 +1,205 @@
+"""Closing the loop on a latency target: plan with the table, then measure.
+
+A `LatencyTable` predicts a pruned model's latency from layers timed alone, and the
+planner spends that prediction where the table says time is saved: where the table
+is wrong (a block size probed on a noisy machine, layers that run faster or slower
+inside the whole model than alone), the plan misses its target, by 10–20 % on the
+models of `benchmarks/bench_latency_plan.py`. `calibrate_latency_plan` does what
+NetAdapt does with its proposals: it builds the planned model, times it next to the
+unpruned one in the table's runtime and settings, and plans again with the target
+corrected by the measured error, until the measured latency ratio is within a
+tolerance of the request.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+from keras_filterprune._validation import check_int
+from keras_filterprune.graph import graph_of
+from keras_filterprune.latency import LatencyTable, parse_latency_target
+from keras_filterprune.plan import plan_pruning
+from keras_filterprune.pruning_plan import PruningPlan
+from keras_filterprune.surgery import apply_plan
+
+__all__ = ["calibrate_latency_plan"]
+
+
+def _clip(factor: float) -> float:
+    return min(2.0, max(0.5, factor))
+
+
+def calibrate_latency_plan(
+    model,
+    target_latency: float | str,
+    latency_table: LatencyTable | str,
+    *,
+    iterations: int = 3,
+    tolerance: float = 0.05,
+    rounds: int = 7,
+    verbose: int = 1,
+    graph=None,
+    **plan_options: Any,
+) -> PruningPlan:
+    """Plans pruning to a latency target, checked by timing the pruned model.
+
+    Each iteration calls `plan_pruning(model, target_latency=t,
+    latency_table=latency_table, **plan_options)`, builds the pruned model, and
+    times it and the unpruned model in LiteRT with the table's settings
+    (threads, quantization; rotating rounds, lowest round median). The measured
+    ratio `pruned / unpruned` is compared with the requested ratio `r`; if it is
+    off by more than `tolerance`, the next iteration asks the planner for
+    `r · predicted / measured`: the table's error on the last plan is taken to
+    hold near it (each factor limited to [0.5, 2], so one noisy timing cannot send
+    the search away; a plan timed before is not timed again, and the correction
+    is applied once more so that coarse tables still move). The plan whose
+    measured ratio is closest to the request is returned. Run it where the table
+    was measured, with nothing else running: it converts and times up to
+    `iterations` pruned models (seconds to a minute each).
+
+    Args:
+        model: A built Functional or Sequential `keras.Model` (only read).
+        target_latency: As in `plan_pruning`: milliseconds, or `"12ms"`, or
+            `"50%"` of the unpruned latency. The ratio to the unpruned latency is
+            what is checked (both are timed in the same run).
+        latency_table: The model's `LatencyTable` (or the path of its JSON).
+        iterations: `int`. Pruned models to time at most. Defaults to `3`.
+        tolerance: `float`. Accepted relative error of the measured ratio, e.g.
+            `0.05` for ±5 %. Defaults to `0.05`.
+        rounds: `int`. Timing rounds per iteration. Defaults to `7`.
+        verbose: `int`. `1` prints one line per iteration. Defaults to `1`.
+        graph: The model's `ChannelGraph`, if already traced.
+        **plan_options: Other arguments of `plan_pruning` (`criterion`, `scores`,
+            `data`, `exclude`, `per_layer`, `round_to`, …).
+
+    Returns:
+        A `PruningPlan`. Its `meta` adds `measured_latency_ratio`,
+        `measured_latency_ms` (the pruned model, this run), `measured_base_ms`
+        (the unpruned model, this run) and `latency_iterations` (requested,
+        predicted and measured ratio of every planner call; `timed` is false
+        when the plan repeated an earlier one, whose measurement is reused).
+
+    Raises:
+        ValueError: bad arguments, or any error of `plan_pruning`.
+        RuntimeError: a backend other than TensorFlow.
+        ImportError: LiteRT is not installed.
+
+    Example (converts and times models, so it is not run here):
+
+    ```python
+    table = kfp.measure_latency_table(model)
+    plan = kfp.calibrate_latency_plan(model, "50%", table, criterion="l1_norm")
+    plan.meta["measured_latency_ratio"]   # within 5 % of 0.5, or the closest seen
+    pruned = kfp.apply_plan(model, plan)
+    ```
+    """
+    import keras
+
+    from keras_filterprune import _latency_measure as lm
+    from keras_filterprune.litert import _interpreter_class
+
+    iterations = check_int(iterations, "iterations", 1)
+    rounds = check_int(rounds, "rounds", 1)
+    if (
+        isinstance(tolerance, bool)
+        or not isinstance(tolerance, (int, float))
+        or not 0 < tolerance < 1
+    ):
+        raise ValueError(
+            f"`tolerance` must be a number in (0, 1), e.g. 0.05 for ±5 %. "
+            f"Received: tolerance={tolerance!r}"
+        )
+    if isinstance(latency_table, (str, os.PathLike)):
+        latency_table = LatencyTable.load(latency_table)
+    if not isinstance(latency_table, LatencyTable):
+        raise ValueError(
+            "`latency_table` must be a LatencyTable or the path of its JSON file "
+            "(see `measure_latency_table`). Received: "
+            f"latency_table={type(latency_table).__name__}"
+        )
+    requested = parse_latency_target(target_latency, latency_table) / (
+        latency_table.model_ms
+    )
+    if keras.backend.backend() != "tensorflow":
+        raise RuntimeError(
+            "calibrate_latency_plan converts the pruned models to TFLite with "
+            "TensorFlow: run it with KERAS_BACKEND=tensorflow, or plan with "
+            "`plan_pruning(target_latency=..., latency_table=...)` alone. Current "
+            f"backend: {keras.backend.backend()!r}"
+        )
+    _interpreter_class()
+    graph = graph_of(model, graph)
+    threads = int(latency_table.settings.get("num_threads", 1))
+    quantization = latency_table.settings.get("quantization")
+    base = None  # converted after the first plan: bad options fail fast
+
+    ask, tried, seen = requested, [], {}
+    asked = {round(ask, 6)}
+    for _ in range(4 * iterations):  # planner calls; a repeated plan is not timed
+        try:
+            plan = plan_pruning(
+                model,
+                target_latency=ask * latency_table.model_ms,
+                latency_table=latency_table,
+                graph=graph,
+                **plan_options,
+            )
+        except ValueError:
+            if not seen:  # the request itself (or an option) is the problem
+                raise
+            break  # a corrected target below what the table can reach
+        widths = tuple(len(g.keep) for g in plan.groups)
+        repeat = widths in seen
+        if repeat:  # the table's steps are coarser than the correction
+            measured = seen[widths][1]
+        else:
+            pruned = apply_plan(model, plan)
+            if base is None:
+                base = lm.convert(model, quantization)
+            base_ms, pruned_ms = lm.time_contents(
+                [base, lm.convert(pruned, quantization)], threads, rounds, 10
+            )
+            measured = pruned_ms / base_ms
+            seen[widths] = (plan, measured, pruned_ms, base_ms)
+        predicted = latency_table.latency_ms(plan) / latency_table.model_ms
+        tried.append(
+            {
+                "requested": round(ask, 6),
+                "predicted": round(predicted, 6),
+                "measured": round(measured, 6),
+                "timed": not repeat,
+            }
+        )
+        if verbose and not repeat:
+            print(
+                f"calibrate_latency_plan: asked {ask:.3f}, predicted "
+                f"{predicted:.3f}, measured {measured:.3f} of the unpruned "
+                f"latency (target {requested:.3f})"
+            )
+        if abs(measured / requested - 1) <= tolerance or len(seen) >= iterations:
+            break
+        # The table's error on this plan, `measured / predicted`, is assumed to
+        # hold near it; a plan seen before means the correction did not move the
+        # planner past a step of the table, so it is applied once more. Factors
+        # are limited to [0.5, 2]: one noisy timing cannot send the search away.
+        if repeat:
+            new_ask = ask * _clip(requested / measured)
+        else:
+            new_ask = requested * _clip(predicted / measured)
+        new_ask = round(min(1.0, new_ask), 6)
+        if new_ask in asked or not math.isfinite(new_ask) or new_ask <= 0:
+            break  # a cycle: nothing new to learn
+        ask = new_ask
+        asked.add(ask)
+    plan, measured, pruned_ms, base_ms = min(
+        seen.values(), key=lambda item: abs(item[1] / requested - 1)
+    )
+    plan.meta.update(
+        measured_latency_ratio=round(measured, 6),
+        measured_latency_ms=round(pruned_ms, 6),
+        measured_base_ms=round(base_ms, 6),
+        latency_iterations=tried,
+    )
+    return plan
