@@ -162,6 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="the model's latency table (see the `latency` command)",
     )
     p.add_argument(
+        "--measure-latency",
+        action="store_true",
+        default=None,
+        help="with --target-latency: time the planned model in LiteRT and re-plan "
+        "with the target corrected by the measured error (calibrate_latency_plan; "
+        "up to 3 conversions)",
+    )
+    p.add_argument(
         "--round-to",
         type=_round_to,
         metavar="N",

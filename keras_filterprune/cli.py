@@ -194,7 +194,21 @@ def _cmd_prune(args) -> int:
             gradients = criteria.needs_gradients(args.criterion or "operator_norm")
             kwargs["data"] = (x, y) if gradients else x
         ratio = 0.5 if args.ratio is None else args.ratio
-        plan = plan_pruning(model, ratio, args.criterion or "operator_norm", **kwargs)
+        criterion = args.criterion or "operator_norm"
+        if args.measure_latency:
+            if args.target_latency is None or args.latency_table is None:
+                raise CommandError(
+                    "--measure-latency times plans made for --target-latency: "
+                    "give both --target-latency and --latency-table"
+                )
+            from keras_filterprune import calibrate_latency_plan
+
+            target, table = kwargs.pop("target_latency"), kwargs.pop("latency_table")
+            plan = calibrate_latency_plan(
+                model, target, table, criterion=criterion, **kwargs
+            )
+        else:
+            plan = plan_pruning(model, ratio, criterion, **kwargs)
     pruned = apply_plan(model, plan, calibration_data=calibration)
     if model.get_compile_config():
         compile_like(pruned, model)
@@ -371,6 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ("--target-params", args.target_params),
                 ("--target-latency", args.target_latency),
                 ("--latency-table", args.latency_table),
+                ("--measure-latency", args.measure_latency),
                 ("--round-to", args.round_to),
                 ("--min-filters", args.min_filters),
                 ("--global-ranking", args.global_ranking),

@@ -196,6 +196,7 @@ def test_plan_from_a_table_file_and_on_the_command_line(tmp_path):
     pruned = keras.saving.load_model(out)
     assert pruned.count_params() < model.count_params()
     assert main(args) == 1  # no table: one line on stderr, no file
+    assert main([*args[:4], "--measure-latency"]) == 1  # needs the target
     assert main(["prune", str(model_path), "-o", str(out), "--round-to", "x"]) == 2
 
 
@@ -357,6 +358,26 @@ def test_calibrate_times_the_plans_and_corrects_the_target():
     assert kfp.PruningPlan.from_json(plan.to_json()).meta["latency_iterations"]
     with pytest.raises(ValueError, match="cannot be reached"):  # before any timing
         kfp.calibrate_latency_plan(model, "0.1%", table, verbose=0)
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="converts with TensorFlow"
+)
+def test_measure_latency_on_the_command_line(tmp_path, capsys):
+    pytest.importorskip("ai_edge_litert")
+    from keras_filterprune.cli import main
+
+    model = small_model()
+    synthetic_table(model).save(tmp_path / "t.json")
+    model.save(tmp_path / "m.keras")
+    out, plan = tmp_path / "p.keras", tmp_path / "plan.json"
+    args = ["prune", str(tmp_path / "m.keras"), "-o", str(out), "--plan-out", str(plan)]
+    args += ["--target-latency", "60%", "--latency-table", str(tmp_path / "t.json")]
+    assert main([*args, "--measure-latency"]) == 0
+    assert "calibrate_latency_plan: asked 0.600" in capsys.readouterr().out
+    meta = kfp.PruningPlan.load(plan).meta
+    assert meta["measured_latency_ratio"] > 0 and meta["latency_iterations"]
+    assert keras.saving.load_model(out).count_params() <= model.count_params()
 
 
 @pytest.mark.parametrize(
