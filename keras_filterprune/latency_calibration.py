@@ -83,6 +83,7 @@ def calibrate_latency_plan(
 
     Raises:
         ValueError: bad arguments, or any error of `plan_pruning`.
+        TypeError: `latency_table` is neither a `LatencyTable` nor a path.
         RuntimeError: a backend other than TensorFlow.
         ImportError: LiteRT is not installed.
 
@@ -114,7 +115,7 @@ def calibrate_latency_plan(
     if isinstance(latency_table, (str, os.PathLike)):
         latency_table = LatencyTable.load(latency_table)
     if not isinstance(latency_table, LatencyTable):
-        raise ValueError(
+        raise TypeError(
             "`latency_table` must be a LatencyTable or the path of its JSON file "
             "(see `measure_latency_table`). Received: "
             f"latency_table={type(latency_table).__name__}"
