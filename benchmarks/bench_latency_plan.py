@@ -181,15 +181,22 @@ def run_model(name, args, fit, steps, quantizations, data) -> dict:
         table_s = watch.lap()
         steps[label] = table.steps
         common.log(f"{name} {label}: table in {table_s:.0f} s, {table!r}")
-        pruned = {}
+        pruned, unreachable = {}, {}
         for target in TARGETS:
-            plan = plan_pruning(
-                base,
-                criterion="l1_norm",
-                target_latency=f"{target * 100:g}%",
-                latency_table=table,
-                graph=graph,
-            )
+            try:
+                plan = plan_pruning(
+                    base,
+                    criterion="l1_norm",
+                    target_latency=f"{target * 100:g}%",
+                    latency_table=table,
+                    graph=graph,
+                )
+            except ValueError as e:  # below what the table says pruning can reach
+                if "cannot be reached" not in str(e):
+                    raise
+                unreachable[target] = str(e).split(" (")[0]
+                common.log(f"{name} {label} {target}: {unreachable[target]}")
+                continue
             r = uniform_of_same_latency(
                 base, table, plan.meta["predicted_latency_ms"], graph
             )
@@ -217,10 +224,10 @@ def run_model(name, args, fit, steps, quantizations, data) -> dict:
                     )
                 )
                 pruned[target]["calibrated"] = (apply_plan(base, timed), timed)
-        models = [base] + [m for t in TARGETS for m, _ in pruned[t].values()]
+        models = [base] + [m for t in pruned for m, _ in pruned[t].values()]
         ms = measure(models, quantization, args.threads, 3 if args.quick else 7)
         rows, i = [], 1
-        for target in TARGETS:
+        for target in pruned:
             for kind, (model, plan) in pruned[target].items():
                 rows.append(
                     {
@@ -248,6 +255,7 @@ def run_model(name, args, fit, steps, quantizations, data) -> dict:
             "original_ms": ms[0],
             "table_model_ms": table.model_ms,
             "rows": rows,
+            "unreachable": unreachable,
         }
     return result
 
@@ -312,6 +320,8 @@ def report(results: list[dict], curves: dict, watch, args, fit) -> str:
                         f"{row['acc_ft'] * 100:.2f}" if "acc_ft" in row else "–",
                     ]
                 )
+            for target, message in part.get("unreachable", {}).items():
+                rows.append([f"{target:.1f}", "unreachable", message, "", "", "", ""])
             text += common.table(
                 [
                     "requested latency ratio",

@@ -111,7 +111,11 @@ def test_bench_cnn14_quick(tmp_path):
 def test_bench_latency_plan_quick(tmp_path):
     text = _run("bench_latency_plan.py", tmp_path)
     assert "## resnet8_cifar (fp32)" in text
-    assert "| 0.5 | latency-aware |" in text and "| 0.5 | uniform " in text
-    assert "| 0.5 | calibrated |" in text
+    # A tiny model timed on a loaded machine may not reach a target: then the
+    # report says so instead of failing.
+    for target in ("0.7", "0.5"):
+        rows = [f"| {target} | {plan}" for plan in ("latency-aware", "calibrated")]
+        rows.append(f"| {target} | uniform ")
+        assert all(r in text for r in rows) or f"| {target} | unreachable |" in text
     assert "One layer's latency against its width" in text
     assert (tmp_path / "report_steps.png").stat().st_size > 0
