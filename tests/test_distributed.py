@@ -27,120 +27,96 @@ import pytest
 TESTS = os.path.dirname(os.path.abspath(__file__))
 TIMEOUT = 240
 
-_WORKER = textwrap.dedent(
-    """
-    import json, os, sys
-    import tensorflow as tf
-    import keras
-    import numpy as np
-    sys.path.insert(0, sys.argv[1])
-    from test_callbacks import make_model
-    from keras_filterprune import Distiller, PruningCallback, weight_masks
+# Both MultiWorkerMirroredStrategy workers: the same data and initial weights.
+_MWMS_SETUP = """
+import json, sys
+import tensorflow as tf
+import keras
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from test_callbacks import make_model
+from keras_filterprune import Distiller, PruningCallback, weight_masks
 
-    out = sys.argv[2]
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    assert strategy.num_replicas_in_sync == 2, strategy.num_replicas_in_sync
-    keras.utils.set_random_seed(0)  # same data and initial weights on both workers
-    x = np.random.rand(128, 10, 10, 3).astype("float32")
-    y = np.random.randint(0, 3, 128)
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = (
-        tf.data.experimental.AutoShardPolicy.DATA)
-    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(32).with_options(options)
-    with strategy.scope():
-        model = make_model()
-    callback = PruningCallback("l1_norm", 0.5, epochs=(0, 1), mode="hard", verbose=0)
-    model.fit(data, epochs=3, verbose=0, callbacks=[callback])
-    zeros = True
-    for path, masks in weight_masks(model, callback.plan).items():
-        for variable, mask in zip(model.get_layer(path).weights, masks):
-            if mask is not None:
-                value = keras.ops.convert_to_numpy(variable)
-                dead = value[np.broadcast_to(mask, value.shape) == 0]
-                zeros &= bool(np.all(dead == 0))
-    pruned = callback.pruned_model(compile=False)
-    gap = np.abs(pruned.predict(x, verbose=0) - model.predict(x, verbose=0))
-    gap = float(gap.max())
-    # Fine-tune the pruned model against the trained one, still on two workers.
-    with strategy.scope():
-        student = callback.pruned_model(compile=False)
-        distiller = Distiller(student, teacher=model)
-        distiller.compile("adam", loss="sparse_categorical_crossentropy")
-    distiller.fit(data, epochs=1, verbose=0)
-    np.savez(out + ".npz",
-             *[keras.ops.convert_to_numpy(w) for w in model.trainable_weights],
-             *[keras.ops.convert_to_numpy(w) for w in student.trainable_weights])
-    with open(out + ".json", "w") as f:
-        json.dump({"plan": callback.plan.to_json(), "zeros": zeros, "gap": gap,
-                   "iterations": int(model.optimizer.iterations.numpy())}, f)
-    """
+out = sys.argv[2]
+strategy = tf.distribute.MultiWorkerMirroredStrategy()
+assert strategy.num_replicas_in_sync == 2, strategy.num_replicas_in_sync
+keras.utils.set_random_seed(0)
+x = np.random.rand(128, 10, 10, 3).astype("float32")
+y = np.random.randint(0, 3, 128)
+options = tf.data.Options()
+options.experimental_distribute.auto_shard_policy = (
+    tf.data.experimental.AutoShardPolicy.DATA)
+data = tf.data.Dataset.from_tensor_slices((x, y)).batch(32).with_options(options)
+with strategy.scope():
+    model = make_model()
+callback = PruningCallback("l1_norm", 0.5, epochs=(0, 1), mode="hard", verbose=0)
+student = None
+"""
+
+# After training: exact zeros, the pruned model against the trained one, and what
+# `_check_workers_agree` compares between the workers.
+_MWMS_REPORT = """
+zeros = True
+for path, masks in weight_masks(model, callback.plan).items():
+    for variable, mask in zip(model.get_layer(path).weights, masks):
+        if mask is not None:
+            value = keras.ops.convert_to_numpy(variable)
+            dead = value[np.broadcast_to(mask, value.shape) == 0]
+            zeros &= bool(np.all(dead == 0))
+pruned = callback.pruned_model(compile=False)
+gap = np.abs(pruned.predict(x, verbose=0) - model.predict(x, verbose=0))
+weights = model.trainable_weights + (student.trainable_weights if student else [])
+np.savez(out + ".npz", *[keras.ops.convert_to_numpy(w) for w in weights])
+with open(out + ".json", "w") as f:
+    json.dump({"plan": callback.plan.to_json(), "zeros": zeros,
+               "gap": float(gap.max()),
+               "iterations": int(model.optimizer.iterations.numpy())}, f)
+"""
+
+_WORKER = (
+    _MWMS_SETUP
+    + """
+model.fit(data, epochs=3, verbose=0, callbacks=[callback])
+# Fine-tune the pruned model against the trained one, still on two workers.
+with strategy.scope():
+    student = callback.pruned_model(compile=False)
+    distiller = Distiller(student, teacher=model)
+    distiller.compile("adam", loss="sparse_categorical_crossentropy")
+distiller.fit(data, epochs=1, verbose=0)
+"""
+    + _MWMS_REPORT
 )
 
+_CUSTOM_LOOP_WORKER = (
+    _MWMS_SETUP
+    + """
+batches = strategy.experimental_distribute_dataset(data)
+with strategy.scope():
+    model.optimizer.build(model.trainable_variables)
+loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
 
-_CUSTOM_LOOP_WORKER = textwrap.dedent(
-    """
-    import json, sys
-    import tensorflow as tf
-    import keras
-    import numpy as np
-    sys.path.insert(0, sys.argv[1])
-    from test_callbacks import make_model
-    from keras_filterprune import PruningCallback, weight_masks
+def step(xb, yb):
+    with tf.GradientTape() as tape:
+        per_example = loss_fn(yb, model(xb, training=True))
+        loss = tf.nn.compute_average_loss(per_example, global_batch_size=32)
+    grads = tape.gradient(loss, model.trainable_variables)
+    model.optimizer.apply_gradients(zip(grads, model.trainable_variables))
 
-    out = sys.argv[2]
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    assert strategy.num_replicas_in_sync == 2, strategy.num_replicas_in_sync
-    keras.utils.set_random_seed(0)  # same data and initial weights on both workers
-    x = np.random.rand(128, 10, 10, 3).astype("float32")
-    y = np.random.randint(0, 3, 128)
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = (
-        tf.data.experimental.AutoShardPolicy.DATA)
-    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(32).with_options(options)
-    batches = strategy.experimental_distribute_dataset(data)
-    with strategy.scope():
-        model = make_model()
-        model.optimizer.build(model.trainable_variables)
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(
-        from_logits=True, reduction=None)
-
-    def step(xb, yb):
-        with tf.GradientTape() as tape:
-            per_example = loss_fn(yb, model(xb, training=True))
-            loss = tf.nn.compute_average_loss(per_example, global_batch_size=32)
-        grads = tape.gradient(loss, model.trainable_variables)
-        model.optimizer.apply_gradients(zip(grads, model.trainable_variables))
-
-    callback = PruningCallback("l1_norm", 0.5, epochs=(0, 1), mode="hard", verbose=0)
-    callbacks = keras.callbacks.CallbackList([callback], model=model, epochs=3)
-    callbacks.on_train_begin()
-    for epoch in range(3):
-        callbacks.on_epoch_begin(epoch)
-        # Traced per epoch: a pruning event changes the variables' constraints,
-        # which the optimizer applies after every step (read at tracing time).
-        train_step = tf.function(lambda a, b: strategy.run(step, args=(a, b)))
-        for index, (xb, yb) in enumerate(batches):
-            callbacks.on_train_batch_begin(index)
-            train_step(xb, yb)
-            callbacks.on_train_batch_end(index)
-        callbacks.on_epoch_end(epoch)
-    callbacks.on_train_end()
-    zeros = True
-    for path, masks in weight_masks(model, callback.plan).items():
-        for variable, mask in zip(model.get_layer(path).weights, masks):
-            if mask is not None:
-                value = keras.ops.convert_to_numpy(variable)
-                dead = value[np.broadcast_to(mask, value.shape) == 0]
-                zeros &= bool(np.all(dead == 0))
-    pruned = callback.pruned_model(compile=False)
-    gap = np.abs(pruned.predict(x, verbose=0) - model.predict(x, verbose=0))
-    np.savez(out + ".npz",
-             *[keras.ops.convert_to_numpy(w) for w in model.trainable_weights])
-    with open(out + ".json", "w") as f:
-        json.dump({"plan": callback.plan.to_json(), "zeros": zeros,
-                   "gap": float(gap.max()),
-                   "iterations": int(model.optimizer.iterations.numpy())}, f)
-    """
+callbacks = keras.callbacks.CallbackList([callback], model=model, epochs=3)
+callbacks.on_train_begin()
+for epoch in range(3):
+    callbacks.on_epoch_begin(epoch)
+    # Traced per epoch: a pruning event changes the variables' constraints, which
+    # the optimizer applies after every step (read at tracing time).
+    train_step = tf.function(lambda a, b: strategy.run(step, args=(a, b)))
+    for index, (xb, yb) in enumerate(batches):
+        callbacks.on_train_batch_begin(index)
+        train_step(xb, yb)
+        callbacks.on_train_batch_end(index)
+    callbacks.on_epoch_end(epoch)
+callbacks.on_train_end()
+"""
+    + _MWMS_REPORT
 )
 
 
