@@ -161,6 +161,11 @@ def _cmd_prune(args) -> int:
     if args.plan_out:
         _writable(args.plan_out, "--plan-out")
     criteria.get(args.criterion or "operator_norm")  # unknown names: before loading
+    if args.measure_latency and None in (args.target_latency, args.latency_table):
+        raise CommandError(
+            "--measure-latency times plans made for --target-latency: give both "
+            "--target-latency and --latency-table"
+        )
     calibration = None
     if args.calibration_data:
         calibration = _load_arrays(args.calibration_data)[0]
@@ -196,11 +201,6 @@ def _cmd_prune(args) -> int:
         ratio = 0.5 if args.ratio is None else args.ratio
         criterion = args.criterion or "operator_norm"
         if args.measure_latency:
-            if args.target_latency is None or args.latency_table is None:
-                raise CommandError(
-                    "--measure-latency times plans made for --target-latency: "
-                    "give both --target-latency and --latency-table"
-                )
             from keras_filterprune import calibrate_latency_plan
 
             target, table = kwargs.pop("target_latency"), kwargs.pop("latency_table")
