@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from keras_filterprune._files import check_writable, write_text
+from keras_filterprune._messages import say
 from keras_filterprune._validation import check_int
 from keras_filterprune.pruning_plan import PruningPlan, check_plan
 
@@ -446,7 +447,7 @@ def measure_latency_table(
 
     for kind, axis in probes:
         if verbose:
-            print(f"Probing the block size of {kind} kernels along {axis}put channels")
+            say(f"Probing the block size of {kind} kernels along {axis}put channels")
         bars.append(keras.utils.Progbar(len(lm.probe_widths()) + 3, verbose=verbose))
         probe = [converted(m) for m in lm.probe_models(kind, axis)]
         ms = lm.time_contents(probe, num_threads, 3, 5, tick)
@@ -460,7 +461,7 @@ def measure_latency_table(
         )[:-1]
     ]
     if verbose:
-        print(f"Timing {len(specs)} layers ({len(unique)} distinct) of '{model.name}'")
+        say(f"Timing {len(specs)} layers ({len(unique)} distinct) of '{model.name}'")
     bars.append(
         keras.utils.Progbar(2 + len(unique) + len(jobs) + rounds, verbose=verbose)
     )

@@ -17,6 +17,7 @@ import math
 import os
 from typing import Any
 
+from keras_filterprune._messages import say
 from keras_filterprune._validation import check_int
 from keras_filterprune.graph import graph_of
 from keras_filterprune.latency import LatencyTable, parse_latency_target
@@ -174,7 +175,7 @@ def calibrate_latency_plan(
             }
         )
         if verbose and not repeat:
-            print(
+            say(
                 f"calibrate_latency_plan: asked {ask:.3f}, predicted "
                 f"{predicted:.3f}, measured {measured:.3f} of the unpruned "
                 f"latency (target {requested:.3f})"
