@@ -274,6 +274,7 @@ class FitConfig:
         lr: float = 1e-3,
         ft_lr: float = 1e-3,
         run_eagerly: bool = False,
+        cosine: bool = False,
     ) -> None:
         self.run_eagerly = run_eagerly  # --quick: tiny fits, tracing would dominate
         self.epochs = epochs
@@ -281,22 +282,52 @@ class FitConfig:
         self.batch_size = batch_size
         self.lr = lr
         self.ft_lr = ft_lr
+        self.cosine = cosine  # each phase decays its learning rate to 0
+
+    def decay_steps(self, examples: int, epochs: int) -> int | None:
+        """Optimizer steps of a training phase whose learning rate decays (a
+        cosine to 0 over the phase), or None for a constant learning rate."""
+        return -(-examples // self.batch_size) * epochs if self.cosine else None
 
     def describe(self) -> str:
+        decay = " decayed to 0 by a cosine" if self.cosine else ""
         return (
-            f"baseline: Adam lr {self.lr:g}, {self.epochs} epochs, batch "
+            f"baseline: Adam lr {self.lr:g}{decay}, {self.epochs} epochs, batch "
             f"{self.batch_size}; fine-tune after pruning (same for every cell): Adam "
-            f"lr {self.ft_lr:g}, {self.ft_epochs} epoch(s), same batch order for "
-            "every cell of a seed"
+            f"lr {self.ft_lr:g}{decay}, {self.ft_epochs} epoch(s), same batch order "
+            "for every cell of a seed"
         )
 
 
-def compile_model(model, lr: float, run_eagerly: bool = False) -> None:
-    """Adam, cross-entropy on logits (the models end in a linear classifier)."""
+def add_lr_decay_arg(parser: argparse.ArgumentParser) -> None:
+    """`--lr-decay constant|cosine`, for `FitConfig(cosine=...)`."""
+    parser.add_argument(
+        "--lr-decay",
+        choices=("constant", "cosine"),
+        default="constant",
+        help="learning rate of each training phase: constant, or decayed to 0 "
+        "by a cosine over the phase (default constant)",
+    )
+
+
+def adam(lr: float, decay_steps: int | None = None):
+    """Adam at `lr`, or following a cosine from `lr` to 0 over `decay_steps`."""
+    import keras
+
+    if decay_steps:
+        lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps)
+    return keras.optimizers.Adam(lr)
+
+
+def compile_model(
+    model, lr: float, run_eagerly: bool = False, decay_steps: int | None = None
+) -> None:
+    """`adam(lr, decay_steps)`, cross-entropy on logits (the models end in a
+    linear classifier)."""
     import keras
 
     model.compile(
-        optimizer=keras.optimizers.Adam(lr),
+        optimizer=adam(lr, decay_steps),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
         run_eagerly=run_eagerly,
@@ -314,7 +345,8 @@ def train_baseline(build, train, test, fit: FitConfig, seed: int):
 
     keras.utils.set_random_seed(seed)
     model = build()
-    compile_model(model, fit.lr, fit.run_eagerly)
+    decay = fit.decay_steps(len(train[1]), fit.epochs)
+    compile_model(model, fit.lr, fit.run_eagerly, decay)
     start = time.perf_counter()
     model.fit(*train, epochs=fit.epochs, batch_size=fit.batch_size, verbose=0)
     seconds = time.perf_counter() - start
@@ -329,7 +361,8 @@ def finetune(model, train, test, fit: FitConfig, seed: int) -> tuple[float, ...]
     statistics on training images, and after the fine-tune budget of `fit`."""
     import keras
 
-    compile_model(model, fit.ft_lr, fit.run_eagerly)
+    decay = fit.decay_steps(len(train[1]), fit.ft_epochs)
+    compile_model(model, fit.ft_lr, fit.run_eagerly, decay)
     before = evaluate(model, *test)
     from keras_filterprune import recalibrate_batchnorm
 

@@ -3,6 +3,8 @@
     python benchmarks/bench_callback.py            # full run (~15 min, 2 cores)
     python benchmarks/bench_callback.py --quick    # smoke run (~20 s)
     python benchmarks/bench_callback.py --ratios 0.5 0.75 --seeds 0 1
+    python benchmarks/bench_callback.py --lr-decay cosine \
+        --output benchmarks/results/bench_callback_cosine.md
 
 The VGG-style CNN of `bench_accuracy_images.py` on the same Fashion-MNIST
 subsample, with the same total number of epochs `E` for every schedule:
@@ -25,7 +27,11 @@ subsample, with the same total number of epochs `E` for every schedule:
 
 Reported: test accuracy of the final (physically pruned) model, its MACs relative
 to the unpruned model, and the wall time of the whole schedule (training, pruning
-and fine-tuning). Results: `benchmarks/results/bench_callback.md`.
+and fine-tuning). The learning rate is constant unless `--lr-decay cosine`: then
+every training phase decays it to 0 (one-shot: the `E - F` epochs before pruning,
+then the `F` after; iterative and soft: all `E`), the usual end of a training
+run, which also shrinks the seed-to-seed spread of the final accuracy. Results:
+`benchmarks/results/bench_callback.md` (constant) and `bench_callback_cosine.md`.
 """
 
 from __future__ import annotations
@@ -44,7 +50,8 @@ SCHEDULES = ("no pruning", "one-shot", "iterative (hard)", "soft (SFP)")
 
 
 def run_schedule(kind, build, train, test, fit, seed, ratio, criterion, total, ft):
-    """`(accuracy, MACs kept, seconds)` of one schedule."""
+    """`(accuracy, recalibrated accuracy, MACs kept, seconds)` of one schedule
+    (`fit.cosine`: every training phase decays its learning rate to 0)."""
     import keras
 
     from keras_filterprune import (
@@ -57,10 +64,14 @@ def run_schedule(kind, build, train, test, fit, seed, ratio, criterion, total, f
         recalibrate_batchnorm,
     )
 
+    def compile_for(model, epochs):
+        decay = fit.decay_steps(len(train[1]), epochs)
+        common.compile_model(model, fit.lr, fit.run_eagerly, decay)
+
     keras.utils.set_random_seed(seed)
     model = build()
     base_macs = count_macs(model)
-    common.compile_model(model, fit.lr, fit.run_eagerly)
+    compile_for(model, total - ft if kind == "one-shot" else total)
     kwargs = dict(batch_size=fit.batch_size, verbose=0)
     start = time.perf_counter()
     if kind == "no pruning":
@@ -69,7 +80,7 @@ def run_schedule(kind, build, train, test, fit, seed, ratio, criterion, total, f
     elif kind == "one-shot":
         model.fit(*train, epochs=total - ft, **kwargs)
         final = apply_plan(model, plan_pruning(model, ratio, criterion))
-        common.compile_model(final, fit.lr, fit.run_eagerly)
+        compile_for(final, ft)
         final.fit(*train, epochs=ft, **kwargs)
     else:
         if kind == "iterative (hard)":
@@ -120,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ft-epochs", type=int, default=None, help="F, after the last event (2)"
     )
+    common.add_lr_decay_arg(parser)
     args = parser.parse_args(argv)
     watch = common.Stopwatch()
     common.configure(args.threads)
@@ -136,7 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     ft = args.ft_epochs or (1 if quick else 2)
     if not 0 < ft < total:
         parser.error("need 0 < --ft-epochs < --epochs")
-    fit = common.FitConfig(epochs=total, ft_epochs=ft, run_eagerly=quick)
+    fit = common.FitConfig(
+        epochs=total,
+        ft_epochs=ft,
+        run_eagerly=quick,
+        cosine=args.lr_decay == "cosine",
+    )
     train, _, test = load_data(train_n, 0, test_n)
 
     results: dict[tuple, list] = {}
@@ -150,7 +167,16 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for criterion, ratio, kind, seed in jobs:
         acc, recal, macs, seconds = run_schedule(
-            kind, vgg_style, train, test, fit, seed, ratio, criterion, total, ft
+            kind,
+            vgg_style,
+            train,
+            test,
+            fit,
+            seed,
+            ratio,
+            criterion,
+            total,
+            ft,
         )
         results.setdefault((criterion, ratio, kind), []).append(
             (acc, recal, macs, seconds)
@@ -194,7 +220,15 @@ def main(argv: list[str] | None = None) -> int:
         f"{test_n:,} test images"
         + (" (--quick: tiny subsets, numbers meaningless)" if quick else "")
         + ".",
-        f"Model: VGG-style CNN of bench_accuracy_images.py; Adam lr {fit.lr:g}, batch "
+        f"Model: VGG-style CNN of bench_accuracy_images.py; Adam lr {fit.lr:g}"
+        + (
+            " decayed to 0 by a cosine over each training phase (one-shot: the "
+            "E − F epochs before pruning, then the F after; iterative and soft: "
+            "all E)"
+            if args.lr_decay == "cosine"
+            else " (constant)"
+        )
+        + f", batch "
         f"{fit.batch_size}, E = {total} epochs in total for every schedule, F = {ft} "
         "epoch(s) after the last pruning event (one-shot: fine-tuning the pruned "
         "model; iterative: training with the final masks).",

@@ -5,6 +5,8 @@ fine-tune, and after the same budget with distillation from the unpruned model.
     python benchmarks/bench_recovery.py --net resnet  # ResNet-20-style
     python benchmarks/bench_recovery.py --net dcase   # DCASE21_Net, spoken digits
     python benchmarks/bench_recovery.py --quick       # smoke run (~30 s)
+    python benchmarks/bench_recovery.py --target-macs 0.5 \
+        --output benchmarks/results/bench_recovery_macs50.md  # a MAC budget
 
 For every seed (default 5) a baseline is trained for `E` epochs. Every criterion ×
 ratio cell (default: six criteria, passive and active, × ratios 0.3/0.5/0.75)
@@ -16,7 +18,9 @@ every cell), and after the same `F` epochs with `Distiller(pruned,
 teacher=baseline)`. The reference is the baseline trained `F` epochs more (the
 equally long-trained original). Criteria differences are compared with the seed
 spread: a difference counts only when a paired t-test over seeds says so.
-Results: `benchmarks/results/bench_recovery.md` (vgg) and
+With `--target-macs`, each cell is a MAC budget instead of a ratio: the planner
+solves the uniform ratio whose pruned model keeps at most that fraction of the
+baseline's MACs. Results: `benchmarks/results/bench_recovery.md` (vgg) and
 `bench_recovery_<net>.md`.
 """
 
@@ -56,8 +60,9 @@ def run_cell(base, plan, train, test, fit, seed, distill) -> dict:
     )
 
     start = time.perf_counter()
+    decay = fit.decay_steps(len(train[1]), fit.ft_epochs)
     pruned = apply_plan(base, plan)
-    common.compile_model(pruned, fit.ft_lr, fit.run_eagerly)
+    common.compile_model(pruned, fit.ft_lr, fit.run_eagerly, decay)
     result = {"pruned": common.evaluate(pruned, *test)}
     calibration = train[0][: common.RECALIBRATION_EXAMPLES]
     recalibrate_batchnorm(pruned, calibration, batch_size=fit.batch_size)
@@ -70,7 +75,7 @@ def run_cell(base, plan, train, test, fit, seed, distill) -> dict:
     keras.utils.set_random_seed(seed)
     distiller = Distiller(student, teacher=base, **distill)
     distiller.compile(
-        keras.optimizers.Adam(fit.ft_lr),
+        common.adam(fit.ft_lr, decay),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         run_eagerly=fit.run_eagerly,
     )
@@ -137,18 +142,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cache-dir", default=None, help="where spoken digits are synthesised"
     )
+    common.add_lr_decay_arg(parser)
+    parser.add_argument(
+        "--target-macs",
+        type=float,
+        nargs="+",
+        default=None,
+        help="MAC budgets (fractions of the baseline) instead of --ratios: "
+        "plan_pruning(target_macs=...) solves each one's uniform ratio",
+    )
     args = parser.parse_args(argv)
+    if args.target_macs and args.ratios:
+        parser.error("give --ratios or --target-macs, not both")
+    if args.target_macs and not all(0 < m < 1 for m in args.target_macs):
+        parser.error("--target-macs: fractions in (0, 1), e.g. 0.5")
     watch = common.Stopwatch()
     common.configure(args.threads)
 
     import keras
 
+    from keras_filterprune import count_macs, plan_pruning, score_filters
     from keras_filterprune import criteria as criteria_lib
-    from keras_filterprune import plan_pruning, score_filters
 
     quick = args.quick
     seeds = args.seeds or ([0] if quick else list(DEFAULT_SEEDS))
     ratios = args.ratios or ([0.5] if quick else list(DEFAULT_RATIOS))
+    # Each cell's budget: its label and the plan_pruning arguments.
+    budgets = [(f"{r:g}", {"ratio": r}) for r in ratios]
+    if args.target_macs:
+        budgets = [(f"MACs ≤ {m:g}", {"macs": m}) for m in args.target_macs]
+    tags = {
+        label: (f"r={label}" if "MACs" not in label else label) for label, _ in budgets
+    }
     criteria = common.check_criteria(
         args.criteria or (["l1_norm", "taylor"] if quick else list(DEFAULT_CRITERIA))
     )
@@ -160,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         ft_epochs=args.ft_epochs or (1 if quick else 2),
         batch_size=batch,
         run_eagerly=quick,
+        cosine=args.lr_decay == "cosine",
     )
     distill = {"temperature": args.temperature, "alpha": args.alpha}
     active_x = train[0][: args.active_examples]
@@ -178,16 +204,23 @@ def main(argv: list[str] | None = None) -> int:
                 data = active_x
             keras.utils.set_random_seed(seed)
             scores = score_filters(base, criterion, data)
-            for ratio in ratios:
-                plan = plan_pruning(base, ratio, criterion, scores=scores)
+            for ratio, budget in budgets:
+                kwargs = dict(budget)
+                if "macs" in kwargs:  # a fraction of the baseline's MACs
+                    kwargs = {"target_macs": kwargs.pop("macs") * count_macs(base)}
+                plan = plan_pruning(base, criterion=criterion, scores=scores, **kwargs)
                 cell = run_cell(base, plan, train, test, fit, seed, distill)
                 cells.setdefault((criterion, ratio), []).append(cell)
                 common.log(
-                    f"seed {seed} {criterion} r={ratio}: "
+                    f"seed {seed} {criterion} {tags[ratio]}: "
                     + ", ".join(f"{s} {cell[s]:.4f}" for s in STAGES)
                     + f" (MACs {cell['macs']:.3f}, {cell['seconds']:.0f} s)"
                 )
-        # The equally long-trained original: F more epochs of the baseline.
+        # The equally long-trained original: F more epochs of the baseline (with
+        # a decaying learning rate, the fine-tune's schedule from its start).
+        if fit.cosine:
+            decay = fit.decay_steps(len(train[1]), fit.ft_epochs)
+            common.compile_model(base, fit.ft_lr, fit.run_eagerly, decay)
         keras.utils.set_random_seed(seed)
         base.fit(*train, epochs=fit.ft_epochs, batch_size=fit.batch_size, verbose=0)
         references.append(common.evaluate(base, *test))
@@ -199,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(
             [
                 f"`{criterion}`",
-                f"{ratio:g}",
+                ratio,
                 f"{100 * statistics.fmean(c['macs'] for c in values):.1f} %",
                 *(common.mean_std([c[s] for c in values]) for s in STAGES),
             ]
@@ -212,13 +245,15 @@ def main(argv: list[str] | None = None) -> int:
         ):
             diffs = [100 * (c[a] - c[b]) for c in values]
             verdicts.append(
-                common.verdict_row(f"`{criterion}` r={ratio:g}: {label}", diffs)
+                common.verdict_row(f"`{criterion}` {tags[ratio]}: {label}", diffs)
             )
         gaps = [100 * (c["distilled"] - r) for c, r in zip(values, references)]
         verdicts.append(
-            common.verdict_row(f"`{criterion}` r={ratio:g}: distilled − original", gaps)
+            common.verdict_row(
+                f"`{criterion}` {tags[ratio]}: distilled − original", gaps
+            )
         )
-    for ratio in ratios:
+    for ratio, _ in budgets:
         for i, a in enumerate(criteria):
             for b in criteria[i + 1 :]:
                 diffs = [
@@ -226,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
                     for x, y in zip(cells[(a, ratio)], cells[(b, ratio)])
                 ]
                 verdicts.append(
-                    common.verdict_row(f"r={ratio:g}: `{a}` − `{b}`", diffs)
+                    common.verdict_row(f"{tags[ratio]}: `{a}` − `{b}`", diffs)
                 )
     notes = [
         f"Net: {net_desc}"

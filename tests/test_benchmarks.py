@@ -74,7 +74,8 @@ def test_bench_scoring_quick(tmp_path):
 @pytest.mark.slow
 @needs_fashion_mnist
 def test_bench_callback_quick(tmp_path):
-    text = _run("bench_callback.py", tmp_path)
+    text = _run("bench_callback.py", tmp_path, "--lr-decay", "cosine")
+    assert "decayed to 0 by a cosine" in text
     for schedule in ("no pruning", "one-shot", "iterative (hard)", "soft (SFP)"):
         assert schedule in text
 
@@ -82,10 +83,30 @@ def test_bench_callback_quick(tmp_path):
 @pytest.mark.slow
 @needs_fashion_mnist
 def test_bench_recovery_quick(tmp_path):
-    text = _run("bench_recovery.py", tmp_path)
+    # A MAC budget instead of a ratio: the planner solves the ratio per baseline.
+    text = _run("bench_recovery.py", tmp_path, "--target-macs", "0.5")
     for column in ("pruned (%)", "recalibrated (%)", "fine-tuned (%)", "distilled"):
         assert column in text
     assert "distilled − fine-tuned" in text and "original, E + F epochs" in text
+    assert "| MACs ≤ 0.5 |" in text
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--ratios", "0.3", "--target-macs", "0.5"], "not both"),
+        (["--target-macs", "50"], "fractions in (0, 1)"),
+    ],
+)
+def test_bench_recovery_rejects_bad_budgets(args, message):
+    result = subprocess.run(
+        [sys.executable, os.path.join(BENCHMARKS, "bench_recovery.py"), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert result.returncode == 2 and message in result.stderr
 
 
 def test_bench_hub_quick(tmp_path):
