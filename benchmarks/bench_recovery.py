@@ -167,13 +167,12 @@ def main(argv: list[str] | None = None) -> int:
     quick = args.quick
     seeds = args.seeds or ([0] if quick else list(DEFAULT_SEEDS))
     ratios = args.ratios or ([0.5] if quick else list(DEFAULT_RATIOS))
-    # Each cell's budget: its label and the plan_pruning arguments.
-    budgets = [(f"{r:g}", {"ratio": r}) for r in ratios]
+    # Each cell's budget: its label → the plan_pruning argument (a MAC budget is
+    # a fraction of each baseline's MACs).
     if args.target_macs:
-        budgets = [(f"MACs ≤ {m:g}", {"macs": m}) for m in args.target_macs]
-    tags = {
-        label: (f"r={label}" if "MACs" not in label else label) for label, _ in budgets
-    }
+        budgets = {f"MACs ≤ {m:g}": ("target_macs", m) for m in args.target_macs}
+    else:
+        budgets = {f"r={r:g}": ("ratio", r) for r in ratios}
     criteria = common.check_criteria(
         args.criteria or (["l1_norm", "taylor"] if quick else list(DEFAULT_CRITERIA))
     )
@@ -204,15 +203,16 @@ def main(argv: list[str] | None = None) -> int:
                 data = active_x
             keras.utils.set_random_seed(seed)
             scores = score_filters(base, criterion, data)
-            for ratio, budget in budgets:
-                kwargs = dict(budget)
-                if "macs" in kwargs:  # a fraction of the baseline's MACs
-                    kwargs = {"target_macs": kwargs.pop("macs") * count_macs(base)}
-                plan = plan_pruning(base, criterion=criterion, scores=scores, **kwargs)
+            for budget, (key, value) in budgets.items():
+                if key == "target_macs":
+                    value *= count_macs(base)
+                plan = plan_pruning(
+                    base, criterion=criterion, scores=scores, **{key: value}
+                )
                 cell = run_cell(base, plan, train, test, fit, seed, distill)
-                cells.setdefault((criterion, ratio), []).append(cell)
+                cells.setdefault((criterion, budget), []).append(cell)
                 common.log(
-                    f"seed {seed} {criterion} {tags[ratio]}: "
+                    f"seed {seed} {criterion} {budget}: "
                     + ", ".join(f"{s} {cell[s]:.4f}" for s in STAGES)
                     + f" (MACs {cell['macs']:.3f}, {cell['seconds']:.0f} s)"
                 )
@@ -228,41 +228,37 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = [["original, E + F epochs", "–", "100 %", "", "", "", ""]]
     rows[0][3:] = ["", "", common.mean_std(references), ""]
-    for (criterion, ratio), values in cells.items():
+    for (criterion, budget), values in cells.items():
         rows.append(
             [
                 f"`{criterion}`",
-                ratio,
+                budget,
                 f"{100 * statistics.fmean(c['macs'] for c in values):.1f} %",
                 *(common.mean_std([c[s] for c in values]) for s in STAGES),
             ]
         )
     verdicts = []
-    for (criterion, ratio), values in cells.items():
+    for (criterion, budget), values in cells.items():
         for label, a, b in (
             ("distilled − fine-tuned", "distilled", "fine-tuned"),
             ("recalibrated − pruned", "recalibrated", "pruned"),
         ):
             diffs = [100 * (c[a] - c[b]) for c in values]
             verdicts.append(
-                common.verdict_row(f"`{criterion}` {tags[ratio]}: {label}", diffs)
+                common.verdict_row(f"`{criterion}` {budget}: {label}", diffs)
             )
         gaps = [100 * (c["distilled"] - r) for c, r in zip(values, references)]
         verdicts.append(
-            common.verdict_row(
-                f"`{criterion}` {tags[ratio]}: distilled − original", gaps
-            )
+            common.verdict_row(f"`{criterion}` {budget}: distilled − original", gaps)
         )
-    for ratio, _ in budgets:
+    for budget in budgets:
         for i, a in enumerate(criteria):
             for b in criteria[i + 1 :]:
                 diffs = [
                     100 * (x["distilled"] - y["distilled"])
-                    for x, y in zip(cells[(a, ratio)], cells[(b, ratio)])
+                    for x, y in zip(cells[(a, budget)], cells[(b, budget)])
                 ]
-                verdicts.append(
-                    common.verdict_row(f"{tags[ratio]}: `{a}` − `{b}`", diffs)
-                )
+                verdicts.append(common.verdict_row(f"{budget}: `{a}` − `{b}`", diffs))
     notes = [
         f"Net: {net_desc}"
         + (" (--quick: tiny subsets, numbers meaningless)" if quick else "")
@@ -288,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
                 notes=notes,
             ),
             common.table(
-                ["criterion", "ratio", "MACs kept", *(f"{s} (%)" for s in STAGES)],
+                ["criterion", "budget", "MACs kept", *(f"{s} (%)" for s in STAGES)],
                 rows,
             ),
             "",
