@@ -167,16 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for criterion, ratio, kind, seed in jobs:
         acc, recal, macs, seconds = run_schedule(
-            kind,
-            vgg_style,
-            train,
-            test,
-            fit,
-            seed,
-            ratio,
-            criterion,
-            total,
-            ft,
+            kind, vgg_style, train, test, fit, seed, ratio, criterion, total, ft
         )
         results.setdefault((criterion, ratio, kind), []).append(
             (acc, recal, macs, seconds)
