@@ -16,7 +16,8 @@ import re
 
 import keras
 
-from keras_filterprune._rebuild import custom_objects, layers_by_path
+from keras_filterprune._paths import layers_by_path
+from keras_filterprune._rebuild import custom_objects
 from keras_filterprune.walk import _io_refs, _tensor_refs, plain_config
 
 __all__ = ["flat_model"]
@@ -65,7 +66,13 @@ class _Inliner:
                     ref["keras_history"] = list(self._qualify(ref, prefix))
             self.entries.append(entry)
             self.paths.setdefault(path + name, prefix + name)
-        return [(prefix + r[0], r[1], r[2]) for r in _io_refs(config["output_layers"])]
+        functional = {
+            e["name"] for e in config["layers"] if e["class_name"] == "Functional"
+        }  # Keras numbers their nodes from 1 in `output_layers`
+        return [
+            (prefix + r[0], r[1] - (r[0] in functional), r[2])
+            for r in _io_refs(config["output_layers"])
+        ]
 
     @staticmethod
     def _qualify(ref: dict, prefix: str) -> tuple:
@@ -90,7 +97,7 @@ def flat_model(model: keras.Model) -> tuple[keras.Model, dict[str, str]]:
     shared layer has no single output).
     """
     inliner = _Inliner()
-    config = plain_config(model, sequential_as_graph=True)
+    config = plain_config(model, sequential_as_graph=True, expand=lambda path: True)
     outputs = inliner.inline(config, "", "", None)
     for entry in inliner.entries:
         for node in entry.get("inbound_nodes", []):

@@ -7,18 +7,22 @@ import warnings
 
 import keras
 
-from keras_filterprune._validation import layer_by_path
+from keras_filterprune._paths import all_layers, layer_by_path, layers_by_path
 from keras_filterprune.exceptions import FilterPruneWarning
 from keras_filterprune.graph import ChannelGraph
 from keras_filterprune.handlers import get_handler
-from keras_filterprune.walk import has_own_graph_config, plain_config, walk_model
+from keras_filterprune.walk import (
+    has_own_graph_config,
+    is_subclassed,
+    plain_config,
+    walk_model,
+)
 
 __all__ = [
     "check_rebuildable",
     "custom_objects",
     "rebuild",
     "set_weights",
-    "layers_by_path",
 ]
 
 
@@ -47,22 +51,25 @@ def custom_objects(model: keras.Model) -> dict:
     """Users' own layer classes, so that unregistered ones rebuild too."""
     return {
         type(layer).__name__: type(layer)
-        for layer in _all_layers(model)
+        for layer in all_layers(model)
         if not type(layer).__module__.startswith("keras.")
     }
 
 
-def _all_layers(model: keras.Model):
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
-
-
 def rebuild(model: keras.Model, configs: dict, input_widths: dict) -> keras.Model:
     """A new model from `model`'s config with some layer configs replaced
-    (`configs[path]`) and nested models' input widths changed."""
-    config = plain_config(model)
+    (`configs[path]`) and nested models' input widths changed.
+
+    A composite layer (traced inside) with a changed layer or input width inside
+    comes back as a Functional model of its traced graph, under its name: its own
+    constructor arguments cannot describe the new widths. Untouched composite
+    layers keep their class."""
+    touched = [*configs, *input_widths]
+
+    def expand(path: str) -> bool:
+        return any(t == path or t.startswith(path + "/") for t in touched)
+
+    config = plain_config(model, expand=expand)
     for path, entry in _layer_entries(config):
         entry.pop("build_config", None)
         if path in configs:
@@ -79,6 +86,15 @@ def _from_config(model: keras.Model, config: dict) -> keras.Model:
     model with the same inputs and outputs: its constructor arguments no longer
     describe the pruned graph."""
     cls = type(model) if has_own_graph_config(model) else keras.Model
+    if is_subclassed(model):
+        warnings.warn(
+            f"'{model.name}' ({type(model).__name__}) is a subclassed model: it is "
+            "returned as a plain functional keras.Model of its traced `call()`, with "
+            "the same inputs, outputs and layer names. Its class (and any method "
+            "other than `call`) could not be kept.",
+            FilterPruneWarning,
+            stacklevel=4,
+        )
     with keras.saving.custom_object_scope(custom_objects(model)):
         new_model = cls.from_config(config)
     _restore_names(model, new_model)
@@ -140,16 +156,19 @@ def _restore_names(model: keras.Model, new_model: keras.Model) -> None:
     graphs have the same structure, so their walks pair call by call."""
     if layers_by_path(model).keys() == layers_by_path(new_model).keys():
         return
-    calls = walk_model(model).calls
-    new_calls = walk_model(new_model).calls
-    for old, new in zip(calls, new_calls, strict=True):
+    walk, new_walk = walk_model(model), walk_model(new_model)
+    for old, new in zip(walk.calls, new_walk.calls, strict=True):
         if type(old.layer) is not type(new.layer):
             raise RuntimeError(
                 f"Rebuilding '{model.name}' changed its structure at layer "
                 f"'{old.path}'; please report this with the model."
             )
-        if old.path != new.path:
-            new.layer.name = old.layer.name
+        new.layer.name = old.layer.name
+    # Nested models and composite layers (a pruned composite is now a model).
+    for old, new in zip(
+        walk.containers.values(), new_walk.containers.values(), strict=True
+    ):
+        new.name = old.name
 
 
 def _set_input_widths(config: dict, widths: list[int]) -> None:
@@ -163,17 +182,6 @@ def _set_input_widths(config: dict, widths: list[int]) -> None:
         shape = list(config["build_input_shape"])
         shape[-1] = widths[0]
         config["build_input_shape"] = shape
-
-
-def layers_by_path(model: keras.Model, prefix: str = "", index=None) -> dict:
-    """Every layer of `model` by path (`get_layer` is a linear scan: calling it for
-    each of n layers is O(n²), seconds for NASNet)."""
-    index = {} if index is None else index
-    for layer in model.layers:
-        index.setdefault(prefix + layer.name, layer)
-        if isinstance(layer, keras.Model):
-            layers_by_path(layer, prefix + layer.name + "/", index)
-    return index
 
 
 def set_weights(new_model: keras.Model, graph: ChannelGraph, weights: dict) -> None:

@@ -25,7 +25,6 @@ __all__ = [
     "check_number",
     "check_ratio",
     "check_scores",
-    "layer_by_path",
     "resolve_layer_names",
 ]
 
@@ -229,14 +228,6 @@ def resolve_layer_names(
             )
         result[name] = matches
     return result
-
-
-def layer_by_path(model, path: str):
-    """The layer at `path` (`"nested_model/layer"`) of `model`."""
-    obj = model
-    for part in path.split("/"):
-        obj = obj.get_layer(part)
-    return obj
 
 
 def _check_round_to(value: Any, auto_ok: bool) -> int | str:

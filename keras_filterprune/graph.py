@@ -363,10 +363,12 @@ def trace_channels(
         handler: LayerHandler | None = get_handler(call.layer)
         if handler is None:
             cls = type(call.layer).__name__
-            unknown.setdefault(cls, call.path)
+            unknown.setdefault(cls, (call.path, walk.untraced.get(call.path)))
             unhandled.setdefault(call.path, cls)
+            why = walk.untraced.get(call.path)
+            why = f" and cannot be traced inside ({why})" if why else ""
             handler = FreezeHandler(
-                f"{cls} has no pruning handler (teach it with register_handler)"
+                f"{cls} has no pruning handler{why} (teach it with register_handler)"
             )
         inputs = [tensor_ids.get(k) for k in call.inputs]
         inputs = [
@@ -397,11 +399,13 @@ def trace_channels(
     for key in walk.outputs:
         builder.freeze(tensor_ids.get(key), "<output>", "model output")
     if warn:
-        for cls, path in unknown.items():
+        for cls, (path, why) in unknown.items():
+            why = f" and cannot be traced inside: {why}" if why else ""
             warnings.warn(
-                f"Layer '{path}' ({cls}) has no pruning handler: the channel groups "
-                "that reach it are frozen (never pruned). Teach keras-filterprune "
-                "the layer with `keras_filterprune.register_handler`.",
+                f"Layer '{path}' ({cls}) has no pruning handler{why}. The channel "
+                "groups that reach it are frozen (never pruned). Teach "
+                "keras-filterprune the layer with "
+                "`keras_filterprune.register_handler`.",
                 FilterPruneWarning,
                 stacklevel=2,
             )

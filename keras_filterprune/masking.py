@@ -14,8 +14,8 @@ from collections.abc import Callable
 import keras
 import numpy as np
 
+from keras_filterprune._paths import layer_by_path
 from keras_filterprune._rebuild import check_rebuildable, rebuild, set_weights
-from keras_filterprune._validation import layer_by_path
 from keras_filterprune.exceptions import FilterPruneWarning
 from keras_filterprune.graph import ChannelGraph, graph_of
 from keras_filterprune.handlers import get_handler

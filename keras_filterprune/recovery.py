@@ -16,18 +16,12 @@ from typing import Any
 import keras
 import numpy as np
 
+from keras_filterprune._paths import all_layers
 from keras_filterprune._validation import check_int, check_number
 
 __all__ = ["Distiller", "recalibrate_batchnorm"]
 
 _NOISE_ATTRIBUTES = ("rate", "stddev")  # Dropout family, GaussianNoise
-
-
-def all_layers(model) -> Iterator[keras.layers.Layer]:
-    for layer in getattr(model, "layers", ()):
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from all_layers(layer)
 
 
 def _first_input(element: Any) -> Any:

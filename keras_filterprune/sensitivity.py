@@ -26,11 +26,12 @@ import keras
 import numpy as np
 
 from keras_filterprune import criteria as criteria_lib
-from keras_filterprune._validation import check_int, check_number, layer_by_path
+from keras_filterprune._paths import all_layers, layer_by_path
+from keras_filterprune._validation import check_int, check_number
 from keras_filterprune.graph import graph_of
 from keras_filterprune.masking import weight_masks
 from keras_filterprune.plan import GroupPlan, PruningPlan, plan_pruning
-from keras_filterprune.recovery import all_layers, recalibrate_batchnorm
+from keras_filterprune.recovery import recalibrate_batchnorm
 from keras_filterprune.scoring import score_filters
 
 __all__ = ["SensitivityResult", "sensitivity_analysis"]

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import keras
 import numpy as np
 
+from keras_filterprune._inner import layer_config
 from keras_filterprune._rebuild import check_rebuildable, rebuild, set_weights
 from keras_filterprune.graph import ChannelGraph, graph_of
 from keras_filterprune.handlers import get_handler
@@ -90,15 +91,16 @@ def apply_plan(
                 layer, layer.get_weights(), in_keep, out_keep, _slice
             )
         if out_keep is not None and not out_keep.all():
-            config = layer.get_config()
+            config = layer_config(layer)
             new_config = handler.prune_config(layer, config, int(out_keep.sum()))
             if new_config != config:
                 configs[path] = new_config
-    input_widths = {
-        path: [int(flags[graph.tensor_ids[k]].sum()) for k in keys]
-        for path, keys in graph.walk.model_inputs.items()
-        if all(graph.tensor_ids.get(k) is not None for k in keys)
-    }
+    input_widths = {}  # nested models and composite layers whose inputs shrink
+    for path, keys in graph.walk.model_inputs.items():
+        if all(graph.tensor_ids.get(k) is not None for k in keys):
+            widths = [int(flags[graph.tensor_ids[k]].sum()) for k in keys]
+            if widths != [len(graph.tensor_ids[k]) for k in keys]:
+                input_widths[path] = widths
     new_model = rebuild(model, configs, input_widths)
     set_weights(new_model, graph, weights)
     if calibration_data is not None:

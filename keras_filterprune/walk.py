@@ -12,19 +12,25 @@ twice (its layers are then shared layers).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import keras
+
+from keras_filterprune._inner import any_trace, base_configs, trace_layer, trace_model
+from keras_filterprune.handlers import get_handler
 
 __all__ = [
     "Call",
     "ModelWalk",
     "walk_model",
     "check_model",
+    "composite_graph",
     "functional_view",
     "graph_config",
+    "graph_model",
     "has_own_graph_config",
+    "is_subclassed",
     "plain_config",
 ]
 
@@ -65,8 +71,15 @@ class ModelWalk:
         layers: `dict[str, keras.layers.Layer]`. Every non-model layer (and Keras
             op `Operation`) by path (the first path under which a shared layer
             was met).
-        model_inputs: `dict[str, list[int]]`. For each nested model path, the tensor
-            keys its first call receives.
+        model_inputs: `dict[str, list[int]]`. For each nested model (or traced
+            composite layer) path, the tensor keys its first call receives.
+        composites: `dict[str, keras.layers.Layer]`. Every layer traced inside
+            (a composite layer, a subclassed model), by path: its sub-layers and
+            ops are call sites of the walk, under `"<path>/"`.
+        untraced: `dict[str, str]`. Every layer without a handler that could not
+            be traced inside, by path: why (its call is then one opaque call site).
+        containers: `dict[str, keras.layers.Layer]`. Every nested model and traced
+            composite layer by path, in walk order.
     """
 
     calls: list[Call]
@@ -75,6 +88,9 @@ class ModelWalk:
     outputs: list[int]
     layers: dict[str, keras.layers.Layer]
     model_inputs: dict[str, list[int]] = dataclasses.field(default_factory=dict)
+    composites: dict[str, keras.layers.Layer] = dataclasses.field(default_factory=dict)
+    untraced: dict[str, str] = dataclasses.field(default_factory=dict)
+    containers: dict[str, keras.layers.Layer] = dataclasses.field(default_factory=dict)
 
     def channels(self, key: int) -> int | None:
         """Size of the last (channel) axis of a tensor, or `None` if unknown."""
@@ -93,7 +109,10 @@ def _own_graph_config(model: keras.Model) -> dict | None:
     try:
         config = model.get_config()
     except NotImplementedError:
-        return None
+        if is_subclassed(model):
+            return None
+        with base_configs(model.operations):  # keras-hub's `Identity(dtype=…)`
+            config = model.get_config()
     return config if isinstance(config, dict) and "layers" in config else None
 
 
@@ -116,14 +135,21 @@ def functional_view(model: keras.Model) -> keras.Model | None:
     return keras.Model(structure_in, structure_out, name=model.name)
 
 
+def graph_model(model: keras.Model) -> keras.Model | str:
+    """The model whose operations are `model`'s graph: `model` itself (Functional,
+    functional subclass), or the traced graph of a subclassed model's `call()`
+    (`keras_filterprune._inner`); a `str` (why) when that cannot be traced."""
+    return trace_model(model) if is_subclassed(model) else model
+
+
 def graph_config(model: keras.Model) -> dict | None:
-    """The Functional graph config of `model` (functional subclasses included), or
-    `None` when `model` has no graph (a subclassed model)."""
+    """The Functional graph config of `model` (functional subclasses and traced
+    subclassed models included), or `None` when `model` has no graph."""
     config = _own_graph_config(model)
     if config is not None:
         return config
-    view = functional_view(model)
-    return None if view is None else view.get_config()
+    view = functional_view(model) or graph_model(model)
+    return view.get_config() if isinstance(view, keras.Model) else None
 
 
 def has_own_graph_config(model: keras.Model) -> bool:
@@ -133,11 +159,24 @@ def has_own_graph_config(model: keras.Model) -> bool:
     return isinstance(model, keras.Sequential) or _own_graph_config(model) is not None
 
 
+def is_subclassed(model: keras.Model) -> bool:
+    """Whether `model` is a subclassed model (a `call()` and no graph of its own):
+    pruning traces it and returns a plain Functional model."""
+    if isinstance(model, keras.Sequential):
+        return False
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):
+        return True
+    return not inputs
+
+
 def check_model(model: Any, argument: str = "model") -> dict | None:
-    """Raises a clear error unless `model` is a built Functional/Sequential model.
+    """Raises a clear error unless `model` is a built Keras model with a graph.
 
     Functional subclasses (keras-hub backbones and tasks, users' classes built with
-    `super().__init__(inputs=..., outputs=...)`) are Functional models here.
+    `super().__init__(inputs=..., outputs=...)`) are Functional models here, and a
+    built subclassed model is traced through its `call()`.
 
     Args:
         model: The object to check.
@@ -149,13 +188,14 @@ def check_model(model: Any, argument: str = "model") -> dict | None:
         Sequential model.
 
     Raises:
-        TypeError: `model` is not a Keras model, or is a subclassed model.
+        TypeError: `model` is not a Keras model, or a subclassed model whose
+            `call()` cannot be traced.
         ValueError: `model` is not built.
     """
     if not isinstance(model, keras.Model):
         raise TypeError(
-            f"`{argument}` must be a built Keras Functional or Sequential model. "
-            f"Received: {argument} of type {type(model).__name__}."
+            f"`{argument}` must be a built Keras model (Functional, Sequential or "
+            f"subclassed). Received: {argument} of type {type(model).__name__}."
         )
     if isinstance(model, keras.Sequential):
         if not model.built or not model.inputs:
@@ -165,25 +205,80 @@ def check_model(model: Any, argument: str = "model") -> dict | None:
                 "`model.build(input_shape)` before pruning."
             )
         return None
-    config = graph_config(model)
-    if config is None:
+    if not model.built:
+        raise ValueError(
+            f"`{argument}` ('{model.name}', class {type(model).__name__}) is not "
+            "built: call it on a batch of data (or `model.build(input_shape)`) "
+            "before pruning."
+        )
+    config = _own_graph_config(model)
+    if config is not None:
+        return config
+    view = functional_view(model) or trace_model(model)
+    if not isinstance(view, keras.Model):
         raise TypeError(
             f"`{argument}` ('{model.name}', class {type(model).__name__}) is a "
-            "subclassed model: its graph cannot be read or rebuilt. Rebuild it with "
+            f"subclassed model that cannot be traced: {view}. Rebuild it with "
             "the Functional API (`keras.Model(inputs, outputs)`) or "
-            "`keras.Sequential`, then prune that."
+            "`keras.Sequential`, or move that code out of `call()`, then prune."
         )
-    return config
+    return view.get_config()
 
 
-def plain_config(model: keras.Model, sequential_as_graph: bool = False) -> dict:
+def composite_graph(
+    layer: Any, nodes: list[dict] | None = None
+) -> keras.Model | str | None:
+    """The traced inner graph of a composite layer, why it cannot be traced, or
+    `None` for a layer that is not traced inside.
+
+    Traced inside: layers without a handler that are not Keras' own (keras-hub
+    blocks, users' layers, subclassed models nested in a model). Keras' own layers
+    without a handler (`LSTM`, `Resizing`, …) stay single, frozen layers.
+
+    Args:
+        layer: The layer.
+        nodes: The serialised inbound nodes of its call sites in a Functional
+            config, or `None` (any graph traced before, else one call at the
+            shape it was built with).
+    """
+    if not isinstance(layer, keras.layers.Layer) or get_handler(layer) is not None:
+        return None
+    if type(layer).__module__.startswith("keras."):
+        return None
+    if isinstance(layer, keras.Model) and not is_subclassed(layer):
+        return None
+    return any_trace(layer) if nodes is None else trace_layer(layer, nodes)
+
+
+_FUNCTIONAL = dict(
+    module="keras.src.models.functional",
+    class_name="Functional",
+    registered_name="Functional",
+)
+
+
+def _as_model_node(node: dict) -> dict:
+    """A composite's inbound node as a call of its traced Functional graph: the
+    tensors as the model's one input or list of inputs, no other argument."""
+    refs = [{"class_name": "__keras_tensor__", "config": r} for r in _tensor_refs(node)]
+    return {"args": [refs[0] if len(refs) == 1 else refs], "kwargs": {}}
+
+
+def plain_config(
+    model: keras.Model,
+    sequential_as_graph: bool = False,
+    expand: Callable[[str], bool] | None = None,
+    prefix: str = "",
+) -> dict:
     """The config of `model` in which every functional subclass, nested or not,
     is described by its graph (class `Functional`), so that the whole tree can be
     edited layer by layer and rebuilt with `keras.Model.from_config`.
 
     With `sequential_as_graph=True` Sequential models (nested or not) are written
     as Functional graphs too, and every nested model's entry is marked
-    `Functional`: one kind of node to inline (`_flatten`)."""
+    `Functional`: one kind of node to inline (`_flatten`). Composite layers whose
+    path `expand(path)` accepts are written as their traced Functional graph
+    (`composite_graph`), under the same name."""
     if isinstance(model, keras.Sequential) and not sequential_as_graph:
         config = model.get_config()
         entries = zip(config["layers"], model.layers)
@@ -191,17 +286,50 @@ def plain_config(model: keras.Model, sequential_as_graph: bool = False) -> dict:
         if isinstance(model, keras.Sequential):
             model = keras.Model(model.inputs, model.outputs, name=model.name)
         config = check_model(model)
-        operations = {op.name: op for op in model.operations}
+        view = graph_model(model)
+        operations = {op.name: op for op in view.operations}
         entries = ((e, operations.get(e["name"])) for e in config["layers"])
+    functional_before = {}
     for entry, layer in entries:
-        if isinstance(layer, keras.Model):
-            entry["config"] = plain_config(layer, sequential_as_graph)
+        functional_before[entry.get("name")] = _is_functional(layer)
+        path = prefix + entry.get("name", entry["config"].get("name", ""))
+        inner = None
+        if expand is not None and expand(path):
+            nodes = entry.get("inbound_nodes")
+            inner = composite_graph(layer, nodes or None)
+        if isinstance(inner, keras.Model):
+            entry.update(_FUNCTIONAL)
+            entry["config"] = plain_config(
+                inner, sequential_as_graph, expand, path + "/"
+            )
+            if entry.get("inbound_nodes"):
+                entry["inbound_nodes"] = [
+                    _as_model_node(n) for n in entry["inbound_nodes"]
+                ]
+            entry.pop("build_config", None)
+        elif isinstance(layer, keras.Model):
+            entry["config"] = plain_config(
+                layer, sequential_as_graph, expand, path + "/"
+            )
             if sequential_as_graph or not has_own_graph_config(layer):
-                entry.update(
-                    module="keras.src.models.functional",
-                    class_name="Functional",
-                    registered_name="Functional",
-                )
+                entry.update(_FUNCTIONAL)
+    if "output_layers" in config:
+        # Keras numbers a Functional entry's nodes from 1 in `output_layers`:
+        # follow the entries whose class changed to or from Functional.
+        functional_now = {
+            e.get("name"): e["class_name"] == "Functional" for e in config["layers"]
+        }
+
+        def renumber(ref):
+            if isinstance(ref, dict):
+                return {k: renumber(v) for k, v in ref.items()}
+            if len(ref) == 3 and isinstance(ref[0], str) and isinstance(ref[1], int):
+                name = ref[0]
+                shift = functional_now[name] - functional_before.get(name, False)
+                return [name, ref[1] + shift, ref[2]]
+            return [renumber(r) for r in ref]
+
+        config["output_layers"] = renumber(config["output_layers"])
     return config
 
 
@@ -250,6 +378,17 @@ def _io_refs(refs: Any) -> list[tuple[str, int, int]]:
     return out
 
 
+def _is_functional(layer: Any) -> bool:
+    """Whether Keras counts a built-in node for `layer` in the `output_layers` of a
+    config (a Functional model or subclass: `keras.Model.get_config` numbers its
+    nodes from 1 there, and `from_config` subtracts 1 again)."""
+    return (
+        isinstance(layer, keras.Model)
+        and not isinstance(layer, keras.Sequential)
+        and not is_subclassed(layer)
+    )
+
+
 def _shape(shape: Any) -> tuple | None:
     if shape is None:
         return None
@@ -263,6 +402,9 @@ class _Walker:
         self.layers: dict[str, keras.layers.Layer] = {}
         self._paths: dict[int, str] = {}
         self.model_inputs: dict[str, list[int]] = {}
+        self.composites: dict[str, keras.layers.Layer] = {}
+        self.untraced: dict[str, str] = {}
+        self.containers: dict[str, keras.layers.Layer] = {}
         self._node_count: dict[int, int] = {}
         self._next = 0
 
@@ -286,14 +428,33 @@ class _Walker:
         )
         return outputs
 
-    def call(self, prefix: str, layer: Any, inputs: list, n_out: int, constants=False):
-        if _is_container(layer):
+    def call(
+        self,
+        prefix: str,
+        layer: Any,
+        inputs: list,
+        n_out: int,
+        constants=False,
+        nodes: list | None = None,
+    ):
+        if _is_container(layer) and not is_subclassed(layer):
             return self.model(layer, prefix + layer.name + "/", inputs)
+        inner = composite_graph(layer, nodes)
+        path = self._paths.get(id(layer), prefix + getattr(layer, "name", ""))
+        if isinstance(inner, str):
+            self.untraced.setdefault(path, inner)
+        elif inner is not None:
+            self._paths.setdefault(id(layer), path)
+            self.composites.setdefault(path, layer)
+            self.containers.setdefault(path, layer)
+            self.model_inputs.setdefault(path, list(inputs))
+            return self.functional(inner, _own_graph_config(inner), path + "/", inputs)
         return self.record(prefix, layer, inputs, n_out, constants)
 
     def model(self, model: keras.Model, prefix: str, inputs: list[int]) -> list:
         config = check_model(model, argument=f"nested model '{model.name}'")
         self.model_inputs.setdefault(prefix.rstrip("/"), list(inputs))
+        self.containers.setdefault(prefix.rstrip("/"), model)
         if isinstance(model, keras.Sequential):
             return self.sequential(model, prefix, inputs)
         return self.functional(model, config, prefix, inputs)
@@ -302,6 +463,7 @@ class _Walker:
         keys = inputs
         for layer in model.layers:
             keys = self.call(prefix, layer, keys, 1)
+            _infer_shapes(self, self.calls[-1])
         return keys
 
     def functional(self, model: keras.Model, config: dict, prefix: str, inputs):
@@ -319,7 +481,9 @@ class _Walker:
         # Keras ops (`x + y` in a Functional graph) are operations, not layers.
         operations = {op.name: op for op in getattr(model, "operations", [])}
         pending = []
+        nodes_of = {}
         for layer_cfg in config["layers"]:
+            nodes_of[layer_cfg["name"]] = layer_cfg.get("inbound_nodes") or None
             for node_index, node in enumerate(layer_cfg.get("inbound_nodes", [])):
                 refs = list(_tensor_refs(node))
                 constants = _has_array_constant(node)
@@ -329,7 +493,14 @@ class _Walker:
                     n_outputs[(name, n_idx)] = max(
                         n_outputs.get((name, n_idx), 0), t_idx + 1
                     )
-        output_refs = _io_refs(config["output_layers"])
+        output_refs = [
+            (
+                name,
+                n_idx - _is_functional(operations.get(name) or model.get_layer(name)),
+                t,
+            )
+            for name, n_idx, t in _io_refs(config["output_layers"])
+        ]
         for name, n_idx, t_idx in output_refs:
             n_outputs[(name, n_idx)] = max(n_outputs.get((name, n_idx), 0), t_idx + 1)
         # Node-level topological order: a shared layer's nodes may sit far apart.
@@ -346,7 +517,7 @@ class _Walker:
                         self.shapes[key] = _shape(ref["shape"])
                 layer = operations.get(name) or model.get_layer(name)
                 n_out = n_outputs.get((name, node_index), 1)
-                outs = self.call(prefix, layer, keys, n_out, constants)
+                outs = self.call(prefix, layer, keys, n_out, constants, nodes_of[name])
                 for t_idx, key in enumerate(outs):
                     local[(name, node_index, t_idx)] = key
             if len(remaining) == len(pending):
@@ -384,36 +555,50 @@ def walk_model(model: keras.Model) -> ModelWalk:
     """
     config = check_model(model)
     walker = _Walker()
-    inputs = [walker.new_key(t.shape) for t in model.inputs]
+    view = model if isinstance(model, keras.Sequential) else graph_model(model)
+    inputs = [walker.new_key(t.shape) for t in view.inputs]
     if isinstance(model, keras.Sequential):
         outputs = walker.sequential(model, "", inputs)
     else:
-        outputs = walker.functional(model, config, "", inputs)
-    for key, tensor in zip(outputs, model.outputs):
+        outputs = walker.functional(view, config, "", inputs)
+    for key, tensor in zip(outputs, view.outputs):
         walker.shapes.setdefault(key, _shape(tensor.shape))
     _fill_shapes(walker)
     return ModelWalk(
-        walker.calls, walker.shapes, inputs, outputs, walker.layers, walker.model_inputs
+        walker.calls,
+        walker.shapes,
+        inputs,
+        outputs,
+        walker.layers,
+        walker.model_inputs,
+        walker.composites,
+        walker.untraced,
+        walker.containers,
     )
 
 
 def _fill_shapes(walker: _Walker) -> None:
     """Computes shapes the config did not record (e.g. inside Sequential models)."""
     for call in walker.calls:
-        if all(k in walker.shapes for k in call.outputs):
-            continue
-        in_shapes = [walker.shapes.get(k) for k in call.inputs]
-        if any(s is None for s in in_shapes) or not in_shapes:
-            continue
-        arg = in_shapes[0] if len(in_shapes) == 1 else in_shapes
-        try:
-            out = call.layer.compute_output_shape(arg)
-        except Exception:  # noqa: BLE001 - any layer may not implement it
-            continue
-        if len(call.outputs) == 1:
-            out = [out]
-        for key, shape in zip(call.outputs, out):
-            if isinstance(shape, (list, tuple)) and (
-                not shape or not isinstance(shape[0], (list, tuple))
-            ):
-                walker.shapes.setdefault(key, _shape(shape))
+        _infer_shapes(walker, call)
+
+
+def _infer_shapes(walker: _Walker, call: Call) -> None:
+    """Sets the output shapes of `call` from its input shapes, where unknown."""
+    if all(k in walker.shapes for k in call.outputs):
+        return
+    in_shapes = [walker.shapes.get(k) for k in call.inputs]
+    if any(s is None for s in in_shapes) or not in_shapes:
+        return
+    arg = in_shapes[0] if len(in_shapes) == 1 else in_shapes
+    try:
+        out = call.layer.compute_output_shape(arg)
+    except Exception:  # noqa: BLE001 - any layer may not implement it
+        return
+    if len(call.outputs) == 1:
+        out = [out]
+    for key, shape in zip(call.outputs, out):
+        if isinstance(shape, (list, tuple)) and (
+            not shape or not isinstance(shape[0], (list, tuple))
+        ):
+            walker.shapes.setdefault(key, _shape(shape))

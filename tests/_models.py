@@ -573,8 +573,10 @@ CASES = [
         lambda p: {"head": _gone(p, "c")},
         {"stem": 8, "c": 3},
         frozen={
-            "stem": "UnhandledScale has no pruning handler (teach it with "
-            "register_handler) (at layer 'scale')"
+            "stem": "UnhandledScale has no pruning handler and cannot be traced "
+            "inside (its call uses weights of its own (scale/scale), which a "
+            "traced graph cannot carry) (teach it with register_handler) (at "
+            "layer 'scale')"
         },
         warns="'scale' \\(UnhandledScale\\) has no pruning handler",
     ),

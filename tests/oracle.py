@@ -264,6 +264,9 @@ class _DeadChannels(L.Layer):
     def compute_output_spec(self, inputs, mask=None, training=None):
         return self.inner.compute_output_spec(inputs)
 
+    def compute_output_shape(self, input_shape):  # composite layers may ask
+        return self.inner.compute_output_shape(input_shape)
+
 
 def dead_channels_model(model: keras.Model, plan) -> keras.Model:
     """The original model with the plan's removed channels exactly zero, from the
@@ -309,4 +312,15 @@ def dead_channels_model(model: keras.Model, plan) -> keras.Model:
             return layer
         return _DeadChannels(layer, mask)
 
+    # Layers inside composite layers (traced inside) are called by their owner's
+    # `call` through its attributes: wrap them there, in the copy.
+    for composite in graph.walk.composites.values():
+        for attribute, value in list(vars(composite).items()):
+            if isinstance(value, L.Layer) and not isinstance(value, _DeadChannels):
+                wrapped = clone(value)
+            elif isinstance(value, list) and any(isinstance(v, L.Layer) for v in value):
+                wrapped = [clone(v) if isinstance(v, L.Layer) else v for v in value]
+            else:
+                continue
+            object.__setattr__(composite, attribute, wrapped)
     return keras.models.clone_model(copy, clone_function=clone, recursive=True)

@@ -572,19 +572,48 @@ def test_schedule_ratio_out_of_range_names_the_step(xy):
         model.fit(x, y, epochs=1, batch_size=32, callbacks=[callback], verbose=0)
 
 
-def test_subclassed_model_fails_at_train_begin(xy):
+class TutorialNet(keras.Model):
+    """A subclassed model (a `call()`), as in most Keras tutorials."""
+
+    def __init__(self, branch=False):
+        super().__init__()
+        self.branch = branch
+        self.conv1 = keras.layers.Conv2D(8, 3, activation="relu", name="conv1")
+        self.conv2 = keras.layers.Conv2D(8, 3, name="conv2")
+        self.head = keras.layers.Dense(CLASSES, name="head")
+
+    def call(self, inputs):
+        x = self.conv2(self.conv1(inputs))
+        if self.branch and keras.ops.mean(x) > 0:  # control flow on a value
+            x = -x
+        return self.head(keras.ops.mean(x, axis=(1, 2)))
+
+
+@pytest.mark.parametrize("mode", ["hard", "soft"])
+def test_subclassed_model_is_pruned_through_its_traced_call(xy, mode):
     x, y = xy
+    model = TutorialNet()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model(x[:1])
+    callback = PruningCallback("l1_norm", ratio=0.5, epochs=(0,), mode=mode, verbose=0)
+    model.fit(x, y, epochs=2, batch_size=32, callbacks=[callback], verbose=0)
+    removed = ~np.isin(np.arange(8), callback.plan.kept_filters("conv1"))
+    kernel = keras.ops.convert_to_numpy(model.conv1.kernel)
+    assert removed.sum() == 4 and np.all(kernel[..., removed] == 0)
+    with pytest.warns(FilterPruneWarning, match="subclassed model"):
+        pruned = callback.pruned_model()
+    assert pruned.get_layer("conv1").filters == 4
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(pruned(x[:4])),
+        keras.ops.convert_to_numpy(model(x[:4])),
+        rtol=1e-4,
+        atol=1e-5,
+    )
 
-    class Net(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.conv = keras.layers.Conv2D(4, 3)
-            self.head = keras.layers.Dense(CLASSES)
 
-        def call(self, inputs):
-            return self.head(keras.ops.mean(self.conv(inputs), axis=(1, 2)))
-
-    model = Net()
+def test_untraceable_subclassed_model_fails_at_train_begin(xy):
+    x, y = xy
+    model = TutorialNet(branch=True)
     model.compile("adam", "sparse_categorical_crossentropy")
     model(x[:1])
     batches = []
@@ -592,7 +621,7 @@ def test_subclassed_model_fails_at_train_begin(xy):
         on_train_batch_end=lambda batch, logs: batches.append(batch)
     )
     callback = PruningCallback("l1_norm", verbose=0)
-    with pytest.raises(TypeError, match="subclassed model"):
+    with pytest.raises(TypeError, match="subclassed model that cannot be traced"):
         model.fit(x, y, epochs=1, callbacks=[callback, counter], verbose=0)
     assert batches == []
 

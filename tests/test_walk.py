@@ -140,20 +140,37 @@ def test_sequential_model():
     assert walk.shapes[walk.outputs[0]] == (None, 144)
 
 
-class _Subclassed(keras.Model):
-    def __init__(self):
+class Subclassed(keras.Model):
+    def __init__(self, branch=False):
         super().__init__()
-        self.conv = L.Conv2D(4, 3)
+        self.branch = branch
+        self.conv = L.Conv2D(4, 3, name="conv")
 
     def call(self, x):
-        return self.conv(x)
+        y = self.conv(x)
+        if self.branch:
+            return y if keras.ops.mean(y) > 0 else -y  # control flow on a value
+        return keras.ops.relu(y)
 
 
-def test_subclassed_model_is_a_clear_type_error():
-    model = _Subclassed()
+def test_subclassed_model_is_walked_through_its_call():
+    model = Subclassed()
     model(np.zeros((1, 8, 8, 3), "float32"))
-    with pytest.raises(TypeError, match="subclassed model"):
+    walk = walk_model(model)
+    assert [call.path for call in walk.calls] == ["conv", "relu"]
+    assert walk.shapes[walk.outputs[0]] == (None, 6, 6, 4)
+
+
+def test_untraceable_subclassed_model_is_a_clear_type_error():
+    model = Subclassed(branch=True)
+    model(np.zeros((1, 8, 8, 3), "float32"))
+    with pytest.raises(TypeError, match="subclassed model that cannot be traced"):
         walk_model(model)
+
+
+def test_unbuilt_subclassed_model_is_a_clear_value_error():
+    with pytest.raises(ValueError, match="not built"):
+        walk_model(Subclassed())
 
 
 def test_unbuilt_sequential_is_a_clear_value_error():

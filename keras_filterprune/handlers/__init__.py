@@ -55,6 +55,7 @@ from keras_filterprune.handlers.structure import (
     MergeHandler,
     NormHandler,
     PadOpHandler,
+    ReduceOpHandler,
     RescalingHandler,
     ReshapeHandler,
     SoftmaxHandler,
@@ -83,6 +84,7 @@ __all__ = [
     "MergeHandler",
     "NormHandler",
     "PadOpHandler",
+    "ReduceOpHandler",
     "SplitOpHandler",
     "ConcatenateHandler",
     "FlattenHandler",
@@ -173,6 +175,14 @@ def _defaults() -> tuple[dict[type, LayerHandler], dict[str, LayerHandler]]:
     for name in "Add Subtract Multiply Maximum Minimum Divide TrueDivide".split():
         by_name[name] = merge
     by_name["Pad"] = PadOpHandler()
+    # Elementwise and reducing Keras ops inside traced composite layers.
+    for name in (
+        "Relu Relu6 Sigmoid HardSigmoid HardSilu Silu Gelu Tanh Elu Selu Softplus "
+        "Softsign LeakyRelu Exp Log Sqrt Square Absolute Negative Clip Cast Power"
+    ).split():
+        by_name[name] = elementwise
+    for name in "Mean Max Min Sum".split():
+        by_name[name] = ReduceOpHandler()
     by_name["Split"] = SplitOpHandler()
     return by_class, by_name
 

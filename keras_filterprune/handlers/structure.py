@@ -13,6 +13,7 @@ from keras_filterprune.handlers.base import (
     LayerHandler,
     PassThroughHandler,
     channels_last,
+    dims,
 )
 from keras_filterprune.handlers.conv import _MIXING_ACTIVATIONS
 
@@ -25,6 +26,7 @@ __all__ = [
     "MergeHandler",
     "NormHandler",
     "PadOpHandler",
+    "ReduceOpHandler",
     "SplitOpHandler",
     "ReshapeHandler",
     "RescalingHandler",
@@ -112,6 +114,30 @@ class PadOpHandler(PassThroughHandler):
                 layer, call, inputs, tracer
             )
         return [inputs[0]]
+
+
+class ReduceOpHandler(PassThroughHandler):
+    """`keras.ops.mean/max/min/sum` over axes other than the channel (last) axis
+    (the squeeze of an SE block: `ops.mean(x, axis=(1, 2), keepdims=True)`):
+    channels pass through. A reduction over the channels, or over every axis,
+    freezes. One operation per input element."""
+
+    def propagate(self, layer, call, inputs, tracer):
+        axis = getattr(layer, "axis", None)
+        shape = tracer.shape(call.inputs[0])
+        axes = axis if isinstance(axis, (list, tuple)) else (axis,)
+        if (
+            axis is None
+            or shape is None
+            or any(a is None or a in (-1, len(shape) - 1) for a in axes)
+        ):
+            return FreezeHandler(
+                f"reduces over the channel axis (axis={axis})"
+            ).propagate(layer, call, inputs, tracer)
+        return [inputs[0]]
+
+    def macs(self, layer, inputs, outputs):
+        return math.prod(dims(inputs[0]))
 
 
 class SplitOpHandler(LayerHandler):
