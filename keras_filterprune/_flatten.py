@@ -18,7 +18,7 @@ import keras
 
 from keras_filterprune._paths import layers_by_path
 from keras_filterprune._rebuild import custom_objects
-from keras_filterprune.walk import _io_refs, _tensor_refs, plain_config
+from keras_filterprune.walk import io_refs, plain_config, tensor_refs
 
 __all__ = ["flat_model"]
 
@@ -37,7 +37,7 @@ class _Inliner:
 
     def inline(self, config: dict, prefix: str, path: str, outer: list | None):
         """Adds the layers of one (nested) model; returns its output refs."""
-        inputs = _io_refs(config["input_layers"])
+        inputs = io_refs(config["input_layers"])
         if outer is not None:
             for ref, new in zip(inputs, outer, strict=True):
                 self.alias[(prefix + ref[0], ref[1], ref[2])] = new
@@ -48,7 +48,7 @@ class _Inliner:
             if _is_model_entry(entry):
                 nodes = entry["inbound_nodes"]
                 for k, node in enumerate(nodes):
-                    refs = [self._qualify(r, prefix) for r in _tensor_refs(node)]
+                    refs = [self._qualify(r, prefix) for r in tensor_refs(node)]
                     inner = (
                         prefix + name + _SEP + (f"{k}{_SEP}" if len(nodes) > 1 else "")
                     )
@@ -62,7 +62,7 @@ class _Inliner:
             entry["config"]["name"] = prefix + name
             entry.pop("build_config", None)
             for node in entry.get("inbound_nodes", []):
-                for ref in _tensor_refs(node):
+                for ref in tensor_refs(node):
                     ref["keras_history"] = list(self._qualify(ref, prefix))
             self.entries.append(entry)
             self.paths.setdefault(path + name, prefix + name)
@@ -71,7 +71,7 @@ class _Inliner:
         }  # Keras numbers their nodes from 1 in `output_layers`
         return [
             (prefix + r[0], r[1] - (r[0] in functional), r[2])
-            for r in _io_refs(config["output_layers"])
+            for r in io_refs(config["output_layers"])
         ]
 
     @staticmethod
@@ -101,7 +101,7 @@ def flat_model(model: keras.Model) -> tuple[keras.Model, dict[str, str]]:
     outputs = inliner.inline(config, "", "", None)
     for entry in inliner.entries:
         for node in entry.get("inbound_nodes", []):
-            for ref in _tensor_refs(node):
+            for ref in tensor_refs(node):
                 ref["keras_history"] = inliner.resolve(ref["keras_history"])
     flat = {
         "name": model.name + "_flat",

@@ -151,6 +151,10 @@ def trace_layer(layer: keras.layers.Layer, nodes: list[dict]) -> keras.Model | s
         nodes: The serialised inbound nodes of its call sites (`{"args": …,
             "kwargs": …}` as in a Functional config), or `[build_node(layer)]`.
 
+    Call sites whose inputs differ only in sizes (a head shared by the levels of
+    a feature pyramid) share one graph traced with those dims unknown (`None`),
+    provided each call site's own graph has the same operations.
+
     Returns:
         A Functional `keras.Model` named like the layer, whose operations are the
         layer's own sub-layers and Keras ops (traced once per layer and input
@@ -161,14 +165,59 @@ def trace_layer(layer: keras.layers.Layer, nodes: list[dict]) -> keras.Model | s
     for node in nodes:
         if isinstance(node, str):
             return node
-    keys = {_signature(node) for node in nodes}
-    if len(keys) != 1:
-        return "it is called with inputs of different shapes or arguments"
-    (key,) = keys
+    unique = {_signature(node): node for node in nodes}
+    if len(unique) == 1:
+        return _cached(layer, nodes[0])
+    merged = _merge(list(unique.values()))
+    if merged is None:
+        return "it is called with different arguments at different call sites"
+    traces = [_cached(layer, node) for node in [merged, *unique.values()]]
+    for trace in traces:
+        if isinstance(trace, str):
+            return trace
+    if any(_structure(t) != _structure(traces[0]) for t in traces[1:]):
+        return "its graph depends on the shape of its inputs"
+    return traces[0]
+
+
+def _cached(layer, node: dict) -> keras.Model | str:
     traces = _CACHE.setdefault(layer, {})
+    key = _signature(node)
     if key not in traces:
-        traces[key] = _trace(layer, nodes[0])
+        traces[key] = _trace(layer, node)
     return traces[key]
+
+
+def _merge(nodes: list) -> Any:
+    """One node for several call sites: the dims on which their tensors differ
+    become `None`; `None` when they differ in anything else."""
+    first = nodes[0]
+    if isinstance(first, dict):
+        if any(not isinstance(n, dict) or n.keys() != first.keys() for n in nodes):
+            return None
+        if first.get("class_name") == "__keras_tensor__":
+            shapes = [n["config"]["shape"] for n in nodes]
+            dtypes = {n["config"].get("dtype") for n in nodes}
+            if len({len(s) for s in shapes}) != 1 or len(dtypes) != 1:
+                return None
+            shape = [d[0] if len(set(d)) == 1 else None for d in zip(*shapes)]
+            return {**first, "config": {**first["config"], "shape": shape}}
+        merged = {k: _merge([n[k] for n in nodes]) for k in first}
+        return (
+            None
+            if any(v is None and first[k] is not None for k, v in merged.items())
+            else merged
+        )
+    if isinstance(first, (list, tuple)):
+        if any(not isinstance(n, (list, tuple)) or len(n) != len(first) for n in nodes):
+            return None
+        merged = [_merge(list(items)) for items in zip(*nodes)]
+        return (
+            None
+            if any(v is None and f is not None for v, f in zip(merged, first))
+            else merged
+        )
+    return first if all(n == first for n in nodes) else None
 
 
 def trace_model(model: keras.Model) -> keras.Model | str:
@@ -190,6 +239,7 @@ def _trace(layer, node: dict) -> keras.Model | str:
         model = _symbolic_graph(layer, node["args"], node.get("kwargs") or {})
         _check_training_branches(layer, node, model)
         _check_own_weights(layer, model)
+        _check_serialisable(model)
     except _Untraceable as e:
         return str(e)
     return model
@@ -212,7 +262,7 @@ def _symbolic_graph(layer, args, kwargs, **extra) -> keras.Model:
                     f"its call takes a {obj['class_name']} argument, which cannot "
                     "be replayed symbolically"
                 )
-            return {k: symbolic(v) for k, v in obj.items()}
+            return {k: symbolic(obj[k]) for k in sorted(obj)}  # Keras' flat order
         if isinstance(obj, (list, tuple)):
             return [symbolic(v) for v in obj]
         return obj
@@ -221,6 +271,8 @@ def _symbolic_graph(layer, args, kwargs, **extra) -> keras.Model:
     kwargs = {**symbolic(kwargs), **extra}
     if not inputs:
         raise _Untraceable("its call takes no tensor")
+    if _is_graph(layer):  # a Functional model: its inputs in their own structure
+        args, kwargs = [keras.tree.pack_sequence_as(layer.input, inputs)], {}
     try:
         outputs = layer.call(*args, **kwargs)
         flat = keras.tree.flatten(outputs)
@@ -253,6 +305,8 @@ def _check_training_branches(layer, node: dict, model: keras.Model) -> None:
     """Refuses a layer whose `call` builds another graph when training (a Python
     `if training:`): its traced graph would be right in one mode only."""
     kwargs = node.get("kwargs") or {}
+    if _is_graph(layer):
+        return  # a Functional model's call runs its graph: no Python branches
     try:
         parameters = inspect.signature(layer.call).parameters
     except (TypeError, ValueError):
@@ -268,6 +322,30 @@ def _check_training_branches(layer, node: dict, model: keras.Model) -> None:
             "its call branches on `training` in Python, so its graph differs "
             "between training and inference"
         )
+
+
+def _is_graph(layer) -> bool:
+    """Whether `layer` is a Functional model (its call runs a fixed graph)."""
+    if not isinstance(layer, keras.Model) or isinstance(layer, keras.Sequential):
+        return False
+    try:
+        return bool(layer.inputs)
+    except (AttributeError, ValueError):
+        return False
+
+
+def _check_serialisable(model: keras.Model) -> None:
+    """Refuses a graph whose config cannot be written: the walk reads it, and
+    surgery rebuilds a pruned composite from it."""
+    for op in model.operations:
+        try:
+            with base_configs([op]):
+                keras.saving.serialize_keras_object(op)
+        except Exception as e:  # noqa: BLE001 - any layer's get_config may fail
+            raise _Untraceable(
+                f"its sub-layer '{op.name}' ({type(op).__name__}) cannot write "
+                f"its config ({type(e).__name__}: {str(e).splitlines()[0][:100]})"
+            ) from e
 
 
 def _sublayer_weights(obj: Any, seen: set) -> set:

@@ -3,6 +3,7 @@ the mechanics surgery (`apply_plan`) and masking (`mask_model`) share."""
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import keras
@@ -13,6 +14,7 @@ from keras_filterprune.graph import ChannelGraph
 from keras_filterprune.handlers import get_handler
 from keras_filterprune.walk import (
     has_own_graph_config,
+    io_refs,
     is_subclassed,
     plain_config,
     walk_model,
@@ -141,10 +143,24 @@ def _rebuild_task(model: keras.Model, config: dict, configs: dict, input_widths)
         )
         return None
     entry = next(e for e in config["layers"] if e["name"] == backbone.name)
-    new_backbone = _from_config(backbone, entry["config"])
+    # from_config consumes the config: keep it for the plain functional fallback.
+    new_backbone = _from_config(backbone, copy.deepcopy(entry["config"]))
     task_config = model.get_config()
     task_config["backbone"] = new_backbone  # the preprocessor is rebuilt from config
-    task = type(model).from_config(task_config)
+    try:
+        task = type(model).from_config(task_config)
+    except Exception as e:  # noqa: BLE001 - any task constructor may refuse it
+        if not configs and not input_widths:  # nothing changed: a plain copy
+            return None
+        warnings.warn(
+            f"'{model.name}' ({type(model).__name__}) is returned as a plain "
+            "functional keras.Model: its constructor cannot be given the pruned "
+            f"backbone ({type(e).__name__}: {str(e)[:120]}). Its preprocessor is "
+            "not part of it; apply `model.preprocessor` to the data yourself.",
+            FilterPruneWarning,
+            stacklevel=4,
+        )
+        return None
     _restore_names(model, task)
     return task
 
@@ -172,8 +188,12 @@ def _restore_names(model: keras.Model, new_model: keras.Model) -> None:
 
 
 def _set_input_widths(config: dict, widths: list[int]) -> None:
-    """Sets the channel count of a nested model's inputs."""
+    """Sets the channel count of a nested model's inputs (`widths` in the flat
+    order of its `input_layers`)."""
     inputs = [e for e in config["layers"] if e["class_name"] == "InputLayer"]
+    if "input_layers" in config:  # Functional (a Sequential has one input)
+        entries = {e.get("name") or e["config"]["name"]: e for e in config["layers"]}
+        inputs = [entries[name] for name, _, _ in io_refs(config["input_layers"])]
     for entry, width in zip(inputs, widths):
         shape = list(entry["config"]["batch_shape"])
         shape[-1] = width

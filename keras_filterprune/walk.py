@@ -30,8 +30,10 @@ __all__ = [
     "graph_config",
     "graph_model",
     "has_own_graph_config",
+    "io_refs",
     "is_subclassed",
     "plain_config",
+    "tensor_refs",
 ]
 
 
@@ -260,7 +262,7 @@ _FUNCTIONAL = dict(
 def _as_model_node(node: dict) -> dict:
     """A composite's inbound node as a call of its traced Functional graph: the
     tensors as the model's one input or list of inputs, no other argument."""
-    refs = [{"class_name": "__keras_tensor__", "config": r} for r in _tensor_refs(node)]
+    refs = [{"class_name": "__keras_tensor__", "config": r} for r in tensor_refs(node)]
     return {"args": [refs[0] if len(refs) == 1 else refs], "kwargs": {}}
 
 
@@ -281,7 +283,8 @@ def plain_config(
     (`composite_graph`), under the same name."""
     if isinstance(model, keras.Sequential) and not sequential_as_graph:
         config = model.get_config()
-        entries = zip(config["layers"], model.layers)
+        by_name = {layer.name: layer for layer in model.layers}  # no InputLayer
+        entries = ((e, by_name.get(e["config"].get("name"))) for e in config["layers"])
     else:
         if isinstance(model, keras.Sequential):
             model = keras.Model(model.inputs, model.outputs, name=model.name)
@@ -333,17 +336,18 @@ def plain_config(
     return config
 
 
-def _tensor_refs(obj: Any) -> Iterator[dict]:
-    """Yields the serialised `__keras_tensor__` dicts in `obj`, in order."""
+def tensor_refs(obj: Any) -> Iterator[dict]:
+    """Yields the serialised `__keras_tensor__` dicts in `obj`, in Keras' flat
+    order (`keras.tree.flatten`: dicts by sorted key)."""
     if isinstance(obj, dict):
         if obj.get("class_name") == "__keras_tensor__":
             yield obj["config"]
             return
-        for value in obj.values():
-            yield from _tensor_refs(value)
+        for key in sorted(obj):
+            yield from tensor_refs(obj[key])
     elif isinstance(obj, (list, tuple)):
         for value in obj:
-            yield from _tensor_refs(value)
+            yield from tensor_refs(value)
 
 
 def _has_array_constant(obj: Any) -> bool:
@@ -361,10 +365,11 @@ def _has_array_constant(obj: Any) -> bool:
     return False
 
 
-def _io_refs(refs: Any) -> list[tuple[str, int, int]]:
-    """Normalises `input_layers`/`output_layers` (a triple, a list or a dict)."""
+def io_refs(refs: Any) -> list[tuple[str, int, int]]:
+    """Normalises `input_layers`/`output_layers` (a triple, a list or a dict) in
+    Keras' flat order (`keras.tree.flatten`: dicts by sorted key)."""
     if isinstance(refs, dict):
-        refs = list(refs.values())
+        refs = [refs[key] for key in sorted(refs)]
     if (
         isinstance(refs, (list, tuple))
         and len(refs) == 3
@@ -374,8 +379,21 @@ def _io_refs(refs: Any) -> list[tuple[str, int, int]]:
         return [(refs[0], refs[1], refs[2])]
     out = []
     for ref in refs:
-        out.extend(_io_refs(ref))
+        out.extend(io_refs(ref))
     return out
+
+
+def _more_concrete(node: dict, model: keras.Model) -> bool:
+    """Whether a call's input shapes fix dims that `model`'s inputs leave None."""
+    called = [ref.get("shape") for ref in tensor_refs(node)]
+    own = [tuple(t.shape) for t in model.inputs]
+    if len(called) != len(own) or any(s is None for s in called):
+        return False
+    return any(
+        o is None and c is not None
+        for c_shape, o_shape in zip(called, own)
+        for c, o in zip(c_shape[1:], o_shape[1:])
+    )
 
 
 def _is_functional(layer: Any) -> bool:
@@ -436,10 +454,14 @@ class _Walker:
         n_out: int,
         constants=False,
         nodes: list | None = None,
+        node_index: int = 0,
     ):
         if _is_container(layer) and not is_subclassed(layer):
-            return self.model(layer, prefix + layer.name + "/", inputs)
+            node = nodes[node_index] if nodes else None
+            return self.model(layer, prefix + layer.name + "/", inputs, node)
         inner = composite_graph(layer, nodes)
+        if isinstance(inner, keras.Model) and nodes and len(nodes) > 1:
+            inner = trace_layer(layer, [nodes[node_index]])  # this call's sizes
         path = self._paths.get(id(layer), prefix + getattr(layer, "name", ""))
         if isinstance(inner, str):
             self.untraced.setdefault(path, inner)
@@ -451,12 +473,21 @@ class _Walker:
             return self.functional(inner, _own_graph_config(inner), path + "/", inputs)
         return self.record(prefix, layer, inputs, n_out, constants)
 
-    def model(self, model: keras.Model, prefix: str, inputs: list[int]) -> list:
+    def model(
+        self, model: keras.Model, prefix: str, inputs: list[int], node=None
+    ) -> list:
         config = check_model(model, argument=f"nested model '{model.name}'")
         self.model_inputs.setdefault(prefix.rstrip("/"), list(inputs))
         self.containers.setdefault(prefix.rstrip("/"), model)
         if isinstance(model, keras.Sequential):
             return self.sequential(model, prefix, inputs)
+        if node is not None and _more_concrete(node, model):
+            # Called at sizes its own graph leaves unknown (a keras-hub backbone
+            # built for any image size, inside a task of fixed size): its graph
+            # at this call's sizes, so that every shape inside is known.
+            view = trace_layer(model, [node])
+            if isinstance(view, keras.Model):
+                return self.functional(view, _own_graph_config(view), prefix, inputs)
         return self.functional(model, config, prefix, inputs)
 
     def sequential(self, model: keras.Sequential, prefix: str, inputs: list) -> list:
@@ -468,7 +499,7 @@ class _Walker:
 
     def functional(self, model: keras.Model, config: dict, prefix: str, inputs):
         local: dict[tuple[str, int, int], int] = {}
-        input_refs = _io_refs(config["input_layers"])
+        input_refs = io_refs(config["input_layers"])
         if len(input_refs) != len(inputs):
             raise ValueError(
                 f"Model '{model.name}' expects {len(input_refs)} inputs but is called "
@@ -485,7 +516,7 @@ class _Walker:
         for layer_cfg in config["layers"]:
             nodes_of[layer_cfg["name"]] = layer_cfg.get("inbound_nodes") or None
             for node_index, node in enumerate(layer_cfg.get("inbound_nodes", [])):
-                refs = list(_tensor_refs(node))
+                refs = list(tensor_refs(node))
                 constants = _has_array_constant(node)
                 pending.append((layer_cfg["name"], node_index, refs, constants))
                 for ref in refs:
@@ -499,7 +530,7 @@ class _Walker:
                 n_idx - _is_functional(operations.get(name) or model.get_layer(name)),
                 t,
             )
-            for name, n_idx, t in _io_refs(config["output_layers"])
+            for name, n_idx, t in io_refs(config["output_layers"])
         ]
         for name, n_idx, t_idx in output_refs:
             n_outputs[(name, n_idx)] = max(n_outputs.get((name, n_idx), 0), t_idx + 1)
@@ -517,7 +548,9 @@ class _Walker:
                         self.shapes[key] = _shape(ref["shape"])
                 layer = operations.get(name) or model.get_layer(name)
                 n_out = n_outputs.get((name, node_index), 1)
-                outs = self.call(prefix, layer, keys, n_out, constants, nodes_of[name])
+                outs = self.call(
+                    prefix, layer, keys, n_out, constants, nodes_of[name], node_index
+                )
                 for t_idx, key in enumerate(outs):
                     local[(name, node_index, t_idx)] = key
             if len(remaining) == len(pending):

@@ -491,11 +491,16 @@ HUB_TASKS = {
 }
 
 
-def build_preset(name: str, seed: int = 0) -> keras.Model:
-    """The backbone `HUB_PRESETS[name]` describes, with random weights."""
+def build_preset(name: str, seed: int = 0, image_size: int | None = None):
+    """The backbone `HUB_PRESETS[name]` describes, with random weights; at
+    `image_size` x `image_size` when given (the architecture is the same)."""
     import keras_hub
 
     cls, kwargs = HUB_PRESETS[name]
+    kwargs = dict(kwargs)
+    if image_size is not None:
+        key = "input_shape" if "input_shape" in kwargs else "image_shape"
+        kwargs[key] = (image_size, image_size, 3)
     keras.utils.set_random_seed(seed)
     return getattr(keras_hub.models, cls)(**kwargs)
 

@@ -363,15 +363,17 @@ def _layer_outputs(model: keras.Model, layer_names: Sequence[str]) -> tuple[Any,
             "`model` must be a built functional or Sequential model with known "
             f"inputs. Received: model {model.name!r} without `inputs`."
         )
-    known = [layer.name for layer in model.layers]
+    # Layers, and Keras ops (inside a traced composite layer's graph).
+    known = {op.name: op for op in getattr(model, "operations", model.layers)}
     outputs = []
     for name in layer_names:
         if name not in known:
-            shown = ", ".join(known[:30]) + (", ..." if len(known) > 30 else "")
+            names = [layer.name for layer in model.layers]
+            shown = ", ".join(names[:30]) + (", ..." if len(names) > 30 else "")
             raise ValueError(
                 f"No layer named {name!r} in model {model.name!r}. Its layers: {shown}."
             )
-        output = model.get_layer(name).output
+        output = known[name].output
         if isinstance(output, list | tuple | dict):
             raise ValueError(
                 f"Layer {name!r} has several outputs; active criteria need a layer "

@@ -125,7 +125,7 @@ def _defaults() -> tuple[dict[type, LayerHandler], dict[str, LayerHandler]]:
     )
     add(
         "ZeroPadding1D ZeroPadding2D ZeroPadding3D Cropping1D Cropping2D Cropping3D "
-        "UpSampling1D UpSampling2D UpSampling3D",
+        "UpSampling1D UpSampling2D UpSampling3D Resizing",
         passing,
     )
     add(
@@ -178,11 +178,15 @@ def _defaults() -> tuple[dict[type, LayerHandler], dict[str, LayerHandler]]:
     # Elementwise and reducing Keras ops inside traced composite layers.
     for name in (
         "Relu Relu6 Sigmoid HardSigmoid HardSilu Silu Gelu Tanh Elu Selu Softplus "
-        "Softsign LeakyRelu Exp Log Sqrt Square Absolute Negative Clip Cast Power"
+        "Softsign LeakyRelu Exp Log Sqrt Square Absolute Negative Clip Cast Power "
+        "ReLU Mish Celu Squareplus SoftShrink HardShrink HardTanh TanhShrink "
+        "LogSigmoid SparsePlus SparseSigmoid Threshold ConvertToTensor"
     ).split():
         by_name[name] = elementwise
     for name in "Mean Max Min Sum".split():
         by_name[name] = ReduceOpHandler()
+    by_name["Resize"] = passing  # keras.ops.image.resize
+    by_name["Concatenate"] = ConcatenateHandler()  # keras.ops.concatenate
     by_name["Split"] = SplitOpHandler()
     return by_class, by_name
 
