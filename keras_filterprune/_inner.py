@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import warnings
 import weakref
 from typing import Any
 
@@ -273,6 +274,7 @@ def _symbolic_graph(layer, args, kwargs, **extra) -> keras.Model:
         raise _Untraceable("its call takes no tensor")
     if _is_graph(layer):  # a Functional model: its inputs in their own structure
         args, kwargs = [keras.tree.pack_sequence_as(layer.input, inputs)], {}
+    kwargs = _accepted(layer, kwargs)
     try:
         outputs = layer.call(*args, **kwargs)
         flat = keras.tree.flatten(outputs)
@@ -291,6 +293,22 @@ def _symbolic_graph(layer, args, kwargs, **extra) -> keras.Model:
             "its call cannot be traced on symbolic tensors (Python control flow "
             f"on tensor values or a raw backend call?): {type(e).__name__}: {text}"
         ) from e
+
+
+def _accepted(layer, kwargs: dict) -> dict:
+    """`kwargs` less the `training`/`mask` arguments that `layer.call` does not
+    take (`Layer.__call__` passes them only to a `call` that declares them)."""
+    try:
+        parameters = inspect.signature(layer.call).parameters
+    except (TypeError, ValueError):
+        return kwargs
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return kwargs
+    return {
+        k: v
+        for k, v in kwargs.items()
+        if k in parameters or k not in ("training", "mask")
+    }
 
 
 def _structure(model: keras.Model) -> list:
@@ -339,13 +357,19 @@ def _check_serialisable(model: keras.Model) -> None:
     surgery rebuilds a pruned composite from it."""
     for op in model.operations:
         try:
-            with base_configs([op]):
+            with base_configs([op]), warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
                 keras.saving.serialize_keras_object(op)
         except Exception as e:  # noqa: BLE001 - any layer's get_config may fail
             raise _Untraceable(
                 f"its sub-layer '{op.name}' ({type(op).__name__}) cannot write "
                 f"its config ({type(e).__name__}: {str(e).splitlines()[0][:100]})"
             ) from e
+        if any("lambda" in str(w.message) for w in caught):
+            raise _Untraceable(
+                f"its sub-layer '{op.name}' ({type(op).__name__}) holds a Python "
+                "lambda, which Keras does not rebuild from a config"
+            )
 
 
 def _sublayer_weights(obj: Any, seen: set) -> set:

@@ -268,6 +268,16 @@ class _DeadChannels(L.Layer):
         return self.inner.compute_output_shape(input_shape)
 
 
+def _copy_weights(source: keras.Model, target: keras.Model) -> None:
+    """Layer by layer: a task rebuilt by `clone_model` may order (or count) its
+    flat weight list differently, its layers pair one to one."""
+    for a, b in zip(source.layers, target.layers, strict=True):
+        if isinstance(a, keras.Model):
+            _copy_weights(a, b)
+        elif a.weights:
+            b.set_weights(a.get_weights())
+
+
 def dead_channels_model(model: keras.Model, plan) -> keras.Model:
     """The original model with the plan's removed channels exactly zero, from the
     producer that makes them to every consumer that reads them.
@@ -283,7 +293,7 @@ def dead_channels_model(model: keras.Model, plan) -> keras.Model:
     from keras_filterprune import trace_channels
 
     copy = keras.models.clone_model(model, recursive=True)  # never call its layers
-    copy.set_weights(model.get_weights())
+    _copy_weights(model, copy)
     graph = trace_channels(copy, warn=False)
     flags = graph.element_keep(plan.keep_masks())
     masks: dict[str, np.ndarray | None] = {}
@@ -314,13 +324,19 @@ def dead_channels_model(model: keras.Model, plan) -> keras.Model:
 
     # Layers inside composite layers (traced inside) are called by their owner's
     # `call` through its attributes: wrap them there, in the copy.
+    def wrap(value):
+        if isinstance(value, keras.Model):  # its own layers wrapped
+            return keras.models.clone_model(value, clone_function=clone, recursive=True)
+        if isinstance(value, L.Layer):
+            return clone(value)
+        if isinstance(value, (list, tuple)):
+            return [wrap(v) for v in value]
+        if isinstance(value, dict):
+            return {k: wrap(v) for k, v in value.items()}
+        return value
+
     for composite in graph.walk.composites.values():
         for attribute, value in list(vars(composite).items()):
-            if isinstance(value, L.Layer) and not isinstance(value, _DeadChannels):
-                wrapped = clone(value)
-            elif isinstance(value, list) and any(isinstance(v, L.Layer) for v in value):
-                wrapped = [clone(v) if isinstance(v, L.Layer) else v for v in value]
-            else:
-                continue
-            object.__setattr__(composite, attribute, wrapped)
+            if not attribute.startswith("_"):
+                object.__setattr__(composite, attribute, wrap(value))
     return keras.models.clone_model(copy, clone_function=clone, recursive=True)

@@ -27,6 +27,7 @@ from keras_filterprune import (
 )
 from tests import oracle
 from tests._hub_models import HUB_BACKBONES, hub_backbone, hub_inputs
+from tests._hub_presets import HUB_TASKS, build_task
 
 keras_hub = pytest.importorskip("keras_hub")
 
@@ -218,3 +219,28 @@ def test_untraceable_subclassed_models_keep_the_clear_error():
     model(np.zeros((1, 8, 8, 3), "float32"))
     with pytest.raises(TypeError, match="subclassed model"):
         plan_pruning(model, 0.5)
+
+
+@pytest.mark.parametrize("name", list(HUB_TASKS))
+def test_tasks_prune_exactly_predict_save_and_reload(name, tmp_path):
+    """Detectors, segmenters and classifiers whose heads are composite layers:
+    the task class when it can take the pruned backbone, else a plain functional
+    model with a warning; never a crash."""
+    task = oracle.randomize(build_task(name), 0)
+    x = hub_inputs(task)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FilterPruneWarning)
+        plan = plan_pruning(task, 0.5)
+        pruned = apply_plan(task, plan)
+    said = [str(w.message) for w in caught if w.category is FilterPruneWarning]
+    assert not [m for m in said if "no pruning handler" in m], said
+    if type(pruned) is not type(task):
+        assert any("plain functional keras.Model" in m for m in said), said
+    y = _check_exact(task, plan, pruned, x)
+    oracle.assert_differs(y, oracle.outputs(task, x), what=name)
+    assert count_macs(pruned) < 0.6 * count_macs(task), plan.summary()
+    pruned.predict(x, verbose=0)
+    path = tmp_path / "pruned.keras"
+    pruned.save(path)
+    reloaded = keras.saving.load_model(path)
+    oracle.assert_close(oracle.outputs(reloaded, x), y, what="reloaded")
