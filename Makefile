@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # The core suite again on the JAX and PyTorch backends: tracing, surgery oracle,
 # criteria, planner, PruningCallback, recovery, sensitivity, profile and export
 # (TensorFlow-only cases skip themselves).
-BACKEND_TESTS := tests/test_walk.py tests/test_graph.py tests/test_handlers.py \
+BACKEND_TESTS := tests/test_walk.py tests/test_graph.py tests/test_handlers.py tests/test_inner.py \
 	tests/test_surgery.py tests/test_criteria.py tests/test_scoring.py \
 	tests/test_plan.py tests/test_callbacks.py tests/test_latency.py \
 	tests/test_recovery.py tests/test_sensitivity.py tests/test_profile.py \

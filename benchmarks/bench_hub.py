@@ -1,17 +1,23 @@
 """Prunes keras-hub CNN backbones and tasks at ratio 0.5 and tabulates the gain.
 
-    python benchmarks/bench_hub.py            # every backbone of tests/_hub_models
-    python benchmarks/bench_hub.py --full     # + ResNet50, VGG16, DenseNet121 at 224²
-    python benchmarks/bench_hub.py --quick    # VGG only (a smoke run)
+    python benchmarks/bench_hub.py            # tests/_hub_models + the four tasks
+    python benchmarks/bench_hub.py --full     # + the presets' architectures at 224²
+    python benchmarks/bench_hub.py --quick    # VGG and MobileNetV3 (a smoke run)
 
 Backbones are built from constructor arguments (`tests/_hub_models.py`: small
 widths, the structures of the presets; `--full`: the published ResNet50, VGG16
 and DenseNet121 configurations), with random weights; nothing is downloaded. Each
 is pruned with `plan_pruning(model, 0.5)` + `apply_plan` and checked against
-`mask_model` (*err*: max |difference| / max |mask_model|). Two `ImageClassifier`
-tasks are pruned through their nested backbone. A last table compares ConvNeXtTiny
-(keras.applications) with and without `prune_norms=True`. Written to
-`benchmarks/results/bench_hub.md`.
+`mask_model` (*err*: max |difference| / max |mask_model|). Blocks written as
+composite layers (MobileNetV3, EfficientNetV2, HGNetV2, …) are traced inside.
+Tasks (`tests/_hub_presets.HUB_TASKS`: classifiers, a detector, segmenters) are
+pruned as a whole. *TF check*: the convolution and dense MACs `count_macs`
+reports, over TensorFlow's own op-level count (`tf.compat.v1.profiler` float
+operations of Conv2D, DepthwiseConv2dNative and MatMul, halved) on the unpruned
+model: 1.00 means every convolution is counted once, inside composite layers too.
+`--full` adds the published presets' architectures (`tests/_hub_presets.py`) at
+224² (MobileNetV5 at 256²). A last table compares ConvNeXtTiny (keras.applications)
+with and without `prune_norms=True`. Written to `benchmarks/results/bench_hub.md`.
 """
 
 from __future__ import annotations
@@ -35,9 +41,22 @@ from keras_filterprune import (  # noqa: E402
     count_macs,
     mask_model,
     plan_pruning,
+    profile_model,
 )
 from tests import oracle  # noqa: E402
 from tests._hub_models import HUB_BACKBONES, hub_backbone, hub_inputs  # noqa: E402
+from tests._hub_presets import (  # noqa: E402
+    HUB_PRESETS,
+    HUB_TASKS,
+    build_preset,
+    build_task,
+)
+
+_TF_MAC_OPS = ("Conv2D", "DepthwiseConv2dNative", "MatMul", "Conv3D", "BatchMatMulV2")
+_OUR_MAC_LAYERS = (
+    "Conv1D Conv2D Conv3D DepthwiseConv1D DepthwiseConv2D SeparableConv1D "
+    "SeparableConv2D Conv1DTranspose Conv2DTranspose Dense"
+).split()
 
 FULL = {
     "ResNet50 (224²)": (
@@ -76,6 +95,29 @@ def _err(model, plan, pruned, x) -> float:
     )
 
 
+def _tf_check(model: keras.Model) -> str:
+    """Our convolution/dense MACs over TensorFlow's profiler count of them."""
+    import tensorflow as tf
+
+    shapes = [(1, *t.shape[1:]) for t in model.inputs]
+    if len(shapes) != 1 or None in shapes[0]:
+        return "—"
+    function = tf.function(lambda x: model(x, training=False))
+    graph = function.get_concrete_function(tf.TensorSpec(shapes[0])).graph
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ops = tf.compat.v1.profiler.profile(graph=graph, cmd="op", options=options)
+    theirs = sum(c.total_float_ops for c in ops.children if c.name in _TF_MAC_OPS) / 2
+    ours = sum(
+        layer.macs
+        for layer in profile_model(model).layers
+        if layer.class_name in _OUR_MAC_LAYERS
+    )
+    return f"{ours / theirs:.3f}" if theirs else "—"
+
+
 def _row(name: str, model: keras.Model, x: np.ndarray, **plan_kwargs) -> str:
     start = time.perf_counter()
     with warnings.catch_warnings():
@@ -97,13 +139,14 @@ def _row(name: str, model: keras.Model, x: np.ndarray, **plan_kwargs) -> str:
     if classes:
         reasons += f"; no handler: {', '.join(classes)}"
     err = _err(model, plan, pruned, x[:2])
+    tf_check = _tf_check(model)
     kind = (
         "Functional" if type(pruned).__name__ == "Functional" else type(pruned).__name__
     )
     line = (
         f"| {name} | {_count(p0)} → {_count(p1)} | {p1 / p0:.2f} | {macs} | "
         f"{len(plan.frozen_groups)}/{len(plan.groups)} | {reasons} | {kind} | "
-        f"{err:.1e} | {seconds:.1f} |"
+        f"{err:.1e} | {tf_check} | {seconds:.1f} |"
     )
     _common.log(line)
     keras.backend.clear_session()
@@ -162,22 +205,29 @@ def main(argv=None) -> int:
         "`apply_plan` returns. *err*: max |pruned − mask_model| / max |mask_model| "
         "over all outputs. *s*: plan + apply.",
         "",
-        "| backbone | params | ratio | MACs | ratio | frozen groups | frozen "
-        "because | kind | err | s |",
-        "|---|---|---:|---|---:|---:|---|---|---:|---:|",
+        "| model | params | ratio | MACs | ratio | frozen groups | frozen "
+        "because | kind | err | TF check | s |",
+        "|---|---|---:|---|---:|---:|---|---|---:|---:|---:|",
     ]
     lines = []
-    names = ["VGG"] if args.quick else list(HUB_BACKBONES)
+    names = ["VGG", "MobileNetV3"] if args.quick else list(HUB_BACKBONES)
     for name in names:
         model = hub_backbone(name)
         lines.append(_row(name, model, hub_inputs(model)))
     if args.full and not args.quick:
         for name, (cls, kwargs) in FULL.items():
             model = _build(cls, kwargs)
-            lines.append(_row(name, model, hub_inputs(model)))
+            lines.append(_row(name, model, hub_inputs(model, batch=1)))
+        for name in HUB_PRESETS:
+            size = 256 if name.startswith("MobileNetV5") else 224
+            model = oracle.randomize(build_preset(name, image_size=size), 0)
+            lines.append(_row(f"{name} ({size}²)", model, hub_inputs(model, batch=1)))
     for name in ["VGG"] if args.quick else ["ResNet", "EfficientNet"]:
         task, x = _classifier(name)
         lines.append(_row(f"ImageClassifier({name})", task, x))
+    for name in [] if args.quick else list(HUB_TASKS):
+        task = oracle.randomize(build_task(name), 0)
+        lines.append(_row(name, task, hub_inputs(task)))
     text = head + lines
     if not args.quick:
         text += [

@@ -272,8 +272,12 @@ def _symbolic_graph(layer, args, kwargs, **extra) -> keras.Model:
     kwargs = {**symbolic(kwargs), **extra}
     if not inputs:
         raise _Untraceable("its call takes no tensor")
-    if _is_graph(layer):  # a Functional model: its inputs in their own structure
-        args, kwargs = [keras.tree.pack_sequence_as(layer.input, inputs)], {}
+    if _is_graph(layer):  # a Functional model: its own graph replayed on `inputs`
+        return keras.models.clone_model(
+            layer,
+            input_tensors=keras.tree.pack_sequence_as(layer.input, inputs),
+            clone_function=lambda operation: operation,  # the same layers
+        )
     kwargs = _accepted(layer, kwargs)
     try:
         outputs = layer.call(*args, **kwargs)

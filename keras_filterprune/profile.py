@@ -30,11 +30,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import keras
 
+from keras_filterprune.exceptions import FilterPruneWarning
 from keras_filterprune.handlers import UnknownShapeError, get_handler
 from keras_filterprune.walk import ModelWalk, check_model, walk_model
 
@@ -246,7 +248,9 @@ def _output_shape(shapes: dict, keys: list[int]) -> Any:
     return None if any(s is None for s in found) else tuple(found)
 
 
-def profile_model(model: keras.Model, *, graph=None) -> ModelProfile:
+def profile_model(
+    model: keras.Model, *, graph=None, input_shape: tuple | None = None
+) -> ModelProfile:
     """Counts the parameters and MACs of every call site of a model.
 
     MACs are multiply-accumulates for one example at inference; bias adds,
@@ -261,14 +265,23 @@ def profile_model(model: keras.Model, *, graph=None) -> ModelProfile:
             size (nested models and shared layers are supported).
         graph: The model's `ChannelGraph`, if already traced: its walk is
             reused (`graph.profile`). Defaults to `None` (the model is walked).
+        input_shape: The shape of one input example (no batch dim), e.g.
+            `(224, 224, 3)`, to count a model built for any image size (a
+            keras-hub backbone's `(None, None, 3)`) at that size. Defaults to
+            `None` (the model's own input shape).
 
     Returns:
-        A `ModelProfile`; `str(profile)` is a table.
+        A `ModelProfile`; `str(profile)` is a table. Layers inside composite
+        layers (traced through their `call`) are counted one by one.
 
     Raises:
-        TypeError: `model` is not a Keras model, or is a subclassed model.
-        ValueError: `model` is not built, or a layer's shape has unknown (`None`)
-            dims, so its MACs cannot be counted.
+        TypeError: `model` is not a Keras model, or is a subclassed model that
+            cannot be traced.
+        ValueError: `model` is not built, a layer's shape has unknown (`None`)
+            dims (pass `input_shape`), or a bad `input_shape`.
+
+    Warns:
+        FilterPruneWarning: layers with weights but no MAC rule (counted 0).
 
     Example:
 
@@ -292,13 +305,36 @@ def profile_model(model: keras.Model, *, graph=None) -> ModelProfile:
     """
     if graph is not None:
         check_model(model)
+        if input_shape is not None:
+            raise ValueError(
+                "`graph` and `input_shape` cannot be combined: a graph was traced "
+                "at the model's own input shape. Pass one of them."
+            )
         if not getattr(graph, "is_graph_of", lambda m: False)(model):
             raise ValueError(
                 "`graph` must be the ChannelGraph of `model` (trace_channels(model)). "
                 f"Received: graph={graph!r}"
             )
         return graph.profile
-    return profile_walk(walk_model(model))
+    walk = walk_model(model, input_shape)
+    profile = profile_walk(walk)
+    # Per-channel weights (a LayerNorm's gamma) cost next to nothing; a layer
+    # nobody knows, or with kernels, may cost anything: say so.
+    unknown = [
+        path
+        for path in profile.uncounted
+        if get_handler(walk.layers[path]) is None
+        or any(len(w.shape) >= 2 for w in walk.layers[path].weights)
+    ]
+    if unknown:
+        warnings.warn(
+            f"The MACs of {len(unknown)} layer(s) with weights are unknown and "
+            f"counted as 0: {unknown[:5]}. Teach keras-filterprune those layers "
+            "(`register_handler`, a handler's `macs` method) for a true count.",
+            FilterPruneWarning,
+            stacklevel=3,
+        )
+    return profile
 
 
 def call_macs(walk: ModelWalk, call, *, layer=None, shapes=None) -> int | None:
@@ -366,11 +402,14 @@ def _unknown_shape_error(path: str, layer: Any, shape: Shape | None) -> ValueErr
         f"Cannot count the MACs of layer '{path}' ({type(layer).__name__}): its "
         f"input or output shape {_shape_str(shape)} has unknown (None) dims. "
         "Counting MACs needs a model with a fixed input size, e.g. built on "
-        "`keras.Input((224, 224, 3))` rather than `keras.Input((None, None, 3))`."
+        "`keras.Input((224, 224, 3))` rather than `keras.Input((None, None, 3))`, "
+        "or counted with `input_shape=(224, 224, 3)`."
     )
 
 
-def count_macs(model: keras.Model, *, graph=None) -> int:
+def count_macs(
+    model: keras.Model, *, graph=None, input_shape: tuple | None = None
+) -> int:
     """Counts the multiply-accumulates of one forward pass of one example.
 
     Shorthand for `profile_model(model).total_macs`; see `profile_model` for the
@@ -379,6 +418,8 @@ def count_macs(model: keras.Model, *, graph=None) -> int:
     Args:
         model: A built Functional or Sequential `keras.Model` with a fixed input size.
         graph: Its `ChannelGraph`, if already traced. Defaults to `None`.
+        input_shape: The shape of one input example (no batch dim) to count a
+            model built for any image size at. Defaults to `None`.
 
     Returns:
         The MACs per example, an `int`.
@@ -394,7 +435,7 @@ def count_macs(model: keras.Model, *, graph=None) -> int:
     >>> count_macs(model)  # 16 * 4; the bias add is not counted
     64
     """
-    return profile_model(model, graph=graph).total_macs
+    return profile_model(model, graph=graph, input_shape=input_shape).total_macs
 
 
 def count_params(model: keras.Model) -> int:

@@ -12,6 +12,7 @@ twice (its layers are then shared layers).
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -563,12 +564,15 @@ class _Walker:
         return [local[ref] for ref in output_refs]
 
 
-def walk_model(model: keras.Model) -> ModelWalk:
+def walk_model(model: keras.Model, input_shape: tuple | None = None) -> ModelWalk:
     """Flattens a built Functional or Sequential model into its call sites.
 
     Args:
-        model: A built `keras.Model` (Functional or Sequential; nested models and
-            shared layers are supported).
+        model: A built `keras.Model` (Functional, Sequential or subclassed; nested
+            models, composite layers and shared layers are supported).
+        input_shape: The shape of one input example (no batch dim) to walk the
+            model at, for a model built for any size (`(None, None, 3)`), so that
+            every shape inside is known. Defaults to `None` (the model's own).
 
     Returns:
         A `ModelWalk` with the call sites in topological order.
@@ -589,8 +593,11 @@ def walk_model(model: keras.Model) -> ModelWalk:
     config = check_model(model)
     walker = _Walker()
     view = model if isinstance(model, keras.Sequential) else graph_model(model)
+    if input_shape is not None:
+        view = _at_shape(view, input_shape)
+        config = _own_graph_config(view)
     inputs = [walker.new_key(t.shape) for t in view.inputs]
-    if isinstance(model, keras.Sequential):
+    if isinstance(view, keras.Sequential):
         outputs = walker.sequential(model, "", inputs)
     else:
         outputs = walker.functional(view, config, "", inputs)
@@ -608,6 +615,45 @@ def walk_model(model: keras.Model) -> ModelWalk:
         walker.untraced,
         walker.containers,
     )
+
+
+def _at_shape(model: keras.Model, input_shape: Any) -> keras.Model:
+    """`model`'s graph traced at one input shape (a Functional view)."""
+    own = [tuple(t.shape) for t in model.inputs]
+    try:
+        shape = None
+        if isinstance(input_shape, (tuple, list)):
+            shape = tuple(operator.index(d) for d in input_shape)
+    except TypeError:
+        shape = None
+    if (
+        shape is None
+        or len(own) != 1
+        or len(shape) != len(own[0]) - 1
+        or any(d < 1 for d in shape)
+        or any(o is not None and o != d for o, d in zip(own[0][1:], shape))
+    ):
+        raise ValueError(
+            "`input_shape` must be the shape of one input example (no batch "
+            "dim): positive ints that agree with the model's one input "
+            f"{own}. Received: input_shape={input_shape!r}"
+        )
+    dtype = model.inputs[0].dtype
+    node = {
+        "args": [
+            {
+                "class_name": "__keras_tensor__",
+                "config": {"shape": [None, *shape], "dtype": dtype},
+            }
+        ],
+        "kwargs": {},
+    }
+    view = trace_layer(model, [node])
+    if isinstance(view, str):
+        raise ValueError(
+            f"Model '{model.name}' cannot be walked at input_shape={shape}: {view}."
+        )
+    return view
 
 
 def _fill_shapes(walker: _Walker) -> None:

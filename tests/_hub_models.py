@@ -127,6 +127,17 @@ HUB_BACKBONES = {
         "EfficientNetBackbone",
         _efficientnet(["fused", "fused", "unfused"], se=[0.0, 0.0, 0.25]),
     ),
+    # EfficientNet-EdgeTPU: fused blocks first, a forced stem width, no residual
+    # in the first stage, no SE (the arguments of the "es" preset, narrowed).
+    "EfficientNetEdgeTPU": (
+        "EfficientNetBackbone",
+        {
+            **_efficientnet(["fused", "fused", "unfused"], se=[0.0, 0.0, 0.0]),
+            "stackwise_force_input_filters": [8, 0, 0],
+            "stackwise_nores_option": [True, False, False],
+            "activation": "relu",
+        },
+    ),
     "MobileNetV3": (
         "MobileNetBackbone",
         dict(

@@ -35,6 +35,7 @@ keras_hub = pytest.importorskip("keras_hub")
 # convolutions): traced inside, their convolutions pruned like any other.
 COMPOSITE = {
     "EfficientNetV2": "FusedMBConvBlock",
+    "EfficientNetEdgeTPU": "FusedMBConvBlock",
     "MobileNetV3": "DepthwiseConvBlock",
     "HGNetV2": "HGNetV2Embeddings",
 }
@@ -244,3 +245,14 @@ def test_tasks_prune_exactly_predict_save_and_reload(name, tmp_path):
     pruned.save(path)
     reloaded = keras.saving.load_model(path)
     oracle.assert_close(oracle.outputs(reloaded, x), y, what="reloaded")
+
+
+@pytest.mark.parametrize("name", ["MobileNetV3", "EfficientNetV2"])
+def test_pruned_composite_backbones_export_to_tflite(name, tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("TFLite export needs the TensorFlow backend")
+    model = hub_backbone(name)
+    pruned = prune_keras_model(model, 0.5)
+    report = export_tflite(pruned, str(tmp_path / "pruned.tflite"))
+    assert report.passed, str(report)

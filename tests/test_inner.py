@@ -127,6 +127,18 @@ class OwnWeights(L.Layer):
         return self.conv(x) * self.gamma
 
 
+class LambdaInside(L.Layer):
+    """A sub-layer holding a Python lambda: Keras cannot rebuild it from a config."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = L.Conv2D(8, 1, name="li_conv")
+        self.act = L.Activation(lambda t: t * 2.0, name="li_act")
+
+    def call(self, x):
+        return self.act(self.conv(x))
+
+
 def _stem(inputs, width=8):
     x = L.Conv2D(width, 3, padding="same", name="stem")(inputs)
     return L.BatchNormalization(name="stem_bn")(x)
@@ -270,6 +282,7 @@ def test_composite_in_a_sequential_model():
         (ValueBranch, "cannot be traced on symbolic tensors"),
         (TrainingBranch, "branches on `training`"),
         (OwnWeights, "uses weights of its own"),
+        (LambdaInside, "holds a Python lambda"),
     ],
 )
 def test_untraceable_layers_are_frozen_and_named(cls, why):

@@ -9,7 +9,14 @@ import json
 import keras
 import pytest
 
-from keras_filterprune import ModelProfile, count_macs, count_params, profile_model
+from keras_filterprune import (
+    FilterPruneWarning,
+    ModelProfile,
+    count_macs,
+    count_params,
+    profile_model,
+    trace_channels,
+)
 
 L = keras.layers
 
@@ -275,11 +282,27 @@ def test_uncounted_layers_are_reported():
     inputs = keras.Input((5, 4))
     x = L.LayerNormalization(name="ln")(inputs)
     model = keras.Model(inputs, L.Dense(2, name="fc")(x))
-    profile = profile_model(model)
+    profile = profile_model(model)  # per-channel weights: listed, no warning
     assert profile.uncounted == ("ln",)
     assert profile.by_layer()["ln"] == (8, 0)
     assert "No MAC rule (counted as 0): ln" in profile.table()
     _check_params(model, profile)
+
+
+def test_layers_of_unknown_cost_are_named_in_a_warning():
+    class Mixer(L.Layer):  # a custom layer with a kernel, no handler
+        def build(self, shape):
+            self.w = self.add_weight(shape=(shape[-1], 4), name="w")
+
+        def call(self, x):
+            if x.shape[-1] is None:  # (untraceable: its own weight in call)
+                return x
+            return keras.ops.matmul(x, self.w)
+
+    inputs = keras.Input((5, 3))
+    model = keras.Model(inputs, L.Dense(2)(Mixer(name="mix")(inputs)))
+    with pytest.warns(FilterPruneWarning, match=r"unknown and counted as 0: \['mix'\]"):
+        count_macs(model)
 
 
 def test_table_dict_and_str():
@@ -304,21 +327,28 @@ def test_table_dict_and_str():
     assert data["layers"][0]["path"] == "conv1"
 
 
-def test_subclassed_model_is_rejected():
+def test_subclassed_model_is_counted_through_its_call():
     class Net(keras.Model):
-        def __init__(self):
+        def __init__(self, branch=False):
             super().__init__()
-            self.fc = L.Dense(2)
+            self.branch = branch
+            self.fc = L.Dense(2, name="fc")
 
         def call(self, x):
+            if self.branch and keras.ops.max(x) > 0:  # control flow on a value
+                return -self.fc(x)
             return self.fc(x)
 
     model = Net()
     model(keras.ops.zeros((1, 3)))
-    with pytest.raises(TypeError, match="subclassed"):
-        profile_model(model)
-    with pytest.raises(TypeError, match="subclassed"):
-        count_params(model)
+    assert profile_model(model).by_layer() == {"fc": (8, 6)}
+    untraceable = Net(branch=True)
+    untraceable(keras.ops.zeros((1, 3)))
+    with pytest.raises(TypeError, match="subclassed model that cannot be traced"):
+        profile_model(untraceable)
+    with pytest.raises(TypeError, match="subclassed model that cannot be traced"):
+        count_params(untraceable)
+    assert count_params(model) == model.count_params() == 8
 
 
 def test_unbuilt_sequential_is_rejected():
@@ -339,7 +369,33 @@ def test_unknown_spatial_dims():
     x = L.Conv2D(4, 3, name="conv")(inputs)
     x = L.GlobalAveragePooling2D()(x)
     model = keras.Model(inputs, L.Dense(2)(x))
-    with pytest.raises(ValueError, match=r"'conv'.*fixed input size.*keras\.Input"):
+    with pytest.raises(ValueError, match=r"'conv'.*fixed input size.*input_shape="):
         profile_model(model)
     # Parameters do not depend on the input size.
     assert count_params(model) == model.count_params() == 112 + 10
+    # At a given size: the same counts as the model built at that size.
+    fixed = keras.Input((9, 7, 3))
+    y = L.Conv2D(4, 3)(fixed)
+    twin = keras.Model(fixed, L.Dense(2)(L.GlobalAveragePooling2D()(y)))
+    assert count_macs(model, input_shape=(9, 7, 3)) == count_macs(twin) > 0
+    profile = profile_model(model, input_shape=[9, 7, 3])
+    assert profile.layers[0].output_shape == (None, 7, 5, 4)
+
+
+@pytest.mark.parametrize(
+    "shape, match",
+    [
+        ((9, 7), "one input example"),
+        ((9, 7, 4), "agree with the model"),
+        ((0, 7, 3), "positive"),
+        ("224", "one input example"),
+        ((9.0, 7, 3), "one input example"),
+    ],
+)
+def test_bad_input_shape(shape, match):
+    inputs = keras.Input((None, None, 3))
+    model = keras.Model(inputs, L.Conv2D(4, 3, name="conv")(inputs))
+    with pytest.raises(ValueError, match=match):
+        count_macs(model, input_shape=shape)
+    with pytest.raises(ValueError, match="cannot be combined"):
+        profile_model(model, graph=trace_channels(model), input_shape=(8, 8, 3))
