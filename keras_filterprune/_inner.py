@@ -394,7 +394,11 @@ def _sublayer_weights(obj: Any, seen: set) -> set:
 def _check_own_weights(layer, model: keras.Model) -> None:
     """Refuses a layer that uses weights of its own (not a sub-layer's) in its
     call: the traced graph would hold them as constants."""
-    owned_by_sublayers = _sublayer_weights(vars(layer), {id(layer)})
+    attributes = list(vars(layer).values())
+    children = getattr(layer, "children", None)  # PyTorch modules keep them apart
+    if callable(children):
+        attributes += list(children())
+    owned_by_sublayers = _sublayer_weights(attributes, {id(layer)})
     used = {id(w) for op in model.operations for w in getattr(op, "weights", ())}
     own = [
         w.path

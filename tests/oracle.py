@@ -336,7 +336,13 @@ def dead_channels_model(model: keras.Model, plan) -> keras.Model:
         return value
 
     for composite in graph.walk.composites.values():
-        for attribute, value in list(vars(composite).items()):
-            if not attribute.startswith("_"):
+        # On PyTorch, sub-layers live in the module's `_modules`, not `vars()`.
+        modules = getattr(composite, "_modules", None) or {}
+        for attribute, value in [*vars(composite).items(), *modules.items()]:
+            if attribute.startswith("_"):
+                continue
+            if attribute in modules:
+                modules[attribute] = wrap(value)
+            else:
                 object.__setattr__(composite, attribute, wrap(value))
     return keras.models.clone_model(copy, clone_function=clone, recursive=True)

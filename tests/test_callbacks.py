@@ -612,6 +612,8 @@ def test_subclassed_model_is_pruned_through_its_traced_call(xy, mode):
 
 
 def test_untraceable_subclassed_model_fails_at_train_begin(xy):
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("Keras itself cannot fit this model on JAX and PyTorch")
     x, y = xy
     model = TutorialNet(branch=True)
     model.compile("adam", "sparse_categorical_crossentropy")
