@@ -16,9 +16,9 @@ import re
 
 import keras
 
+from keras_filterprune._config import io_refs, plain_config, tensor_refs
 from keras_filterprune._paths import layers_by_path
 from keras_filterprune._rebuild import custom_objects
-from keras_filterprune.walk import io_refs, plain_config, tensor_refs
 
 __all__ = ["flat_model"]
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import keras
 
-from keras_filterprune.walk import composite_graph, is_subclassed
+from keras_filterprune._config import composite_graph, is_subclassed
 
 __all__ = ["all_layers", "children", "layer_by_path", "layers_by_path"]
 

@@ -8,17 +8,17 @@ import warnings
 
 import keras
 
-from keras_filterprune._paths import all_layers, layer_by_path, layers_by_path
-from keras_filterprune.exceptions import FilterPruneWarning
-from keras_filterprune.graph import ChannelGraph
-from keras_filterprune.handlers import get_handler
-from keras_filterprune.walk import (
+from keras_filterprune._config import (
     has_own_graph_config,
     io_refs,
     is_subclassed,
     plain_config,
-    walk_model,
 )
+from keras_filterprune._paths import all_layers, layer_by_path, layers_by_path
+from keras_filterprune.exceptions import FilterPruneWarning
+from keras_filterprune.graph import ChannelGraph
+from keras_filterprune.handlers import get_handler
+from keras_filterprune.walk import walk_model
 
 __all__ = [
     "check_rebuildable",

@@ -100,7 +100,8 @@ class PruningCallback(keras.callbacks.Callback):
         ValueError: bad values, `ratio` or `epochs` with `schedule`, an active
             criterion without `data`; in `fit`, a schedule ratio outside [0, 1)
             (naming the step) or unknown layer names (before the first batch).
-        TypeError: arguments of the wrong type; in `fit`, a subclassed model.
+        TypeError: arguments of the wrong type; in `fit`, a subclassed model
+            whose `call()` cannot be traced.
 
     Example:
 

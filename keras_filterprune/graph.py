@@ -335,7 +335,8 @@ def trace_channels(
         A `ChannelGraph`.
 
     Raises:
-        TypeError: subclassed model or not a model.
+        TypeError: not a model, or a subclassed model whose `call()` cannot be
+            traced.
         ValueError: unbuilt model, or `exclude` names an unknown layer.
 
     Example:

@@ -135,7 +135,8 @@ def plan_pruning(
     Raises:
         ValueError: ratio outside [0, 1), unknown criterion or reduction, unknown
             layer names, unreachable targets.
-        TypeError: subclassed model or bad argument types.
+        TypeError: a subclassed model whose `call()` cannot be traced, or bad
+            argument types.
 
     Example:
 

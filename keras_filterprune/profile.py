@@ -36,9 +36,10 @@ from typing import Any
 
 import keras
 
+from keras_filterprune._config import check_model
 from keras_filterprune.exceptions import FilterPruneWarning
 from keras_filterprune.handlers import UnknownShapeError, get_handler
-from keras_filterprune.walk import ModelWalk, check_model, walk_model
+from keras_filterprune.walk import ModelWalk, walk_model
 
 __all__ = [
     "LayerProfile",
@@ -425,7 +426,8 @@ def count_macs(
         The MACs per example, an `int`.
 
     Raises:
-        TypeError: `model` is not a Keras model, or is a subclassed model.
+        TypeError: `model` is not a Keras model, or a subclassed model that
+            cannot be traced.
         ValueError: `model` is not built or has unknown (`None`) dims.
 
     Example:
@@ -451,7 +453,8 @@ def count_params(model: keras.Model) -> int:
         The number of parameters (trainable and non-trainable), an `int`.
 
     Raises:
-        TypeError: `model` is not a Keras model, or is a subclassed model.
+        TypeError: `model` is not a Keras model, or a subclassed model that
+            cannot be traced.
         ValueError: `model` is not built.
 
     Example:

@@ -61,7 +61,8 @@ def apply_plan(
     Raises:
         ValueError: the plan does not fit the model (the message names the first
             mismatching layer), or the model holds a Lambda layer.
-        TypeError: not a plan, or a subclassed model.
+        TypeError: not a plan, or a subclassed model whose `call()` cannot be
+            traced.
 
     Example:
 

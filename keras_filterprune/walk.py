@@ -2,7 +2,9 @@
 
 The walk reads `model.get_config()` (its `inbound_nodes` name every call site, nested
 models and shared layers included) and the live layers found with `get_layer`. It never
-touches private node attributes, which change between Keras releases.
+touches private node attributes, which change between Keras releases. Composite layers
+and subclassed models are walked through the graphs of their `call`
+(`keras_filterprune._config.composite_graph`).
 
 Nested models are flattened: their call sites are listed with a path such as
 `"backbone/conv1"`, and a nested model called twice has its inner call sites listed
@@ -13,29 +15,23 @@ from __future__ import annotations
 
 import dataclasses
 import operator
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import keras
 
-from keras_filterprune._inner import any_trace, base_configs, trace_layer, trace_model
-from keras_filterprune.handlers import get_handler
+from keras_filterprune._config import (
+    check_model,
+    composite_graph,
+    graph_model,
+    io_refs,
+    is_functional,
+    is_subclassed,
+    own_graph_config,
+    tensor_refs,
+)
+from keras_filterprune._inner import trace_layer
 
-__all__ = [
-    "Call",
-    "ModelWalk",
-    "walk_model",
-    "check_model",
-    "composite_graph",
-    "functional_view",
-    "graph_config",
-    "graph_model",
-    "has_own_graph_config",
-    "io_refs",
-    "is_subclassed",
-    "plain_config",
-    "tensor_refs",
-]
+__all__ = ["Call", "ModelWalk", "walk_model"]
 
 
 @dataclasses.dataclass
@@ -107,250 +103,6 @@ def _is_container(layer: Any) -> bool:
     return isinstance(layer, keras.Model)
 
 
-def _own_graph_config(model: keras.Model) -> dict | None:
-    """`model.get_config()` when it describes the graph (`"layers"`), else `None`."""
-    try:
-        config = model.get_config()
-    except NotImplementedError:
-        if is_subclassed(model):
-            return None
-        with base_configs(model.operations):  # keras-hub's `Identity(dtype=…)`
-            config = model.get_config()
-    return config if isinstance(config, dict) and "layers" in config else None
-
-
-def functional_view(model: keras.Model) -> keras.Model | None:
-    """A plain Functional model over the graph of a functional subclass, or `None`.
-
-    Classes built through the functional constructor (keras-hub backbones and
-    tasks, `class M(keras.Model)` calling `super().__init__(inputs=, outputs=)`)
-    keep their graph but serialise constructor arguments. `keras.Model(model.input,
-    model.output)` reads the very same layers and nodes through public API; a truly
-    subclassed model (a `call()` method) has no `inputs` and gives `None`.
-    """
-    try:
-        inputs, outputs = model.inputs, model.outputs
-        structure_in, structure_out = model.input, model.output
-    except (AttributeError, ValueError):
-        return None
-    if not inputs or not outputs:
-        return None
-    return keras.Model(structure_in, structure_out, name=model.name)
-
-
-def graph_model(model: keras.Model) -> keras.Model | str:
-    """The model whose operations are `model`'s graph: `model` itself (Functional,
-    functional subclass), or the traced graph of a subclassed model's `call()`
-    (`keras_filterprune._inner`); a `str` (why) when that cannot be traced."""
-    return trace_model(model) if is_subclassed(model) else model
-
-
-def graph_config(model: keras.Model) -> dict | None:
-    """The Functional graph config of `model` (functional subclasses and traced
-    subclassed models included), or `None` when `model` has no graph."""
-    config = _own_graph_config(model)
-    if config is not None:
-        return config
-    view = functional_view(model) or graph_model(model)
-    return view.get_config() if isinstance(view, keras.Model) else None
-
-
-def has_own_graph_config(model: keras.Model) -> bool:
-    """Whether `type(model).from_config` rebuilds `model` from its graph config
-    (plain Functional models and functional-like constructors), as opposed to
-    functional subclasses whose config holds constructor arguments."""
-    return isinstance(model, keras.Sequential) or _own_graph_config(model) is not None
-
-
-def is_subclassed(model: keras.Model) -> bool:
-    """Whether `model` is a subclassed model (a `call()` and no graph of its own):
-    pruning traces it and returns a plain Functional model."""
-    if isinstance(model, keras.Sequential):
-        return False
-    try:
-        inputs = model.inputs
-    except (AttributeError, ValueError):
-        return True
-    return not inputs
-
-
-def check_model(model: Any, argument: str = "model") -> dict | None:
-    """Raises a clear error unless `model` is a built Keras model with a graph.
-
-    Functional subclasses (keras-hub backbones and tasks, users' classes built with
-    `super().__init__(inputs=..., outputs=...)`) are Functional models here, and a
-    built subclassed model is traced through its `call()`.
-
-    Args:
-        model: The object to check.
-        argument: `str`. The argument name used in error messages.
-
-    Returns:
-        The Functional model's graph config (read to tell it from a subclassed
-        model; callers reuse it rather than pay for a second one), or `None` for a
-        Sequential model.
-
-    Raises:
-        TypeError: `model` is not a Keras model, or a subclassed model whose
-            `call()` cannot be traced.
-        ValueError: `model` is not built.
-    """
-    if not isinstance(model, keras.Model):
-        raise TypeError(
-            f"`{argument}` must be a built Keras model (Functional, Sequential or "
-            f"subclassed). Received: {argument} of type {type(model).__name__}."
-        )
-    if isinstance(model, keras.Sequential):
-        if not model.built or not model.inputs:
-            raise ValueError(
-                f"`{argument}` (Sequential model '{model.name}') is not built: it has "
-                "no known input shape. Start it with `keras.Input(shape)` or call "
-                "`model.build(input_shape)` before pruning."
-            )
-        return None
-    if not model.built:
-        raise ValueError(
-            f"`{argument}` ('{model.name}', class {type(model).__name__}) is not "
-            "built: call it on a batch of data (or `model.build(input_shape)`) "
-            "before pruning."
-        )
-    config = _own_graph_config(model)
-    if config is not None:
-        return config
-    view = functional_view(model) or trace_model(model)
-    if not isinstance(view, keras.Model):
-        raise TypeError(
-            f"`{argument}` ('{model.name}', class {type(model).__name__}) is a "
-            f"subclassed model that cannot be traced: {view}. Rebuild it with "
-            "the Functional API (`keras.Model(inputs, outputs)`) or "
-            "`keras.Sequential`, or move that code out of `call()`, then prune."
-        )
-    return view.get_config()
-
-
-def composite_graph(
-    layer: Any, nodes: list[dict] | None = None
-) -> keras.Model | str | None:
-    """The traced inner graph of a composite layer, why it cannot be traced, or
-    `None` for a layer that is not traced inside.
-
-    Traced inside: layers without a handler that are not Keras' own (keras-hub
-    blocks, users' layers, subclassed models nested in a model). Keras' own layers
-    without a handler (`LSTM`, `Resizing`, …) stay single, frozen layers.
-
-    Args:
-        layer: The layer.
-        nodes: The serialised inbound nodes of its call sites in a Functional
-            config, or `None` (any graph traced before, else one call at the
-            shape it was built with).
-    """
-    if not isinstance(layer, keras.layers.Layer) or get_handler(layer) is not None:
-        return None
-    if type(layer).__module__.startswith("keras."):
-        return None
-    if isinstance(layer, keras.Model) and not is_subclassed(layer):
-        return None
-    return any_trace(layer) if nodes is None else trace_layer(layer, nodes)
-
-
-_FUNCTIONAL = dict(
-    module="keras.src.models.functional",
-    class_name="Functional",
-    registered_name="Functional",
-)
-
-
-def _as_model_node(node: dict) -> dict:
-    """A composite's inbound node as a call of its traced Functional graph: the
-    tensors as the model's one input or list of inputs, no other argument."""
-    refs = [{"class_name": "__keras_tensor__", "config": r} for r in tensor_refs(node)]
-    return {"args": [refs[0] if len(refs) == 1 else refs], "kwargs": {}}
-
-
-def plain_config(
-    model: keras.Model,
-    sequential_as_graph: bool = False,
-    expand: Callable[[str], bool] | None = None,
-    prefix: str = "",
-) -> dict:
-    """The config of `model` in which every functional subclass, nested or not,
-    is described by its graph (class `Functional`), so that the whole tree can be
-    edited layer by layer and rebuilt with `keras.Model.from_config`.
-
-    With `sequential_as_graph=True` Sequential models (nested or not) are written
-    as Functional graphs too, and every nested model's entry is marked
-    `Functional`: one kind of node to inline (`_flatten`). Composite layers whose
-    path `expand(path)` accepts are written as their traced Functional graph
-    (`composite_graph`), under the same name."""
-    if isinstance(model, keras.Sequential) and not sequential_as_graph:
-        config = model.get_config()
-        by_name = {layer.name: layer for layer in model.layers}  # no InputLayer
-        entries = ((e, by_name.get(e["config"].get("name"))) for e in config["layers"])
-    else:
-        if isinstance(model, keras.Sequential):
-            model = keras.Model(model.inputs, model.outputs, name=model.name)
-        config = check_model(model)
-        view = graph_model(model)
-        operations = {op.name: op for op in view.operations}
-        entries = ((e, operations.get(e["name"])) for e in config["layers"])
-    functional_before = {}
-    for entry, layer in entries:
-        functional_before[entry.get("name")] = _is_functional(layer)
-        path = prefix + entry.get("name", entry["config"].get("name", ""))
-        inner = None
-        if expand is not None and expand(path):
-            nodes = entry.get("inbound_nodes")
-            inner = composite_graph(layer, nodes or None)
-        if isinstance(inner, keras.Model):
-            entry.update(_FUNCTIONAL)
-            entry["config"] = plain_config(
-                inner, sequential_as_graph, expand, path + "/"
-            )
-            if entry.get("inbound_nodes"):
-                entry["inbound_nodes"] = [
-                    _as_model_node(n) for n in entry["inbound_nodes"]
-                ]
-            entry.pop("build_config", None)
-        elif isinstance(layer, keras.Model):
-            entry["config"] = plain_config(
-                layer, sequential_as_graph, expand, path + "/"
-            )
-            if sequential_as_graph or not has_own_graph_config(layer):
-                entry.update(_FUNCTIONAL)
-    if "output_layers" in config:
-        # Keras numbers a Functional entry's nodes from 1 in `output_layers`:
-        # follow the entries whose class changed to or from Functional.
-        functional_now = {
-            e.get("name"): e["class_name"] == "Functional" for e in config["layers"]
-        }
-
-        def renumber(ref):
-            if isinstance(ref, dict):
-                return {k: renumber(v) for k, v in ref.items()}
-            if len(ref) == 3 and isinstance(ref[0], str) and isinstance(ref[1], int):
-                name = ref[0]
-                shift = functional_now[name] - functional_before.get(name, False)
-                return [name, ref[1] + shift, ref[2]]
-            return [renumber(r) for r in ref]
-
-        config["output_layers"] = renumber(config["output_layers"])
-    return config
-
-
-def tensor_refs(obj: Any) -> Iterator[dict]:
-    """Yields the serialised `__keras_tensor__` dicts in `obj`, in Keras' flat
-    order (`keras.tree.flatten`: dicts by sorted key)."""
-    if isinstance(obj, dict):
-        if obj.get("class_name") == "__keras_tensor__":
-            yield obj["config"]
-            return
-        for key in sorted(obj):
-            yield from tensor_refs(obj[key])
-    elif isinstance(obj, (list, tuple)):
-        for value in obj:
-            yield from tensor_refs(value)
-
-
 def _has_array_constant(obj: Any) -> bool:
     """Whether a serialised call argument holds a non-scalar constant."""
     if isinstance(obj, dict):
@@ -366,24 +118,6 @@ def _has_array_constant(obj: Any) -> bool:
     return False
 
 
-def io_refs(refs: Any) -> list[tuple[str, int, int]]:
-    """Normalises `input_layers`/`output_layers` (a triple, a list or a dict) in
-    Keras' flat order (`keras.tree.flatten`: dicts by sorted key)."""
-    if isinstance(refs, dict):
-        refs = [refs[key] for key in sorted(refs)]
-    if (
-        isinstance(refs, (list, tuple))
-        and len(refs) == 3
-        and isinstance(refs[0], str)
-        and isinstance(refs[1], int)
-    ):
-        return [(refs[0], refs[1], refs[2])]
-    out = []
-    for ref in refs:
-        out.extend(io_refs(ref))
-    return out
-
-
 def _more_concrete(node: dict, model: keras.Model) -> bool:
     """Whether a call's input shapes fix dims that `model`'s inputs leave None."""
     called = [ref.get("shape") for ref in tensor_refs(node)]
@@ -394,17 +128,6 @@ def _more_concrete(node: dict, model: keras.Model) -> bool:
         o is None and c is not None
         for c_shape, o_shape in zip(called, own)
         for c, o in zip(c_shape[1:], o_shape[1:])
-    )
-
-
-def _is_functional(layer: Any) -> bool:
-    """Whether Keras counts a built-in node for `layer` in the `output_layers` of a
-    config (a Functional model or subclass: `keras.Model.get_config` numbers its
-    nodes from 1 there, and `from_config` subtracts 1 again)."""
-    return (
-        isinstance(layer, keras.Model)
-        and not isinstance(layer, keras.Sequential)
-        and not is_subclassed(layer)
     )
 
 
@@ -471,7 +194,7 @@ class _Walker:
             self.composites.setdefault(path, layer)
             self.containers.setdefault(path, layer)
             self.model_inputs.setdefault(path, list(inputs))
-            return self.functional(inner, _own_graph_config(inner), path + "/", inputs)
+            return self.functional(inner, own_graph_config(inner), path + "/", inputs)
         return self.record(prefix, layer, inputs, n_out, constants)
 
     def model(
@@ -488,7 +211,7 @@ class _Walker:
             # at this call's sizes, so that every shape inside is known.
             view = trace_layer(model, [node])
             if isinstance(view, keras.Model):
-                return self.functional(view, _own_graph_config(view), prefix, inputs)
+                return self.functional(view, own_graph_config(view), prefix, inputs)
         return self.functional(model, config, prefix, inputs)
 
     def sequential(self, model: keras.Sequential, prefix: str, inputs: list) -> list:
@@ -528,7 +251,7 @@ class _Walker:
         output_refs = [
             (
                 name,
-                n_idx - _is_functional(operations.get(name) or model.get_layer(name)),
+                n_idx - is_functional(operations.get(name) or model.get_layer(name)),
                 t,
             )
             for name, n_idx, t in io_refs(config["output_layers"])
@@ -595,7 +318,7 @@ def walk_model(model: keras.Model, input_shape: tuple | None = None) -> ModelWal
     view = model if isinstance(model, keras.Sequential) else graph_model(model)
     if input_shape is not None:
         view = _at_shape(view, input_shape)
-        config = _own_graph_config(view)
+        config = own_graph_config(view)
     inputs = [walker.new_key(t.shape) for t in view.inputs]
     if isinstance(view, keras.Sequential):
         outputs = walker.sequential(model, "", inputs)

@@ -337,6 +337,8 @@ def test_subclassed_model_prunes_to_a_functional_model():
     x = np.random.default_rng(0).normal(size=(4, 14, 14, 3)).astype("float32")
     plan = plan_pruning(model, 0.5, "l1_norm")
     assert plan.group_of("conv1").frozen is None
+    scores = score_filters(model, "mean_activation", data=x)  # an active criterion
+    assert scores["block/block_expand"].shape == (32,)
     with pytest.warns(FilterPruneWarning, match="subclassed model.*could not be kept"):
         pruned = apply_plan(model, plan)
     assert type(pruned) is not TutorialConvNet and isinstance(pruned, keras.Model)

@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_filterprune.walk import check_model, walk_model
+from keras_filterprune._config import check_model
+from keras_filterprune.walk import walk_model
 from tests._models import CASES, case_model
 
 L = keras.layers
