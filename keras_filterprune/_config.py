@@ -8,6 +8,7 @@ Composite layers are expanded here into the Functional graphs of their `call`
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -28,19 +29,35 @@ __all__ = [
     "is_subclassed",
     "own_graph_config",
     "plain_config",
+    "read_graph_config",
     "tensor_refs",
 ]
 
 
-def own_graph_config(model: keras.Model) -> dict | None:
-    """`model.get_config()` when it describes the graph (`"layers"`), else `None`."""
+def own_graph_config(model: keras.Model, stubs: bool = False) -> dict | None:
+    """`model.get_config()` when it describes the graph (`"layers"`), else `None`.
+
+    With `stubs=True` (to read a graph's structure only), layers whose config
+    cannot be written are described by their names (`base_configs`)."""
     try:
         config = model.get_config()
-    except NotImplementedError:
+    except Exception as e:  # noqa: BLE001 - any layer's get_config may fail
         if is_subclassed(model):
-            return None
-        with base_configs(model.operations):  # keras-hub's `Identity(dtype=…)`
+            if isinstance(e, NotImplementedError):
+                return None
+            raise
+        with base_configs(model.operations, stubs):  # keras-hub's Identity(dtype=…)
             config = model.get_config()
+    return config if isinstance(config, dict) and "layers" in config else None
+
+
+def read_graph_config(model: keras.Model) -> dict | None:
+    """`own_graph_config` to read a graph's structure (never to rebuild it): stubs
+    for configs that cannot be written, and Keras' warning about serialising a
+    Python lambda (only a rebuild would need it) kept quiet."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*`lambda`")
+        config = own_graph_config(model, stubs=True)
     return config if isinstance(config, dict) and "layers" in config else None
 
 

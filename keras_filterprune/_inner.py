@@ -37,12 +37,15 @@ __all__ = [
     "base_configs",
     "build_node",
     "layer_config",
+    "rebuild_error",
     "trace_layer",
     "trace_model",
 ]
 
 # layer -> {call signature: inner Functional model, or why it cannot be traced}
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# inner model -> why surgery cannot rebuild it from its config (it is still walked)
+_REBUILD_ERRORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _REASON_LENGTH = 160
 
 
@@ -51,12 +54,14 @@ class _Untraceable(Exception):
 
 
 @contextlib.contextmanager
-def base_configs(operations):
+def base_configs(operations, stubs: bool = False):
     """Lets Keras serialise the layers among `operations` that take only the base
     layer arguments (`name`, `dtype`, `trainable`) but were given a value Keras'
     automatic config refuses (keras-hub builds `Identity(dtype=<DTypePolicy>)`,
     whose `get_config` then raises): for the duration, their config is the base
-    layer config, which rebuilds them exactly. Nothing else is touched, and the
+    layer config, which rebuilds them exactly. With `stubs=True` every other layer
+    whose config cannot be written gets a stub (its name only): enough to read a
+    graph's structure, never to rebuild it. Nothing else is touched, and the
     layers are as they were on exit."""
     patched = []
     for op in operations:
@@ -67,12 +72,15 @@ def base_configs(operations):
             continue
         except NotImplementedError:
             pass
+        except Exception:  # noqa: BLE001 - any layer's get_config may fail
+            if not stubs:
+                continue
         own = [
             p
             for p in inspect.signature(type(op).__init__).parameters.values()
             if p.name != "self" and p.kind is not p.VAR_KEYWORD
         ]
-        if own:
+        if own and not stubs:
             continue  # arguments of its own: only the layer can describe them
         config = {
             "name": op.name,
@@ -240,10 +248,19 @@ def _trace(layer, node: dict) -> keras.Model | str:
         model = _symbolic_graph(layer, node["args"], node.get("kwargs") or {})
         _check_training_branches(layer, node, model)
         _check_own_weights(layer, model)
-        _check_serialisable(model)
     except _Untraceable as e:
         return str(e)
+    error = _serialisation_error(model)
+    if error is not None:
+        _REBUILD_ERRORS[model] = error
     return model
+
+
+def rebuild_error(inner: keras.Model) -> str | None:
+    """Why surgery cannot rebuild a traced graph from its config (a sub-layer
+    holds a Python lambda, or cannot write its config), or `None`. Such a graph
+    is still walked (its MACs counted), but its channels are frozen."""
+    return _REBUILD_ERRORS.get(inner)
 
 
 def _symbolic_graph(layer, args, kwargs, **extra) -> keras.Model:
@@ -356,24 +373,24 @@ def _is_graph(layer) -> bool:
         return False
 
 
-def _check_serialisable(model: keras.Model) -> None:
-    """Refuses a graph whose config cannot be written: the walk reads it, and
-    surgery rebuilds a pruned composite from it."""
+def _serialisation_error(model: keras.Model) -> str | None:
+    """Why surgery could not rebuild `model` from its config, or `None`."""
     for op in model.operations:
         try:
             with base_configs([op]), warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 keras.saving.serialize_keras_object(op)
         except Exception as e:  # noqa: BLE001 - any layer's get_config may fail
-            raise _Untraceable(
+            return (
                 f"its sub-layer '{op.name}' ({type(op).__name__}) cannot write "
                 f"its config ({type(e).__name__}: {str(e).splitlines()[0][:100]})"
-            ) from e
+            )
         if any("lambda" in str(w.message) for w in caught):
-            raise _Untraceable(
+            return (
                 f"its sub-layer '{op.name}' ({type(op).__name__}) holds a Python "
                 "lambda, which Keras does not rebuild from a config"
             )
+    return None
 
 
 def _sublayer_weights(obj: Any, seen: set) -> set:

@@ -379,6 +379,12 @@ def trace_channels(
             for k, ids in zip(call.inputs, inputs)
         ]
         outputs = handler.propagate(call.layer, call, inputs, builder)
+        inside = _unrebuildable_owner(walk, call.path)
+        if inside is not None:  # walked for its MACs, never pruned
+            why = walk.unrebuildable[inside]
+            reason = f"inside '{inside}', which cannot be rebuilt: {why}"
+            for ids in [*inputs, *outputs]:
+                builder.freeze(ids, call.path, reason)
         # A layer with input-sliced weights needs one input channel set per layer.
         if inputs and inputs[0] is not None and getattr(call.layer, "weights", ()):
             uses_input = any(
@@ -400,6 +406,14 @@ def trace_channels(
     for key in walk.outputs:
         builder.freeze(tensor_ids.get(key), "<output>", "model output")
     if warn:
+        for path, why in walk.unrebuildable.items():
+            warnings.warn(
+                f"Layer '{path}' ({type(walk.composites[path]).__name__}) is traced "
+                f"inside but cannot be rebuilt from a config: {why}. Its MACs are "
+                "counted, its channels are frozen (never pruned).",
+                FilterPruneWarning,
+                stacklevel=2,
+            )
         for cls, (path, why) in unknown.items():
             why = f" and cannot be traced inside: {why}" if why else ""
             warnings.warn(
@@ -420,6 +434,14 @@ def trace_channels(
             if "excluded by the user" not in reasons:
                 reasons.append("excluded by the user")
     return graph
+
+
+def _unrebuildable_owner(walk: ModelWalk, path: str) -> str | None:
+    """The composite layer around `path` that surgery cannot rebuild, if any."""
+    for owner in walk.unrebuildable:
+        if path.startswith(owner + "/"):
+            return owner
+    return None
 
 
 def graph_of(

@@ -26,10 +26,10 @@ from keras_filterprune._config import (
     io_refs,
     is_functional,
     is_subclassed,
-    own_graph_config,
+    read_graph_config,
     tensor_refs,
 )
-from keras_filterprune._inner import trace_layer
+from keras_filterprune._inner import rebuild_error, trace_layer
 
 __all__ = ["Call", "ModelWalk", "walk_model"]
 
@@ -79,6 +79,10 @@ class ModelWalk:
             be traced inside, by path: why (its call is then one opaque call site).
         containers: `dict[str, keras.layers.Layer]`. Every nested model and traced
             composite layer by path, in walk order.
+        unrebuildable: `dict[str, str]`. Traced composite layers that surgery
+            could not rebuild from a config (a sub-layer holds a Python lambda, or
+            cannot write its config), by path: why. They are walked (their MACs
+            counted), and every channel inside them is frozen.
     """
 
     calls: list[Call]
@@ -90,6 +94,7 @@ class ModelWalk:
     composites: dict[str, keras.layers.Layer] = dataclasses.field(default_factory=dict)
     untraced: dict[str, str] = dataclasses.field(default_factory=dict)
     containers: dict[str, keras.layers.Layer] = dataclasses.field(default_factory=dict)
+    unrebuildable: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def channels(self, key: int) -> int | None:
         """Size of the last (channel) axis of a tensor, or `None` if unknown."""
@@ -147,6 +152,7 @@ class _Walker:
         self.composites: dict[str, keras.layers.Layer] = {}
         self.untraced: dict[str, str] = {}
         self.containers: dict[str, keras.layers.Layer] = {}
+        self.unrebuildable: dict[str, str] = {}
         self._node_count: dict[int, int] = {}
         self._next = 0
 
@@ -193,8 +199,12 @@ class _Walker:
             self._paths.setdefault(id(layer), path)
             self.composites.setdefault(path, layer)
             self.containers.setdefault(path, layer)
+            error = rebuild_error(inner)
+            if error is not None:
+                self.unrebuildable.setdefault(path, error)
             self.model_inputs.setdefault(path, list(inputs))
-            return self.functional(inner, own_graph_config(inner), path + "/", inputs)
+            config = read_graph_config(inner)
+            return self.functional(inner, config, path + "/", inputs)
         return self.record(prefix, layer, inputs, n_out, constants)
 
     def model(
@@ -211,7 +221,8 @@ class _Walker:
             # at this call's sizes, so that every shape inside is known.
             view = trace_layer(model, [node])
             if isinstance(view, keras.Model):
-                return self.functional(view, own_graph_config(view), prefix, inputs)
+                config = read_graph_config(view)
+                return self.functional(view, config, prefix, inputs)
         return self.functional(model, config, prefix, inputs)
 
     def sequential(self, model: keras.Sequential, prefix: str, inputs: list) -> list:
@@ -318,7 +329,7 @@ def walk_model(model: keras.Model, input_shape: tuple | None = None) -> ModelWal
     view = model if isinstance(model, keras.Sequential) else graph_model(model)
     if input_shape is not None:
         view = _at_shape(view, input_shape)
-        config = own_graph_config(view)
+        config = read_graph_config(view)
     inputs = [walker.new_key(t.shape) for t in view.inputs]
     if isinstance(view, keras.Sequential):
         outputs = walker.sequential(model, "", inputs)
@@ -337,6 +348,7 @@ def walk_model(model: keras.Model, input_shape: tuple | None = None) -> ModelWal
         walker.composites,
         walker.untraced,
         walker.containers,
+        walker.unrebuildable,
     )
 
 

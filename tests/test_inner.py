@@ -15,6 +15,7 @@ from keras_filterprune import (
     export_tflite,
     mask_model,
     plan_pruning,
+    profile_model,
     prune_keras_model,
     score_filters,
     trace_channels,
@@ -282,7 +283,6 @@ def test_composite_in_a_sequential_model():
         (ValueBranch, "cannot be traced on symbolic tensors"),
         (TrainingBranch, "branches on `training`"),
         (OwnWeights, "uses weights of its own"),
-        (LambdaInside, "holds a Python lambda"),
     ],
 )
 def test_untraceable_layers_are_frozen_and_named(cls, why):
@@ -299,6 +299,24 @@ def test_untraceable_layers_are_frozen_and_named(cls, why):
     assert plan.group_of("c").frozen is None
     pruned = apply_plan(model, plan)
     assert type(pruned.get_layer("odd")) is cls  # never rebuilt from a trace
+    _check_exact(model, plan, pruned, _x(model))
+
+
+def test_a_composite_that_cannot_be_rebuilt_is_counted_and_frozen():
+    inputs = keras.Input((8, 8, 3))
+    x = _stem(inputs)
+    x = LambdaInside(name="odd")(x)
+    x = L.Conv2D(6, 3, name="c")(x)
+    model = oracle.randomize(keras.Model(inputs, _head(x), name="lambda_model"), 4)
+    with pytest.warns(FilterPruneWarning, match="'odd'.*cannot be rebuilt.*lambda"):
+        plan = plan_pruning(model, 0.5, "l1_norm")
+    assert "inside 'odd', which cannot be rebuilt" in plan.group_of("stem").frozen
+    assert "inside 'odd'" in plan.group_of("odd/li_conv").frozen
+    assert plan.group_of("c").frozen is None
+    pruned = apply_plan(model, plan)
+    assert type(pruned.get_layer("odd")) is LambdaInside
+    # Its convolution is counted: 8x8 positions, 8 input channels, 8 filters.
+    assert profile_model(model).by_layer()["odd/li_conv"][1] == 8 * 8 * 8 * 8
     _check_exact(model, plan, pruned, _x(model))
 
 
