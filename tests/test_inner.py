@@ -367,3 +367,45 @@ def test_subclassed_model_prunes_to_a_functional_model():
     y = oracle.outputs(pruned, x)
     oracle.assert_close(y, oracle.outputs(masked, x), what="mask")
     oracle.assert_differs(y, oracle.outputs(model, x))
+
+
+def test_recovery_and_sensitivity_reach_inside_composites():
+    from keras_filterprune import recalibrate_batchnorm, sensitivity_analysis
+
+    model = mb_model()
+    x = _x(model, batch=16)
+    bn = model.get_layer("b1").bn1
+    before = keras.ops.convert_to_numpy(bn.moving_mean).copy()
+    assert recalibrate_batchnorm(model, x) == 1  # one batch
+    once = keras.ops.convert_to_numpy(bn.moving_mean).copy()
+    assert not np.allclose(once, before)
+    # Recalibration replaces the statistics (it does not nudge them with the
+    # layer's own momentum): the same data gives the same statistics again.
+    recalibrate_batchnorm(model, x)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(bn.moving_mean), once, 1e-5)
+
+    def score(candidate):
+        return -float(np.abs(oracle.outputs(candidate, x)[0]).mean())
+
+    result = sensitivity_analysis(
+        model, score, ratios=[0.5], criterion="l1_norm", verbose=0
+    )
+    assert any("b1/b1_expand" in name for name in result.curves)
+
+
+@pytest.mark.parametrize("mode", ["soft", "hard"])
+def test_pruning_callback_on_a_model_of_composite_blocks(mode):
+    from keras_filterprune import PruningCallback
+
+    model = mb_model()
+    x = _x(model, batch=32)
+    y = np.random.default_rng(0).integers(0, 3, 32)
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    callback = PruningCallback("l1_norm", ratio=0.5, epochs=(0,), mode=mode, verbose=0)
+    model.fit(x, y, epochs=2, batch_size=16, callbacks=[callback], verbose=0)
+    removed = ~np.isin(np.arange(24), callback.plan.kept_filters("b1/b1_expand"))
+    kernel = keras.ops.convert_to_numpy(model.get_layer("b1").expand.kernel)
+    assert removed.sum() == 12 and np.all(kernel[..., removed] == 0)
+    pruned = callback.pruned_model()
+    assert pruned.get_layer("b1").get_layer("b1_expand").filters == 12
+    oracle.assert_close(oracle.outputs(pruned, x), oracle.outputs(model, x))
