@@ -364,12 +364,12 @@ def trace_channels(
         handler: LayerHandler | None = get_handler(call.layer)
         if handler is None:
             cls = type(call.layer).__name__
-            unknown.setdefault(cls, (call.path, walk.untraced.get(call.path)))
-            unhandled.setdefault(call.path, cls)
             why = walk.untraced.get(call.path)
-            why = f" and cannot be traced inside ({why})" if why else ""
+            unknown.setdefault(cls, (call.path, why))
+            unhandled.setdefault(call.path, cls)
+            detail = f" and cannot be traced inside ({why})" if why else ""
             handler = FreezeHandler(
-                f"{cls} has no pruning handler{why} (teach it with register_handler)"
+                f"{cls} has no pruning handler{detail} (teach it with register_handler)"
             )
         inputs = [tensor_ids.get(k) for k in call.inputs]
         inputs = [
