@@ -14,17 +14,23 @@ from typing import Any
 
 import keras
 
-from keras_filterprune._inner import any_trace, base_configs, trace_layer, trace_model
+from keras_filterprune._inner import (
+    base_configs,
+    build_node,
+    rebuild_error,
+    trace_layer,
+    trace_model,
+)
 from keras_filterprune.handlers import get_handler
 
 __all__ = [
     "check_model",
     "composite_graph",
     "functional_view",
-    "graph_config",
     "graph_model",
     "has_own_graph_config",
     "io_refs",
+    "is_composite",
     "is_functional",
     "is_subclassed",
     "own_graph_config",
@@ -57,8 +63,7 @@ def read_graph_config(model: keras.Model) -> dict | None:
     Python lambda (only a rebuild would need it) kept quiet."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*`lambda`")
-        config = own_graph_config(model, stubs=True)
-    return config if isinstance(config, dict) and "layers" in config else None
+        return own_graph_config(model, stubs=True)
 
 
 def functional_view(model: keras.Model) -> keras.Model | None:
@@ -85,16 +90,6 @@ def graph_model(model: keras.Model) -> keras.Model | str:
     functional subclass), or the traced graph of a subclassed model's `call()`
     (`keras_filterprune._inner`); a `str` (why) when that cannot be traced."""
     return trace_model(model) if is_subclassed(model) else model
-
-
-def graph_config(model: keras.Model) -> dict | None:
-    """The Functional graph config of `model` (functional subclasses and traced
-    subclassed models included), or `None` when `model` has no graph."""
-    config = own_graph_config(model)
-    if config is not None:
-        return config
-    view = functional_view(model) or graph_model(model)
-    return view.get_config() if isinstance(view, keras.Model) else None
 
 
 def has_own_graph_config(model: keras.Model) -> bool:
@@ -170,29 +165,32 @@ def check_model(model: Any, argument: str = "model") -> dict | None:
     return view.get_config()
 
 
+def is_composite(layer: Any) -> bool:
+    """Whether `layer` is traced inside: a layer without a handler that is not
+    Keras' own (keras-hub blocks, users' layers, subclassed models nested in a
+    model). Keras' own layers without a handler (`LSTM`, …) stay single, frozen
+    layers; models with a graph are nested models."""
+    if not isinstance(layer, keras.layers.Layer) or get_handler(layer) is not None:
+        return False
+    if type(layer).__module__.startswith("keras."):
+        return False
+    return not (isinstance(layer, keras.Model) and not is_subclassed(layer))
+
+
 def composite_graph(
     layer: Any, nodes: list[dict] | None = None
 ) -> keras.Model | str | None:
-    """The traced inner graph of a composite layer, why it cannot be traced, or
-    `None` for a layer that is not traced inside.
-
-    Traced inside: layers without a handler that are not Keras' own (keras-hub
-    blocks, users' layers, subclassed models nested in a model). Keras' own layers
-    without a handler (`LSTM`, `Resizing`, …) stay single, frozen layers.
+    """The traced inner graph of a composite layer (`is_composite`), why it cannot
+    be traced, or `None` for a layer that is not traced inside.
 
     Args:
         layer: The layer.
         nodes: The serialised inbound nodes of its call sites in a Functional
-            config, or `None` (any graph traced before, else one call at the
-            shape it was built with).
+            config, or `None` (one call at the shape it was built with).
     """
-    if not isinstance(layer, keras.layers.Layer) or get_handler(layer) is not None:
+    if not is_composite(layer):
         return None
-    if type(layer).__module__.startswith("keras."):
-        return None
-    if isinstance(layer, keras.Model) and not is_subclassed(layer):
-        return None
-    return any_trace(layer) if nodes is None else trace_layer(layer, nodes)
+    return trace_layer(layer, [build_node(layer)] if nodes is None else nodes)
 
 
 _FUNCTIONAL = dict(
@@ -226,8 +224,10 @@ def plain_config(
     (`composite_graph`), under the same name."""
     if isinstance(model, keras.Sequential) and not sequential_as_graph:
         config = model.get_config()
-        by_name = {layer.name: layer for layer in model.layers}  # no InputLayer
-        entries = ((e, by_name.get(e["config"].get("name"))) for e in config["layers"])
+        # Paired by position (a layer's config may not hold its name); the
+        # config lists an InputLayer first when the model starts with one.
+        layers = list(model.layers)
+        entries = zip(config["layers"][len(config["layers"]) - len(layers) :], layers)
     else:
         if isinstance(model, keras.Sequential):
             model = keras.Model(model.inputs, model.outputs, name=model.name)
@@ -243,7 +243,7 @@ def plain_config(
         if expand is not None and expand(path):
             nodes = entry.get("inbound_nodes")
             inner = composite_graph(layer, nodes or None)
-        if isinstance(inner, keras.Model):
+        if isinstance(inner, keras.Model) and rebuild_error(inner) is None:
             entry.update(_FUNCTIONAL)
             entry["config"] = plain_config(
                 inner, sequential_as_graph, expand, path + "/"

@@ -121,7 +121,12 @@ def build_node(layer: keras.layers.Layer) -> dict | str:
     except Exception as e:  # noqa: BLE001 - any layer may override it
         return f"its build config cannot be read ({type(e).__name__})"
     shape = config.get("input_shape")
-    dtype = getattr(layer, "compute_dtype", None) or "float32"
+    # Keras records shapes, not dtypes: floats at full precision (a float16
+    # compute dtype would round the inputs of a mixed-precision model).
+    dtype = keras.config.floatx()
+    shapes = config.get("shapes_dict")
+    if shape is None and isinstance(shapes, dict) and shapes:  # several arguments
+        return {"args": [_spec(s, dtype) for s in shapes.values()], "kwargs": {}}
     if shape is None:
         return (
             "Keras recorded no input shape when it was built (it records one "
@@ -230,14 +235,15 @@ def _merge(nodes: list) -> Any:
 
 
 def trace_model(model: keras.Model) -> keras.Model | str:
-    """The traced Functional view of a built subclassed model (a `call()`), or
-    why it has none."""
-    return any_trace(model)
+    """The traced Functional view of a built subclassed model (a `call()`) at the
+    input shape it was built with, or why it has none."""
+    return trace_layer(model, [build_node(model)])
 
 
 def any_trace(layer: keras.layers.Layer) -> keras.Model | str:
     """A traced graph of `layer` (the first one traced, else one traced at the
-    shape it was built with): enough to name its sub-layers."""
+    shape it was built with): enough to name its sub-layers, never to walk it
+    (its sizes may be another call's)."""
     traces = _CACHE.get(layer) or {}
     inner = next((m for m in traces.values() if isinstance(m, keras.Model)), None)
     return inner if inner is not None else trace_layer(layer, [build_node(layer)])
@@ -248,6 +254,7 @@ def _trace(layer, node: dict) -> keras.Model | str:
         model = _symbolic_graph(layer, node["args"], node.get("kwargs") or {})
         _check_training_branches(layer, node, model)
         _check_own_weights(layer, model)
+        _check_constants(model)
     except _Untraceable as e:
         return str(e)
     error = _serialisation_error(model)
@@ -350,7 +357,9 @@ def _check_training_branches(layer, node: dict, model: keras.Model) -> None:
         parameters = inspect.signature(layer.call).parameters
     except (TypeError, ValueError):
         return
-    if "training" not in parameters or "training" in kwargs:
+    # A `training` given at the call site is replaced by the outer one when a
+    # Functional model runs: both modes must give the same graph regardless.
+    if "training" not in parameters:
         return
     structures = [
         _structure(_symbolic_graph(layer, node["args"], kwargs, training=mode))
@@ -371,6 +380,31 @@ def _is_graph(layer) -> bool:
         return bool(layer.inputs)
     except (AttributeError, ValueError):
         return False
+
+
+def _check_constants(model: keras.Model) -> None:
+    """Refuses a graph in which a call takes a concrete tensor (a sub-layer's
+    weight used directly, `ops.transpose(self.dense.kernel)`): the graph would
+    hold a frozen copy of it, untied from the weight."""
+    with base_configs(model.operations, stubs=True), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        config = model.get_config()
+
+    def constants(obj) -> bool:
+        if isinstance(obj, dict):
+            if obj.get("class_name") in ("__tensor__", "__numpy__"):
+                return True
+            return any(constants(v) for v in obj.values())
+        if isinstance(obj, (list, tuple)):
+            return any(constants(v) for v in obj)
+        return False
+
+    for entry in config["layers"]:
+        if constants(entry.get("inbound_nodes", [])):
+            raise _Untraceable(
+                f"its call passes a concrete tensor to '{entry['name']}' (a weight "
+                "used directly?), which a traced graph would hold as a frozen copy"
+            )
 
 
 def _serialisation_error(model: keras.Model) -> str | None:

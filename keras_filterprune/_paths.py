@@ -1,5 +1,5 @@
 """Layers by path: `"backbone/block_1/conv"` names a layer inside nested models and
-inside traced composite layers (`keras_filterprune.walk.composite_graph`), the
+inside traced composite layers (`keras_filterprune._config.composite_graph`), the
 same paths the walk, plans and masks use."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import keras
 
-from keras_filterprune._config import composite_graph, is_subclassed
+from keras_filterprune._config import is_composite, is_subclassed
+from keras_filterprune._inner import any_trace
 
 __all__ = ["all_layers", "children", "layer_by_path", "layers_by_path"]
 
@@ -18,10 +19,12 @@ def children(layer) -> list:
     traced graph calls (a composite layer, a subclassed model); `[]` otherwise."""
     if isinstance(layer, keras.Model) and not is_subclassed(layer):
         return list(layer.layers)
-    inner = composite_graph(layer)
-    if not isinstance(inner, keras.Model):
+    if not is_composite(layer):
         return []
-    return list(inner.layers)
+    inner = any_trace(layer)  # any trace names the same sub-layers
+    if isinstance(inner, keras.Model):
+        return list(inner.layers)
+    return list(getattr(layer, "layers", []))  # an untraceable subclassed model
 
 
 def all_layers(model) -> Iterator[keras.layers.Layer]:

@@ -379,7 +379,7 @@ def trace_channels(
             for k, ids in zip(call.inputs, inputs)
         ]
         outputs = handler.propagate(call.layer, call, inputs, builder)
-        inside = _unrebuildable_owner(walk, call.path)
+        inside = walk.unrebuildable_owner(call.path)
         if inside is not None:  # walked for its MACs, never pruned
             why = walk.unrebuildable[inside]
             reason = f"inside '{inside}', which cannot be rebuilt: {why}"
@@ -434,14 +434,6 @@ def trace_channels(
             if "excluded by the user" not in reasons:
                 reasons.append("excluded by the user")
     return graph
-
-
-def _unrebuildable_owner(walk: ModelWalk, path: str) -> str | None:
-    """The composite layer around `path` that surgery cannot rebuild, if any."""
-    for owner in walk.unrebuildable:
-        if path.startswith(owner + "/"):
-            return owner
-    return None
 
 
 def graph_of(

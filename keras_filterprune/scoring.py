@@ -174,6 +174,17 @@ def score_filters(
                 "(a small dataset of model inputs, or (x, y) for 'taylor'). Pass "
                 "`data=...` or choose a passive criterion such as 'operator_norm'."
             )
+        walk = graph.walk
+        blocked = [p for p in paths if walk.unrebuildable_owner(p) is not None]
+        if blocked:
+            owner = walk.unrebuildable_owner(blocked[0])
+            raise ValueError(
+                f"`criterion='{name}'` reads layer outputs from a rebuilt copy of "
+                f"the model, but layer '{blocked[0]}' is inside '{owner}', which "
+                f"cannot be rebuilt ({walk.unrebuildable[owner]}). Use a passive "
+                "criterion such as 'operator_norm' or 'l1_norm', or teach that "
+                "layer with `register_handler`."
+            )
         points = _activation_layers(graph, paths)
         scores = criteria_lib.gather_active_scores(
             model,

@@ -96,6 +96,13 @@ class ModelWalk:
     containers: dict[str, keras.layers.Layer] = dataclasses.field(default_factory=dict)
     unrebuildable: dict[str, str] = dataclasses.field(default_factory=dict)
 
+    def unrebuildable_owner(self, path: str) -> str | None:
+        """The composite layer around `path` that surgery cannot rebuild, if any."""
+        for owner in self.unrebuildable:
+            if path.startswith(owner + "/"):
+                return owner
+        return None
+
     def channels(self, key: int) -> int | None:
         """Size of the last (channel) axis of a tensor, or `None` if unknown."""
         shape = self.shapes.get(key)
@@ -299,7 +306,8 @@ class _Walker:
 
 
 def walk_model(model: keras.Model, input_shape: tuple | None = None) -> ModelWalk:
-    """Flattens a built Functional or Sequential model into its call sites.
+    """Flattens a built model (Functional, Sequential or subclassed) into its call
+    sites, composite layers traced inside.
 
     Args:
         model: A built `keras.Model` (Functional, Sequential or subclassed; nested
@@ -312,8 +320,8 @@ def walk_model(model: keras.Model, input_shape: tuple | None = None) -> ModelWal
         A `ModelWalk` with the call sites in topological order.
 
     Raises:
-        TypeError: for subclassed models and non-models.
-        ValueError: for unbuilt models.
+        TypeError: for non-models and subclassed models that cannot be traced.
+        ValueError: for unbuilt models, or a bad `input_shape`.
 
     Example:
 

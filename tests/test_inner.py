@@ -317,6 +317,9 @@ def test_a_composite_that_cannot_be_rebuilt_is_counted_and_frozen():
     assert type(pruned.get_layer("odd")) is LambdaInside
     # Its convolution is counted: 8x8 positions, 8 input channels, 8 filters.
     assert profile_model(model).by_layer()["odd/li_conv"][1] == 8 * 8 * 8 * 8
+    # Active criteria read a rebuilt copy: a clear error, no deep traceback.
+    with pytest.raises(ValueError, match="inside 'odd', which cannot be rebuilt"):
+        score_filters(model, "mean_activation", data=_x(model))
     _check_exact(model, plan, pruned, _x(model))
 
 
@@ -352,6 +355,7 @@ def test_subclassed_model_prunes_to_a_functional_model():
     model = TutorialConvNet()
     model(np.zeros((1, 14, 14, 3), "float32"))
     oracle.randomize(model, 5)
+    before = oracle.snapshot(model)
     x = np.random.default_rng(0).normal(size=(4, 14, 14, 3)).astype("float32")
     plan = plan_pruning(model, 0.5, "l1_norm")
     assert plan.group_of("conv1").frozen is None
@@ -367,6 +371,7 @@ def test_subclassed_model_prunes_to_a_functional_model():
     y = oracle.outputs(pruned, x)
     oracle.assert_close(y, oracle.outputs(masked, x), what="mask")
     oracle.assert_differs(y, oracle.outputs(model, x))
+    oracle.assert_untouched(model, before)
 
 
 def test_recovery_and_sensitivity_reach_inside_composites():
@@ -409,3 +414,89 @@ def test_pruning_callback_on_a_model_of_composite_blocks(mode):
     pruned = callback.pruned_model()
     assert pruned.get_layer("b1").get_layer("b1_expand").filters == 12
     oracle.assert_close(oracle.outputs(pruned, x), oracle.outputs(model, x))
+
+
+class TiedWeights(L.Layer):
+    """A decoder that reuses its encoder's kernel: `ops.transpose(enc.kernel)`."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.enc = L.Dense(6, name="tw_enc")
+
+    def call(self, x):
+        return ops.matmul(self.enc(x), ops.transpose(self.enc.kernel))
+
+
+def test_a_weight_used_directly_is_never_frozen_into_a_copy():
+    inputs = keras.Input((8,))
+    x = L.Dense(8, name="pre")(inputs)
+    model = keras.Model(inputs, L.Dense(2, name="head")(TiedWeights(name="tied")(x)))
+    with pytest.warns(FilterPruneWarning, match="'tied'.*concrete tensor"):
+        plan = plan_pruning(model, 0.5, "l1_norm")
+    assert "TiedWeights has no pruning handler" in plan.group_of("pre").frozen
+
+
+def test_a_block_shared_at_two_sizes_is_traced_once_with_unknown_sizes():
+    inputs = keras.Input((12, 12, 3))
+    x = _stem(inputs)
+    block = MBBlock(8, name="shared")
+    small = L.MaxPooling2D(name="pool")(x)
+    y = block(x)  # 12x12
+    z = block(small)  # 6x6: the same block, other sizes
+    z = L.UpSampling2D(name="up")(z)
+    out = _head(L.Add(name="sum")([y, z]))
+    model = oracle.randomize(keras.Model(inputs, out, name="two_sizes"), 6)
+    graph = trace_channels(model, warn=False)
+    assert "shared" in graph.walk.composites
+    # Each call site is walked at its own sizes (true MACs)...
+    expand = [c for c in graph.walk.calls if c.path == "shared/shared_expand"]
+    assert [graph.walk.shapes[c.outputs[0]][1] for c in expand] == [12, 6]
+    plan = plan_pruning(model, 0.5, "l1_norm")
+    pruned = apply_plan(model, plan)
+    # ... and rebuilt once for any size.
+    block = pruned.get_layer("shared")
+    assert isinstance(block, keras.Model) and block.inputs[0].shape[1] is None
+    _check_exact(model, plan, pruned, _x(model))
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class DictFuse(L.Layer):
+    """A dict of tensors in, one out."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.a = L.Conv2D(8, 1, name=f"{self.name}_a")
+        self.b = L.Conv2D(8, 1, name=f"{self.name}_b")
+
+    def call(self, inputs):
+        return ops.relu(self.a(inputs["small"]) + self.b(inputs["big"]))
+
+
+def test_a_composite_taking_a_dict():
+    inputs = keras.Input((8, 8, 3))
+    x = _stem(inputs)
+    y = L.Conv2D(4, 3, padding="same", name="side")(inputs)
+    z = DictFuse(name="fuse")({"big": x, "small": y})
+    model = oracle.randomize(keras.Model(inputs, _head(z), name="dict_model"), 7)
+    plan = plan_pruning(model, 0.5, "l1_norm")
+    assert plan.group_of("side").frozen is None and plan.group_of("stem").frozen is None
+    pruned = apply_plan(model, plan)
+    assert pruned.get_layer("fuse").get_layer("fuse_a").kernel.shape[-2] == 2
+    _check_exact(model, plan, pruned, _x(model))
+
+
+def test_mixed_precision_inputs_are_traced_at_full_precision():
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = TutorialConvNet()
+        model(np.zeros((1, 14, 14, 3), "float32"))
+    finally:
+        keras.config.set_dtype_policy(policy)
+    graph = trace_channels(model, warn=False)
+    assert graph.walk.calls[0].layer.name == "conv1"
+    view_input = graph.walk.shapes[graph.walk.inputs[0]]
+    assert view_input == (None, 14, 14, 3)
+    with pytest.warns(FilterPruneWarning, match="subclassed"):
+        pruned = prune_keras_model(model, 0.5, "l1_norm")
+    assert pruned.inputs[0].dtype == "float32"

@@ -4,7 +4,9 @@ import keras
 import numpy as np
 import pytest
 
+from keras_filterprune import register_handler
 from keras_filterprune._config import check_model
+from keras_filterprune.handlers import FreezeHandler
 from keras_filterprune.walk import walk_model
 from tests._models import CASES, case_model
 
@@ -125,6 +127,12 @@ def test_multi_output_layer():
     inputs = keras.Input((4, 4, 5))
     a, b = Split(name="split")(inputs)
     model = keras.Model(inputs, [L.Conv2D(1, 1, name="ca")(a), b])
+    # Traced inside, its slicing ops are the call sites (a `GetItem` per output).
+    traced = walk_model(model)
+    assert [c.path.split("/")[0] for c in traced.calls] == ["split", "split", "ca"]
+    assert traced.outputs[1] == traced.calls[1].outputs[0]
+    # With a handler, the layer is one call site with two outputs.
+    register_handler(Split, FreezeHandler("test"))
     walk = walk_model(model)
     split = walk.calls[0]
     assert len(split.outputs) == 2

@@ -97,6 +97,9 @@ __all__ = [
 
 _REGISTRY: dict[type, LayerHandler] = {}
 _BY_NAME: dict[str, LayerHandler] = {}
+# Keras ops (operations that are not layers: `x + y`, `keras.ops.mean` in a
+# Functional graph or a traced `call`), by class name; never matched to layers.
+_OPS: dict[str, LayerHandler] = {}
 
 
 def _names(text: str) -> list[type]:
@@ -104,7 +107,7 @@ def _names(text: str) -> list[type]:
     return [getattr(keras.layers, n) for n in text.split() if hasattr(keras.layers, n)]
 
 
-def _defaults() -> tuple[dict[type, LayerHandler], dict[str, LayerHandler]]:
+def _defaults() -> tuple[dict, dict, dict]:
     passing, elementwise = PassThroughHandler(), PassThroughHandler(elementwise=True)
     reshape = FreezeHandler("reshapes the channel axis")
     by_class: dict[type, LayerHandler] = {}
@@ -170,30 +173,34 @@ def _defaults() -> tuple[dict[type, LayerHandler], dict[str, LayerHandler]]:
         "LayerScale": LayerScaleHandler(),
         "StochasticDepth": passing,
     }
-    # Keras ops used as operations of a Functional graph (`x + y`, `x * s`).
+    # Keras ops used as operations of a Functional graph (`x + y`, `x * s`) or
+    # inside a traced composite layer.
+    ops: dict[str, LayerHandler] = {}
     merge = MergeHandler()
     for name in "Add Subtract Multiply Maximum Minimum Divide TrueDivide".split():
-        by_name[name] = merge
-    by_name["Pad"] = PadOpHandler()
-    # Elementwise and reducing Keras ops inside traced composite layers.
+        ops[name] = merge
+    ops["Pad"] = PadOpHandler()
     for name in (
         "Relu Relu6 Sigmoid HardSigmoid HardSilu Silu Gelu Tanh Elu Selu Softplus "
-        "Softsign LeakyRelu Exp Log Sqrt Square Absolute Negative Clip Cast Power "
+        "Softsign LeakyRelu Exp Log Sqrt Square Absolute Negative Cast "
         "ReLU Mish Celu Squareplus SoftShrink HardShrink HardTanh TanhShrink "
         "LogSigmoid SparsePlus SparseSigmoid Threshold ConvertToTensor"
     ).split():
-        by_name[name] = elementwise
+        ops[name] = elementwise
     for name in "Mean Max Min Sum".split():
-        by_name[name] = ReduceOpHandler()
-    by_name["Resize"] = passing  # keras.ops.image.resize
-    by_name["Concatenate"] = ConcatenateHandler()  # keras.ops.concatenate
-    by_name["Split"] = SplitOpHandler()
-    return by_class, by_name
+        ops[name] = ReduceOpHandler()
+    for name in "Power Clip".split():  # a tensor exponent or bound merges
+        ops[name] = merge
+    ops["Resize"] = passing  # keras.ops.image.resize
+    ops["Concatenate"] = ConcatenateHandler()  # keras.ops.concatenate
+    ops["Split"] = SplitOpHandler()
+    return by_class, by_name, ops
 
 
-_DEFAULT_CLASSES, _DEFAULT_NAMES = _defaults()
+_DEFAULT_CLASSES, _DEFAULT_NAMES, _DEFAULT_OPS = _defaults()
 _REGISTRY.update(_DEFAULT_CLASSES)
 _BY_NAME.update(_DEFAULT_NAMES)
+_OPS.update(_DEFAULT_OPS)
 
 
 def _check_layer_cls(layer_cls) -> None:
@@ -257,4 +264,6 @@ def get_handler(layer: Any) -> LayerHandler | None:
             return _REGISTRY[cls]
         if cls.__name__ in _BY_NAME:
             return _BY_NAME[cls.__name__]
+    if not isinstance(layer, keras.layers.Layer):
+        return _OPS.get(type(layer).__name__)
     return None
