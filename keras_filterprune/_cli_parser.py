@@ -60,6 +60,13 @@ def _count(text: str) -> float:
     return value
 
 
+def _budget(text: str) -> float | str:
+    """`_count`, or a percentage (`50%`) passed on as the string it is."""
+    if text.strip().endswith("%"):
+        return text.strip()
+    return _count(text)
+
+
 def _layer_ratio(text: str) -> tuple[str, float]:
     name, sep, value = text.rpartition("=")
     if not sep or not name:
@@ -143,12 +150,16 @@ def build_parser() -> argparse.ArgumentParser:
     target = p.add_mutually_exclusive_group()
     target.add_argument(
         "--target-macs",
-        type=_count,
-        metavar="N",
-        help="solve for the ratio reaching at most N MACs (e.g. 2.5M)",
+        type=_budget,
+        metavar="N|PCT%",
+        help="solve for the ratio reaching at most N MACs (e.g. 2.5M), or a "
+        "percentage of the unpruned model's (e.g. 50%%)",
     )
     target.add_argument(
-        "--target-params", type=_count, metavar="N", help="same with parameters"
+        "--target-params",
+        type=_budget,
+        metavar="N|PCT%",
+        help="same with parameters",
     )
     target.add_argument(
         "--target-latency",

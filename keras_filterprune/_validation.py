@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -19,6 +20,7 @@ import numpy as np
 __all__ = [
     "PlanOptions",
     "check_bool",
+    "check_budget",
     "check_choice",
     "check_int",
     "check_layer_names",
@@ -76,6 +78,29 @@ def check_number(
             f"`{name}` must be in {left}{lo}, {hi}{right}. Received: {name}={value}"
         )
     return value
+
+
+def check_budget(value: Any, name: str) -> tuple[str, float]:
+    """A MAC or parameter budget: an absolute count (`2.5e6`), or a percentage of
+    the unpruned model (`"50%"`). Returns `("absolute", count)` or
+    `("fraction", f)` with `f` in (0, 1]."""
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*%\s*", value)
+        percent = float(match.group(1)) if match else None
+        if percent is None or not 0 < percent <= 100:
+            raise ValueError(
+                f"`{name}` as a string must be a percentage of the unpruned model "
+                f"in (0%, 100%], such as '50%'. Received: {name}={value!r}"
+            )
+        return "fraction", percent / 100
+    count = check_number(value, name, low=0.0, low_open=True, allow_inf=True)
+    if count < 1:
+        raise ValueError(
+            f"`{name}` is an absolute count; {name}={value!r} is below 1. For a "
+            f"fraction of the unpruned model write a percentage, e.g. "
+            f"{name}='{value * 100:g}%'."
+        )
+    return "absolute", count
 
 
 def check_ratio(value: Any, name: str) -> float:

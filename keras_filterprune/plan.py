@@ -18,7 +18,7 @@ from keras_filterprune._cost import cost_model, pruned_macs
 from keras_filterprune._latency_plan import check_latency_args, latency_counts
 from keras_filterprune._validation import (
     PlanOptions,
-    check_number,
+    check_budget,
     check_ratio,
     check_scores,
 )
@@ -49,8 +49,8 @@ def plan_pruning(
     *,
     per_layer: Mapping[str, float] | None = None,
     exclude: Iterable[str] | None = None,
-    target_macs: float | None = None,
-    target_params: float | None = None,
+    target_macs: float | str | None = None,
+    target_params: float | str | None = None,
     target_latency: float | str | None = None,
     latency_table: LatencyTable | str | None = None,
     group_reduction: str = "mean",
@@ -82,8 +82,9 @@ def plan_pruning(
         exclude: Layer names whose output channels are never pruned (their groups
             are frozen; the layers feeding them may still lose filters).
         target_macs: Solve for the uniform ratio whose pruned model has at most
-            this many MACs (estimated from the per-layer profile). Overrides
-            `ratio`. `float("inf")` means no limit.
+            this many MACs (estimated from the per-layer profile): a count
+            (`2.5e6`), or a percentage of the unpruned model (`"50%"`: half the
+            MACs). Overrides `ratio`. `float("inf")` means no limit.
         target_params: Same with parameters.
         target_latency: Latency to reach, predicted by `latency_table`: a number
             of milliseconds, or a string such as `"12ms"` or `"50%"` (of the
@@ -171,8 +172,7 @@ def plan_pruning(
     if target_macs is not None or target_params is not None:
         name = "target_macs" if target_macs is not None else "target_params"
         goal = target_macs if target_macs is not None else target_params
-        goal = check_number(goal, name, low=0.0, low_open=True, allow_inf=True)
-        target = (name.split("_")[1], goal)
+        target = (name.split("_")[1], check_budget(goal, name))
     if within is not None:
         check_plan(within)
     if scores is None:
@@ -325,7 +325,7 @@ class _Planner:
             ratio = 1.0 - kept / max(1, sum(g.width for g in prunable))
         else:
             if target is not None:
-                ratio = self._solve_ratio(target[0], target[1], scores)
+                ratio = self._solve_ratio(target[0], *target[1], scores)
             keep, all_scores = self.decide(ratio, scores)
         groups = [
             GroupPlan(
@@ -391,8 +391,10 @@ class _Planner:
         }
         return keep, all_scores
 
-    def _solve_ratio(self, target: str, goal: float, scores) -> float:
+    def _solve_ratio(self, target: str, kind: str, goal: float, scores) -> float:
         cost = cost_model(self.graph, target)
+        if kind == "fraction":  # of the unpruned model
+            goal *= cost(self.graph.element_keep({}))
 
         def cost_at(r: float) -> float:
             keep, _ = self.decide(r, scores)

@@ -119,6 +119,30 @@ API = [
     (
         "target_macs_str",
         lambda m, p, t: kfp.plan_pruning(m, target_macs="abc"),
+        ValueError,
+        "`target_macs` as a string must be a percentage.*'50%'",
+    ),
+    (
+        "target_macs_percent_over_100",
+        lambda m, p, t: kfp.plan_pruning(m, target_macs="150%"),
+        ValueError,
+        r"in \(0%, 100%\].*'150%'",
+    ),
+    (
+        "target_params_zero_percent",
+        lambda m, p, t: kfp.plan_pruning(m, target_params="0%"),
+        ValueError,
+        "`target_params` as a string must be a percentage",
+    ),
+    (
+        "target_macs_fraction_as_count",
+        lambda m, p, t: kfp.plan_pruning(m, target_macs=0.5),
+        ValueError,
+        "`target_macs` is an absolute count.*target_macs='50%'",
+    ),
+    (
+        "target_macs_list",
+        lambda m, p, t: kfp.plan_pruning(m, target_macs=[0.5]),
         TypeError,
         "`target_macs` must be a number",
     ),

@@ -312,6 +312,16 @@ def test_debug_raises_instead_of_printing(tmp_path):
         cli.main(["--debug", "prune", str(tmp_path / "m.keras"), "-o", "x.h5"])
 
 
+def test_prune_to_a_percentage_of_the_macs(files, tmp_path, capsys):
+    from keras_filterprune import count_macs
+
+    out = tmp_path / "half.keras"
+    argv = ["prune", str(files / "model.keras"), "-o", str(out), "--target-macs", "50%"]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    macs = count_macs(keras.saving.load_model(files / "model.keras"))
+    assert count_macs(keras.saving.load_model(out)) <= 0.5 * macs
+
+
 def test_prune_options_in_process(files, tmp_path, capsys):
     from keras_filterprune import count_macs
 

@@ -246,7 +246,7 @@ def test_bad_arguments_are_value_errors(kwargs, match):
         ({"global_ranking": "yes"}, "`global_ranking` must be a bool"),
         ({"per_layer": [("stem", 0.5)]}, "`per_layer` must be a dict"),
         ({"exclude": 5}, "`exclude` must be a layer name"),
-        ({"target_macs": "abc"}, "`target_macs` must be a number"),
+        ({"target_macs": b"50%"}, "`target_macs` must be a number"),
     ],
 )
 def test_bad_argument_types_are_type_errors(kwargs, match):
@@ -259,6 +259,30 @@ def test_bad_argument_types_are_type_errors(kwargs, match):
 def test_bad_targets_are_value_errors_before_any_work(value):
     with pytest.raises(ValueError, match="`target_macs` must be in"):
         plan_pruning(wide_model(), target_macs=value)
+
+
+@pytest.mark.parametrize(
+    "kwargs, counter",
+    [
+        ({"target_macs": "50%"}, "count_macs"),
+        ({"target_macs": " 30.5 % "}, "count_macs"),
+        ({"target_params": "40%"}, "count_params"),
+    ],
+)
+def test_budgets_as_percentages_of_the_unpruned_model(kwargs, counter):
+    import keras_filterprune as kfp
+
+    count = getattr(kfp, counter)
+    model = wide_model()
+    (value,) = kwargs.values()
+    fraction = float(value.strip().rstrip("%")) / 100
+    plan = plan_pruning(model, 0.0, "l1_norm", **kwargs)
+    ratio = count(apply_plan(model, plan)) / count(model)
+    assert fraction - 0.1 < ratio <= fraction, ratio
+    # The same budget written as a count gives the same plan.
+    name = next(iter(kwargs))
+    absolute = plan_pruning(model, 0.0, "l1_norm", **{name: fraction * count(model)})
+    assert [g.keep for g in absolute.groups] == [g.keep for g in plan.groups]
 
 
 def test_infinite_target_prunes_nothing():
