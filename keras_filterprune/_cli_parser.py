@@ -84,6 +84,35 @@ def _criterion_help() -> str:
     )
 
 
+_TYPES = {
+    "ratio": _ratio,
+    "budget": _budget,
+    "layer_ratio": _layer_ratio,
+    "round_to": _round_to,
+    "positive_int": _positive_int,
+    "criterion": str,
+}
+
+
+def add_planning_flags(p: argparse.ArgumentParser, scope: str = "plan") -> None:
+    """The planning options' flags, from their declaration (`PlanOptions`):
+    `--target-macs` for `target_macs`, …; every default is `None` (the
+    declaration's default applies), and the budgets exclude each other."""
+    from keras_filterprune._options import BUDGETS, option_fields
+
+    budgets = p.add_mutually_exclusive_group() if scope == "plan" else None
+    for field in option_fields(scope):
+        cli = dict(field.metadata["cli"])
+        if "type" in cli:
+            cli["type"] = _TYPES[cli["type"]]
+        if cli.get("action") == "store_true":
+            cli["default"] = None
+        if field.name == "criterion":
+            cli["help"] = _criterion_help()
+        target = budgets if field.name in BUDGETS else p
+        target.add_argument("--" + field.name.replace("_", "-"), **cli)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `keras-filterprune` (all subcommands)."""
     from keras_filterprune._version import __version__
@@ -126,52 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("prune", "Prune filters and save the smaller model.")
     p.add_argument("model", metavar="MODEL.keras")
     p.add_argument("-o", "--output", required=True, metavar="OUT.keras")
-    p.add_argument(
-        "--ratio",
-        type=_ratio,
-        help="fraction of each group's channels to remove (default 0.5)",
-    )
-    p.add_argument("--criterion", help=_criterion_help())
-    p.add_argument(
-        "--per-layer",
-        nargs="+",
-        action="extend",
-        type=_layer_ratio,
-        metavar="LAYER=RATIO",
-        help="ratio for one layer's group",
-    )
-    p.add_argument(
-        "--exclude",
-        nargs="+",
-        action="extend",
-        metavar="LAYER",
-        help="layers never to prune",
-    )
-    target = p.add_mutually_exclusive_group()
-    target.add_argument(
-        "--target-macs",
-        type=_budget,
-        metavar="N|PCT%",
-        help="solve for the ratio reaching at most N MACs (e.g. 2.5M), or a "
-        "percentage of the unpruned model's (e.g. 50%%)",
-    )
-    target.add_argument(
-        "--target-params",
-        type=_budget,
-        metavar="N|PCT%",
-        help="same with parameters",
-    )
-    target.add_argument(
-        "--target-latency",
-        metavar="MS|PCT%",
-        help="predicted latency to reach (e.g. 12.5ms, or 50%% of the unpruned); "
-        "needs --latency-table",
-    )
-    p.add_argument(
-        "--latency-table",
-        metavar="TABLE.json",
-        help="the model's latency table (see the `latency` command)",
-    )
+    add_planning_flags(p)
     p.add_argument(
         "--measure-latency",
         action="store_true",
@@ -179,32 +163,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --target-latency: time the planned model in LiteRT and re-plan "
         "with the target corrected by the measured error (calibrate_latency_plan; "
         "up to 3 conversions)",
-    )
-    p.add_argument(
-        "--round-to",
-        type=_round_to,
-        metavar="N",
-        help="keep a multiple of N channels per group ('auto': the latency "
-        "table's block sizes)",
-    )
-    p.add_argument(
-        "--min-filters",
-        type=_positive_int,
-        metavar="N",
-        help="never keep fewer than N channels in a group",
-    )
-    p.add_argument(
-        "--global-ranking",
-        action="store_true",
-        default=None,
-        help="rank channels of all groups together",
-    )
-    p.add_argument(
-        "--prune-norms",
-        action="store_true",
-        default=None,
-        help="also prune groups only LayerNorm/GroupNorm/UnitNorm freeze "
-        "(approximate: fine-tune afterwards)",
     )
     p.add_argument(
         "--data",
@@ -289,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="R",
         help="ratios in (0, 1) (default 0.1 ... 0.9)",
     )
-    p.add_argument("--criterion", default="operator_norm", help=_criterion_help())
+    add_planning_flags(p, "sensitivity")
     p.add_argument(
         "--max-drop",
         type=float,

@@ -1,24 +1,19 @@
 """One checker per kind of argument, one message style, one exception type per
 bad value: TypeError for a wrong type, ValueError for a wrong value, both naming
 the argument and the value as Keras does (``Received: ratio=1.5``).
-
-`PlanOptions` is the validated set of planner options shared by `plan_pruning`,
-`PruningCallback` and the command line.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import numbers
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
 __all__ = [
-    "PlanOptions",
     "check_bool",
     "check_budget",
     "check_choice",
@@ -29,8 +24,6 @@ __all__ = [
     "check_scores",
     "resolve_layer_names",
 ]
-
-REDUCTIONS = ("mean", "sum", "max", "l2")
 
 
 def check_bool(value: Any, name: str) -> bool:
@@ -253,100 +246,3 @@ def resolve_layer_names(
             )
         result[name] = matches
     return result
-
-
-def _check_round_to(value: Any, auto_ok: bool) -> int | str:
-    if value == "auto":
-        if not auto_ok:
-            raise ValueError(
-                "`round_to='auto'` takes each group's block size from a latency "
-                "table: pass `latency_table=` (see measure_latency_table), or an "
-                "int such as 8."
-            )
-        return value
-    return check_int(value, "round_to", 1)
-
-
-@dataclasses.dataclass(frozen=True)
-class PlanOptions:
-    """The validated planner options (see `plan_pruning` for their meaning).
-
-    Built with `PlanOptions.from_kwargs(...)`, which checks every value at once
-    and raises the same error, with the same message, wherever the options come
-    from (`plan_pruning`, `PruningCallback`, the command line).
-    """
-
-    criterion: str | Callable = "operator_norm"
-    per_layer: dict[str, float] | None = None
-    exclude: list[str] | None = None
-    group_reduction: str = "mean"
-    round_to: int | str = 1
-    min_filters: int = 1
-    global_ranking: bool = False
-    greedy: bool = False
-    prune_norms: bool = False
-
-    @classmethod
-    def from_kwargs(
-        cls,
-        criterion: str | Callable = "operator_norm",
-        *,
-        per_layer=None,
-        exclude=None,
-        group_reduction: str = "mean",
-        round_to: int | str = 1,
-        min_filters: int = 1,
-        global_ranking: bool = False,
-        greedy: bool = False,
-        prune_norms: bool = False,
-        auto_round: bool = False,
-    ) -> PlanOptions:
-        from keras_filterprune import criteria as criteria_lib
-
-        criteria_lib.get(criterion)  # unknown names fail before any work
-        options = cls(
-            criterion=criterion,
-            per_layer=check_per_layer(per_layer),
-            exclude=check_layer_names(exclude, "exclude"),
-            group_reduction=check_choice(
-                group_reduction, "group_reduction", REDUCTIONS
-            ),
-            round_to=_check_round_to(round_to, auto_round),
-            min_filters=check_int(min_filters, "min_filters", 1),
-            global_ranking=check_bool(global_ranking, "global_ranking"),
-            greedy=check_bool(greedy, "greedy"),
-            prune_norms=check_bool(prune_norms, "prune_norms"),
-        )
-        if options.greedy and criteria_lib.is_active(criterion):
-            raise ValueError(
-                "`greedy=True` needs a passive criterion (kernel-based). "
-                f"Received: criterion={criterion!r}"
-            )
-        return options
-
-    def as_kwargs(self) -> dict[str, Any]:
-        """The options as `plan_pruning` keyword arguments."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-
-    def check_data(self, data: Any) -> Any:
-        """Raises a ValueError when an active criterion has no `data`."""
-        if self.active and data is None:
-            raise ValueError(
-                f"`criterion='{self.criterion_name}'` is an active criterion: it "
-                "scores activations and needs `data` (a few batches of model "
-                "inputs, or (x, y) for 'taylor'). Pass `data=...` or choose a "
-                "passive criterion such as 'operator_norm'."
-            )
-        return data
-
-    @property
-    def active(self) -> bool:
-        from keras_filterprune import criteria as criteria_lib
-
-        return criteria_lib.is_active(self.criterion)
-
-    @property
-    def criterion_name(self) -> str:
-        if isinstance(self.criterion, str):
-            return self.criterion
-        return getattr(self.criterion, "__name__", type(self.criterion).__name__)

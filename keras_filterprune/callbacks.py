@@ -9,6 +9,7 @@ surgery (`apply_plan`). The model is traced once per `fit`.
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -18,11 +19,13 @@ import keras
 from keras_filterprune import _validation as check
 from keras_filterprune import plan as planning
 from keras_filterprune import schedules
+from keras_filterprune._options import PlanOptions, document_options, option_names
 from keras_filterprune._training import compile_like
 from keras_filterprune.exceptions import FilterPruneWarning
 from keras_filterprune.graph import trace_channels
 from keras_filterprune.masking import VariableMasks, graph_masks, hold_masks
-from keras_filterprune.plan import PruningPlan, plan_pruning, recover_plan
+from keras_filterprune.plan import PruningPlan, plan_with, recover_plan
+from keras_filterprune.recovery import recalibrate_batchnorm
 from keras_filterprune.surgery import apply_plan
 
 __all__ = ["PruningCallback"]
@@ -30,12 +33,12 @@ __all__ = ["PruningCallback"]
 logger = logging.getLogger(__name__)
 
 _CONFIG_KEYS = (
-    "criterion ratio epochs schedule schedule_unit mode per_layer exclude data "
-    "group_reduction round_to min_filters verbose"
-).split()
+    "epochs schedule schedule_unit mode data calibration_data verbose".split()
+)
 
 
 @keras.saving.register_keras_serializable(package="keras_filterprune")
+@document_options(skip=("criterion", "ratio"))
 class PruningCallback(keras.callbacks.Callback):
     """Prunes filters during `model.fit`: soft (SFP) or hard (iterative) pruning.
 
@@ -64,19 +67,36 @@ class PruningCallback(keras.callbacks.Callback):
     `schedule_unit="epoch"`, the epoch index at each epoch end. Ratio 0 skips
     the event, as in TFMOT, unless `per_layer` ratios are set.
 
+    **Budgets.** With `target_macs`, `target_params` or `target_latency` (as in
+    `plan_pruning`, e.g. `target_macs="50%"`) each event solves for the widths
+    that meet its share of the budget, so that the network shrinks gradually and
+    the budget is met at the last event: the `k`-th of `n` events (`epochs`, or
+    every epoch of the `fit`) goes `k / n` of the way from the unpruned model to
+    the budget; with a `schedule`, its ratio divided by its final ratio (a
+    callable schedule of your own: the whole budget at every event). `ratio` is
+    then unused.
+
+    **Recovery.** With `calibration_data`, the BatchNorm statistics are
+    re-estimated (`recalibrate_batchnorm`) after every event that holds its
+    masks (hard mode; soft mode's last event), at the end of training (a short
+    fine-tune leaves them stale) and in `pruned_model()`.
+
     The state is reset in `on_train_begin`. In hard mode, a run that continues
     training (optimizer step > 0: `BackupAndRestore`, a second `fit`) first
     recovers the plan from the filters that are exactly zero. List the callback
     before `BackupAndRestore`, `CSVLogger` and `TensorBoard`: every epoch end
     writes `pruned_macs_ratio` (pruned / original MACs) into `logs`. With
-    `verbose`, events are logged at INFO level by `keras_filterprune.callbacks`.
+    `verbose=1`, every event prints one line on stdout, like Keras' own
+    callbacks (`Epoch 3: PruningCallback hard-pruned 12 of 14 groups, MACs
+    0.50×`; through `absl` logging when Keras' interactive logging is off).
 
     Args:
         criterion: `str` or callable. Importance criterion (see
             `keras_filterprune.criteria`; active ones score `data`). Defaults to
             `"operator_norm"`.
         ratio: `float` in [0, 1). Fraction of each group's filters to remove at
-            each event when `schedule` is `None`. Defaults to `0.5`.
+            each event when neither `schedule` nor a budget is given. Defaults
+            to `0.5`.
         epochs: Sequence of 0-based epoch indices at whose end to prune, or
             `None` (every epoch when `schedule` is `None`). Not combinable with
             `schedule`. Defaults to `None`.
@@ -84,11 +104,15 @@ class PruningCallback(keras.callbacks.Callback):
         schedule_unit: `"step"` or `"epoch"`: what `schedule` is called with.
             Defaults to `"step"`.
         mode: `"soft"` or `"hard"`. Defaults to `"soft"`.
-        per_layer, exclude, group_reduction, round_to, min_filters: As in
-            `plan_pruning`, at every event (one validation for both).
+        {planning_options}
         data: Data for active criteria (see `score_filters`). Defaults to `None`.
-        verbose: `int`. `0`: silent; `1`: log each event at INFO level; `2`: also
-            progress bars of active criteria. Defaults to `1`.
+        calibration_data: Unlabeled inputs to re-estimate BatchNorm statistics
+            with (see above and `recalibrate_batchnorm`): arrays (a few hundred
+            examples), a `tf.data.Dataset` or a `keras.utils.PyDataset` (read
+            at every recalibration, so not a one-shot generator). Defaults to
+            `None`.
+        verbose: `int`. `0`: silent; `1`: one line per event; `2`: also
+            progress bars of active criteria and recalibration. Defaults to `1`.
 
     Attributes:
         plan: The `PruningPlan` of the last event (or recovered), or `None`.
@@ -136,23 +160,38 @@ class PruningCallback(keras.callbacks.Callback):
         mode: str = "soft",
         per_layer: Mapping[str, float] | None = None,
         exclude: Iterable[str] | None = None,
-        data: Any = None,
+        target_macs: float | str | None = None,
+        target_params: float | str | None = None,
+        target_latency: float | str | None = None,
+        latency_table: Any = None,
         group_reduction: str = "mean",
-        round_to: int = 1,
+        round_to: int | str = 1,
         min_filters: int = 1,
+        global_ranking: bool = False,
+        greedy: bool = False,
+        prune_norms: bool = False,
+        data: Any = None,
+        calibration_data: Any = None,
         verbose: int = 1,
     ) -> None:
         super().__init__()
-        self._options = check.PlanOptions.from_kwargs(
-            criterion,
+        self._options = PlanOptions.from_kwargs(
+            criterion=criterion,
+            ratio=ratio,
             per_layer=per_layer,
             exclude=exclude,
+            target_macs=target_macs,
+            target_params=target_params,
+            target_latency=target_latency,
+            latency_table=latency_table,
             group_reduction=group_reduction,
             round_to=round_to,
             min_filters=min_filters,
+            global_ranking=global_ranking,
+            greedy=greedy,
+            prune_norms=prune_norms,
         )
         self.__dict__.update(self._options.as_kwargs())  # criterion, exclude, …
-        self.ratio = check.check_ratio(ratio, "ratio")
         self.epochs = check.check_epochs(epochs)
         self.schedule = schedules.check_schedule(
             schedule, epochs=self.epochs, ratio=None if ratio == 0.5 else ratio
@@ -162,6 +201,7 @@ class PruningCallback(keras.callbacks.Callback):
         )
         self.mode = check.check_choice(mode, "mode", ("soft", "hard"))
         self.data = self._options.check_data(data)
+        self.calibration_data = _check_calibration_data(calibration_data)
         self.verbose = check.check_int(verbose, "verbose")
         self._reset()
 
@@ -197,11 +237,10 @@ class PruningCallback(keras.callbacks.Callback):
             plan = recover_plan(self.model, exclude=self.exclude, graph=self._graph)
             if plan is not None:
                 self._adopt(plan)
-                if self.verbose:
-                    logger.info(
-                        f"Recovered the pruning plan from the zeroed filters at "
-                        f"step {step}: {plan.num_removed} channels removed."
-                    )
+                self._say(
+                    f"Step {step}: PruningCallback recovered the pruning plan from "
+                    f"the zeroed filters ({plan.num_removed} channels removed)."
+                )
         # A continued run's current step was checked by the run that made it.
         self._last_step = step if step > 0 else -1
         if self.schedule is not None and self.schedule_unit == "step":
@@ -220,11 +259,12 @@ class PruningCallback(keras.callbacks.Callback):
         self._epoch = epoch = int(epoch)
         if self.schedule is None:
             if self.epochs is None or epoch in self.epochs:
-                self._event(self.ratio, epoch, self._global_step())
+                self._event(self.ratio, epoch, self._global_step(), self._share(epoch))
         elif self.schedule_unit == "epoch":
             should, ratio = schedules.ask(self.schedule, epoch, "epoch")
             if should:
-                self._event(ratio, epoch, self._global_step())
+                share = self._schedule_share(ratio)
+                self._event(ratio, epoch, self._global_step(), share)
         if logs is not None and self._macs_ratio is not None:
             logs["pruned_macs_ratio"] = float(self._macs_ratio)
 
@@ -232,6 +272,35 @@ class PruningCallback(keras.callbacks.Callback):
         if self._masks is not None:
             self._masks()
         self._held = hold_masks(None, self._held, None)
+        if self.plan is not None and self.calibration_data is not None:
+            n = self._recalibrate()
+            self._say(f"PruningCallback: BatchNorm recalibrated on {n} batches.")
+
+    def _say(self, message: str) -> None:
+        """One line for a person, as Keras' callbacks print them."""
+        if not self.verbose:
+            return
+        if keras.config.is_interactive_logging_enabled():
+            sys.stdout.write(f"\n{message}\n")
+            sys.stdout.flush()
+        else:
+            logger.info(message)
+
+    def _recalibrate(self) -> int:
+        return recalibrate_batchnorm(self.model, self.calibration_data)
+
+    def _share(self, epoch: int) -> float:
+        """The share of a budget an epoch-end event without a schedule spends:
+        `k / n` at the `k`-th of the `fit`'s `n` events (1 when unknown)."""
+        total = (self.params or {}).get("epochs")
+        if self.epochs is None:
+            return (epoch + 1) / total if isinstance(total, int) and total else 1.0
+        due = [e for e in self.epochs if not isinstance(total, int) or e < total]
+        return (sum(e <= epoch for e in due) / len(due)) if due else 1.0
+
+    def _schedule_share(self, ratio: float) -> float:
+        final = schedules.final_ratio(self.schedule)
+        return 1.0 if not final else min(1.0, ratio / final)
 
     def _global_step(self) -> int:
         return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
@@ -241,34 +310,49 @@ class PruningCallback(keras.callbacks.Callback):
         todo = schedules.last_due_step(self.schedule, last, step)
         self._last_step = max(step, last)
         if todo is not None:
-            self._event(todo[1], self._epoch, todo[0])
+            share = self._schedule_share(todo[1])
+            self._event(todo[1], self._epoch, todo[0], share)
 
-    def _event(self, ratio: float, epoch: int, step: int) -> None:
-        if ratio <= 0.0 and not self.per_layer:
+    def _event(self, ratio: float, epoch: int, step: int, share: float) -> None:
+        budgeted = self._options.budgeted
+        if (share <= 0.0) if budgeted else (ratio <= 0.0 and not self.per_layer):
             return  # TFMOT: a zero sparsity skips the step
         prev = self.plan if self.mode == "hard" and self.plan else None
-        plan = plan_pruning(
+        plan = plan_with(
             self.model,
-            ratio,
-            **self._options.as_kwargs(),
+            self._options,
             data=self.data,
             within=prev if prev is not None and prev.num_removed else None,
             graph=self._graph,
+            ratio=ratio,
+            share=share,
             verbose=1 if self.verbose > 1 else 0,
         )
         hold = self.mode == "hard" or self._is_final(epoch, step)
         macs = self._adopt(plan, hold)
         self._release = not hold  # soft: held for one step; the filters regrow
         self._trained_since_event = False
+        batches = (
+            self._recalibrate() if hold and self.calibration_data is not None else 0
+        )
         kept = [len(g.keep) for g in plan.groups]
-        event = dict(epoch=int(epoch), step=int(step), ratio=float(ratio), kept=kept)
+        ratio = float(plan.meta.get("ratio", ratio)) if budgeted else float(ratio)
+        event = dict(epoch=int(epoch), step=int(step), ratio=ratio, kept=kept)
         self.history.append({**event, "macs": macs, "macs_ratio": self._macs_ratio})
-        share = "" if macs is None else f", {self._macs_ratio:.1%} of the MACs"
-        if self.verbose:
-            logger.info(
-                f"Epoch {epoch + 1}, step {step}: {self.mode}-pruned {ratio:.1%} of "
-                f"the filters ({plan.num_removed} channels removed{share})."
-            )
+        cut = sum(len(g.keep) < g.width for g in plan.groups)
+        prunable = len(plan.groups) - len(plan.frozen_groups)
+        line = (
+            f"Epoch {epoch + 1}: PruningCallback {self.mode}-pruned {cut} of "
+            f"{prunable} groups ({plan.num_removed} channels removed)"
+        )
+        if macs is not None:
+            line += f", MACs {self._macs_ratio:.2f}×"
+        params = plan.meta.get("params")
+        if params and params[0]:
+            line += f", params {params[1] / params[0]:.2f}×"
+        if batches:
+            line += f", BatchNorm recalibrated on {batches} batches"
+        self._say(line + ".")
 
     def _is_final(self, epoch: int, step: int) -> bool:  # False when unknown
         unit = "epoch" if self.schedule is None else self.schedule_unit
@@ -329,23 +413,55 @@ class PruningCallback(keras.callbacks.Callback):
                 FilterPruneWarning,
                 stacklevel=2,
             )
-        pruned = apply_plan(model, self.plan, graph=self._graph)
+        pruned = apply_plan(
+            model, self.plan, graph=self._graph, calibration_data=self.calibration_data
+        )
         if compile and model.get_compile_config():
             compile_like(pruned, model)
         return pruned
 
     def get_config(self) -> dict:
         """The constructor arguments. JSON-serialisable when `criterion` is a
-        name, `schedule` one of ours or TFMOT's and `data` is `None`."""
-        config = {k: getattr(self, k) for k in _CONFIG_KEYS}
+        name, `schedule` one of ours or TFMOT's, `latency_table` a path or
+        `None`, and `data` and `calibration_data` are `None`."""
+        config = {k: getattr(self, k) for k in option_names()}
+        config.update({k: getattr(self, k) for k in _CONFIG_KEYS})
         config["epochs"] = None if self.epochs is None else list(self.epochs)
         config["schedule"] = schedules._serialize_schedule(self.schedule)
         config["per_layer"] = None if self.per_layer is None else dict(self.per_layer)
         config["exclude"] = None if self.exclude is None else list(self.exclude)
+        if hasattr(self.latency_table, "to_dict"):  # a LatencyTable object
+            config["latency_table"] = self.latency_table.to_dict()
         return config
 
     @classmethod
     def from_config(cls, config: Mapping) -> PruningCallback:
         config = dict(config)
         config["schedule"] = schedules._deserialize_schedule(config.get("schedule"))
+        if isinstance(config.get("latency_table"), Mapping):
+            from keras_filterprune.latency import LatencyTable
+
+            config["latency_table"] = LatencyTable.from_dict(config["latency_table"])
         return cls(**config)
+
+
+def _check_calibration_data(data: Any) -> Any:
+    """`None`, or data that can be read again at every recalibration."""
+    if data is None:
+        return None
+    if isinstance(data, (str, bytes)) or not (
+        hasattr(data, "__iter__") or hasattr(data, "shape")
+    ):
+        raise TypeError(
+            "`calibration_data` must be model inputs: arrays (or a tuple/dict of "
+            "arrays), a tf.data.Dataset or a keras.utils.PyDataset. Received: "
+            f"calibration_data of type {type(data).__name__}"
+        )
+    if iter(data) is data:  # a generator or iterator: read once, then empty
+        raise TypeError(
+            "`calibration_data` is read at every recalibration, so it cannot be a "
+            "generator or iterator (it would be empty the second time): pass "
+            "arrays, a tf.data.Dataset or a keras.utils.PyDataset. Received: "
+            f"calibration_data of type {type(data).__name__}"
+        )
+    return data

@@ -28,6 +28,7 @@ from keras_filterprune._cli_io import (
     _load_representative,
 )
 from keras_filterprune._cli_parser import PROG, build_parser
+from keras_filterprune._options import option_names
 
 __all__ = ["build_parser", "main"]
 
@@ -177,38 +178,24 @@ def _cmd_prune(args) -> int:
         except (OSError, ValueError) as e:
             raise CommandError(f"cannot read plan '{args.plan}': {e}") from e
     else:
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {
+            name: getattr(args, name)
+            for name in option_names()
+            if getattr(args, name) is not None
+        }
         if args.per_layer:
             kwargs["per_layer"] = dict(args.per_layer)
-        for name in (
-            "exclude",
-            "target_macs",
-            "target_params",
-            "target_latency",
-            "latency_table",
-            "round_to",
-            "min_filters",
-            "global_ranking",
-            "prune_norms",
-        ):
-            value = getattr(args, name)
-            if value is not None:
-                kwargs[name] = value
         if args.data:
             x, y = _load_arrays(args.data)
             gradients = criteria.needs_gradients(args.criterion or "operator_norm")
             kwargs["data"] = (x, y) if gradients else x
-        ratio = 0.5 if args.ratio is None else args.ratio
-        criterion = args.criterion or "operator_norm"
         if args.measure_latency:
             from keras_filterprune import calibrate_latency_plan
 
             target, table = kwargs.pop("target_latency"), kwargs.pop("latency_table")
-            plan = calibrate_latency_plan(
-                model, target, table, criterion=criterion, **kwargs
-            )
+            plan = calibrate_latency_plan(model, target, table, **kwargs)
         else:
-            plan = plan_pruning(model, ratio, criterion, **kwargs)
+            plan = plan_pruning(model, **kwargs)
     pruned = apply_plan(model, plan, calibration_data=calibration)
     if model.get_compile_config():
         compile_like(pruned, model)
@@ -298,12 +285,17 @@ def _cmd_sensitivity(args) -> int:
             _writable(path, what)
     model = _load_model(args.model)
     x, y = _load_arrays(args.data, need_y=True)
+    options = {
+        name: getattr(args, name)
+        for name in option_names("sensitivity")
+        if getattr(args, name) is not None
+    }
     result = sensitivity_analysis(
         model,
         data=(x, y),
         ratios=args.ratios,
-        criterion=args.criterion,
         batch_size=args.batch_size,
+        **options,
         verbose=1 if sys.stdout.isatty() else 0,
     )
     print(result.to_markdown())
@@ -377,19 +369,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         shaping = [
             opt
             for opt, value in (
-                ("--ratio", args.ratio),
-                ("--criterion", args.criterion),
-                ("--per-layer", args.per_layer),
-                ("--exclude", args.exclude),
-                ("--target-macs", args.target_macs),
-                ("--target-params", args.target_params),
-                ("--target-latency", args.target_latency),
-                ("--latency-table", args.latency_table),
+                *(
+                    (f"--{n.replace('_', '-')}", getattr(args, n))
+                    for n in option_names()
+                ),
                 ("--measure-latency", args.measure_latency),
-                ("--round-to", args.round_to),
-                ("--min-filters", args.min_filters),
-                ("--global-ranking", args.global_ranking),
-                ("--prune-norms", args.prune_norms),
                 ("--data", args.data),
             )
             if value is not None

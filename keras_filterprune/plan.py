@@ -15,13 +15,9 @@ import keras
 import numpy as np
 
 from keras_filterprune._cost import cost_model, pruned_macs
-from keras_filterprune._latency_plan import check_latency_args, latency_counts
-from keras_filterprune._validation import (
-    PlanOptions,
-    check_budget,
-    check_ratio,
-    check_scores,
-)
+from keras_filterprune._latency_plan import latency_counts
+from keras_filterprune._options import PlanOptions, document_options
+from keras_filterprune._validation import check_scores
 from keras_filterprune.graph import ChannelGraph, graph_of
 from keras_filterprune.latency import LatencyTable
 from keras_filterprune.masking import graph_masks
@@ -42,6 +38,7 @@ __all__ = [
 ]
 
 
+@document_options()
 def plan_pruning(
     model: keras.Model,
     ratio: float = 0.5,
@@ -73,51 +70,7 @@ def plan_pruning(
 
     Args:
         model: A built Functional or Sequential `keras.Model` (only read).
-        ratio: `float` in [0, 1). Fraction of each group's channels to remove.
-            Defaults to `0.5`.
-        criterion: `str` or callable. Importance criterion (see
-            `keras_filterprune.criteria`). Defaults to `"operator_norm"`.
-        per_layer: `dict` layer name → ratio, overriding `ratio` for the groups of
-            those producers (a group with several gets the smallest).
-        exclude: Layer names whose output channels are never pruned (their groups
-            are frozen; the layers feeding them may still lose filters).
-        target_macs: Solve for the uniform ratio whose pruned model has at most
-            this many MACs (estimated from the per-layer profile): a count
-            (`2.5e6`), or a percentage of the unpruned model (`"50%"`: half the
-            MACs). Overrides `ratio`. `float("inf")` means no limit.
-        target_params: Same with parameters.
-        target_latency: Latency to reach, predicted by `latency_table`: a number
-            of milliseconds, or a string such as `"12ms"` or `"50%"` (of the
-            unpruned latency). Channels are removed where they save the most
-            time per unit of score (widths land where the runtime's kernels
-            actually save time, e.g. multiples of 32 filters), not at a uniform
-            ratio; `ratio` is ignored. Not with `global_ranking` or `greedy`.
-        latency_table: A `LatencyTable` of this model (or the path of its JSON,
-            see `measure_latency_table`), for `target_latency` and
-            `round_to="auto"`. With it, the plan's meta records the predicted
-            latency.
-        group_reduction: `"mean"`, `"sum"`, `"max"` or `"l2"` of the members'
-            scores (each producer's scores are first divided by their maximum;
-            signed scores are first shifted by their minimum, which keeps their
-            ranking, so no reduction can turn it around). Defaults to `"mean"`.
-        round_to: `int`. Keep a multiple of this many channels per group (e.g. 8
-            for fast kernels on XNNPACK), or `"auto"`: each group's block size
-            in `latency_table`. Defaults to `1`.
-        min_filters: `int`. Never keep fewer channels in a group. Defaults to `1`.
-        global_ranking: `bool`. Rank all channels of all prunable groups together
-            (scores normalised per group) and remove `ratio` of them overall,
-            instead of `ratio` of each group. Defaults to `False`.
-        greedy: `bool`. Li et al.'s greedy scoring: when scoring a layer, ignore
-            its input channels already removed upstream (passive criteria only).
-            Defaults to `False`.
-        prune_norms: `bool`. Also prune the groups that only a
-            LayerNormalization, GroupNormalization (whole groups) or
-            UnitNormalization over the channels freezes (ConvNeXt's residual
-            stream): their gamma/beta are sliced. **Approximate**: the statistics
-            these layers compute change with the channel count, so the pruned
-            model is not the original with channels removed; fine-tune it (the
-            plan's `meta["approximate_groups"]` lists the groups). Defaults
-            to `False` (exact).
+        {planning_options}
         data: Data for active criteria.
         scores: Precomputed `score_filters` output to reuse. Defaults to `None`.
         within: A previous `PruningPlan` of this model whose removed channels are
@@ -151,37 +104,60 @@ def plan_pruning(
     >>> plan.kept_filters("a") == plan.kept_filters("b"), len(plan.kept_filters("a"))
     (True, 12)
     """
-    ratio = check_ratio(ratio, "ratio")
     options = PlanOptions.from_kwargs(
-        criterion,
+        ratio=ratio,
+        criterion=criterion,
         per_layer=per_layer,
         exclude=exclude,
+        target_macs=target_macs,
+        target_params=target_params,
+        target_latency=target_latency,
+        latency_table=latency_table,
         group_reduction=group_reduction,
         round_to=round_to,
         min_filters=min_filters,
         global_ranking=global_ranking,
         greedy=greedy,
         prune_norms=prune_norms,
-        auto_round=latency_table is not None,
     )
-    targets = {"target_macs": target_macs, "target_params": target_params}
-    table, target_ms = check_latency_args(
-        target_latency, latency_table, options, targets
-    )
-    target = None if target_ms is None else ("latency", target_ms)
-    if target_macs is not None or target_params is not None:
-        name = "target_macs" if target_macs is not None else "target_params"
-        goal = target_macs if target_macs is not None else target_params
-        target = (name.split("_")[1], check_budget(goal, name))
+    return plan_with(
+        model, options, data=data, scores=scores, within=within, graph=graph,
+        verbose=verbose,
+    )  # fmt: skip
+
+
+def plan_with(
+    model: keras.Model,
+    options: PlanOptions,
+    *,
+    data=None,
+    scores=None,
+    within: PruningPlan | None = None,
+    graph: ChannelGraph | None = None,
+    ratio: float | None = None,
+    share: float = 1.0,
+    verbose: int = 0,
+) -> PruningPlan:
+    """`plan_pruning` with options already checked (`PlanOptions.from_kwargs`).
+
+    `ratio` replaces `options.ratio` (a schedule's ratio at this event); a
+    budget is spent for `share` in (0, 1] of the way from the unpruned model to
+    it (a pruning event of a schedule that reaches it later).
+    """
     if within is not None:
         check_plan(within)
     if scores is None:
         options.check_data(data)
     graph = graph_of(model, graph, warn=True)
+    table, target_ms = options.latency
+    target = None if target_ms is None else ("latency", "absolute", target_ms)
+    if options.budget() is not None:
+        target = options.budget()
     if table is not None:
         table.check_graph(graph)
+    ratio = options.ratio if ratio is None else ratio
     return _Planner(model, graph, options, within, table).plan(
-        ratio, target, data=data, scores=scores, verbose=verbose
+        ratio, target, share, data=data, scores=scores, verbose=verbose
     )
 
 
@@ -308,7 +284,7 @@ class _Planner:
         order = np.argsort(-s[candidates], kind="stable")[:n]
         return sorted(int(c) for c in candidates[order])
 
-    def plan(self, ratio, target, *, data, scores, verbose) -> PruningPlan:
+    def plan(self, ratio, target, share, *, data, scores, verbose) -> PruningPlan:
         o = self.options
         if scores is not None:
             scores = self.checked(scores, "`scores`")
@@ -319,13 +295,15 @@ class _Planner:
             )  # fmt: skip
             scores = self.checked(scores, f"Criterion '{o.criterion_name}'")
         if target is not None and target[0] == "latency":
-            keep, all_scores = self._latency_keep(target[1], scores)
+            full = self.table.predict({g.id: g.width for g in self.graph.groups})
+            target_ms = full - share * (full - target[2])
+            keep, all_scores = self._latency_keep(target_ms, scores)
             prunable = [g for g in self.graph.groups if g.id not in self.frozen]
             kept = sum(len(keep[g.id]) for g in prunable)
             ratio = 1.0 - kept / max(1, sum(g.width for g in prunable))
         else:
             if target is not None:
-                ratio = self._solve_ratio(target[0], *target[1], scores)
+                ratio = self._solve_ratio(*target, scores, share)
             keep, all_scores = self.decide(ratio, scores)
         groups = [
             GroupPlan(
@@ -348,7 +326,7 @@ class _Planner:
             meta["global_ranking"] = True
         if self.table is not None:
             if target is not None and target[0] == "latency":
-                meta["target_latency_ms"] = round(target[1], 6)
+                meta["target_latency_ms"] = round(target_ms, 6)
             predicted = self.table.predict({g: len(k) for g, k in keep.items()})
             meta["predicted_latency_ms"] = round(predicted, 6)
             meta["latency_table"] = self.table.describe()
@@ -366,8 +344,25 @@ class _Planner:
         if approximate:  # the pruned model is not the masked one: say so
             meta["prune_norms"] = True
             meta["approximate_groups"] = approximate
+        meta.update(self._predicted(keep))
         plan = PruningPlan(groups, self.model.name, meta)
         return plan.with_graph(self.graph)
+
+    def _predicted(self, keep) -> dict[str, list[int]]:
+        """`{"macs": [before, after], "params": [before, after]}` of the plan
+        (MACs left out when the model's input size is not fixed)."""
+        graph = self.graph
+        masks = {g.id: keep_mask(g.width, keep[g.id]) for g in graph.groups}
+        flags = graph.element_keep(masks)
+        params = cost_model(graph, "params")
+        result = {
+            "params": [round(params(graph.element_keep({}))), round(params(flags))]
+        }
+        try:
+            macs = [graph.profile.total_macs, pruned_macs(graph, flags)]
+        except ValueError:  # unknown input size
+            return result
+        return {"macs": [int(m) for m in macs], **result}
 
     def _latency_keep(self, target_ms: float, scores) -> tuple[dict, dict]:
         """Widths from the latency table's greedy descent (see
@@ -391,10 +386,13 @@ class _Planner:
         }
         return keep, all_scores
 
-    def _solve_ratio(self, target: str, kind: str, goal: float, scores) -> float:
+    def _solve_ratio(self, target, kind, goal, scores, share=1.0) -> float:
         cost = cost_model(self.graph, target)
+        full = cost(self.graph.element_keep({}))
         if kind == "fraction":  # of the unpruned model
-            goal *= cost(self.graph.element_keep({}))
+            goal *= full
+        if share < 1.0 and math.isfinite(goal):  # part of the way there
+            goal = full - share * (full - goal)
 
         def cost_at(r: float) -> float:
             keep, _ = self.decide(r, scores)

@@ -13,6 +13,7 @@ import json
 import math
 import os
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -141,10 +142,12 @@ class PruningPlan:
         return {g.id: keep_mask(g.width, g.keep) for g in self.groups}
 
     def summary(self) -> str:
-        """A readable table of the groups (kept/original width, frozen reasons)."""
+        """A readable table of the groups (kept/original width, frozen reasons),
+        ending with the predicted MACs and parameters (before → after)."""
         head = f"PruningPlan for '{self.model_name}'"
-        if self.meta:
-            head += " (" + ", ".join(f"{k}={v}" for k, v in self.meta.items()) + ")"
+        shown = {k: v for k, v in self.meta.items() if k not in _PREDICTED}
+        if shown:
+            head += " (" + ", ".join(f"{k}={v}" for k, v in shown.items()) + ")"
         lines = [head, f"{'group':>5}  {'kept':>11}  producers"]
         for g in self.groups:
             names = ", ".join(g.producers)
@@ -158,6 +161,13 @@ class PruningPlan:
             f"total: {kept}/{total} channels kept, {len(self.frozen_groups)} frozen "
             f"of {len(self.groups)} groups"
         )
+        predicted = [
+            f"{label} {_count(pair[0])} → {_count(pair[1])} ({pair[1] / pair[0]:.2f}×)"
+            for key, label in _PREDICTED.items()
+            if _is_pair(pair := self.meta.get(key))
+        ]
+        if predicted:
+            lines.append("predicted: " + ", ".join(predicted))
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -398,3 +408,26 @@ def _group_from_config(g, field: str) -> GroupPlan:
         scores=None if scores is None else [float(v) for v in scores],
         frozen=frozen,
     )
+
+
+_PREDICTED = {"macs": "MACs", "params": "params"}
+
+
+def _is_pair(value: Any) -> bool:
+    """Two positive counts `[before, after]` (meta read from a file may hold
+    anything: a summary never fails on it)."""
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        and value[0] > 0
+        and all(math.isfinite(v) for v in value)
+    )
+
+
+def _count(n: float) -> str:
+    """`1234567` → `'1.23M'`."""
+    for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return f"{n:.0f}"

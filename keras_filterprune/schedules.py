@@ -321,6 +321,16 @@ def ask(schedule: Any, step: int, unit: str = "step") -> tuple[bool, float]:
     return should, ratio
 
 
+def final_ratio(schedule: Any) -> float | None:
+    """The ratio a schedule ends at: ours (`final_ratio`, `ratio`) and TFMOT's
+    (`final_sparsity`, `target_sparsity`); `None` for other callables."""
+    for name in ("final_ratio", "final_sparsity", "ratio", "target_sparsity"):
+        value = getattr(schedule, name, None)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    return None
+
+
 def final_event(
     schedule: Any, unit: str, epochs, params: dict, epoch: int, step: int
 ) -> float:

@@ -26,6 +26,7 @@ import keras
 import numpy as np
 
 from keras_filterprune import criteria as criteria_lib
+from keras_filterprune._options import PlanOptions, option_names
 from keras_filterprune._paths import all_layers, layer_by_path
 from keras_filterprune._validation import check_int, check_number
 from keras_filterprune.graph import graph_of
@@ -339,8 +340,10 @@ def sensitivity_analysis(
         calibration_data: Unlabeled inputs for the recalibration. Defaults to
             `None`: the first 1024 examples of `data`'s `x` (with `eval_fn`
             alone and no `calibration_data`, nothing is recalibrated).
-        **plan_kwargs: Other `plan_pruning` arguments (`exclude`,
-            `group_reduction`, `round_to`, `min_filters`).
+        **plan_kwargs: The planning options that shape one group's cut, as in
+            `plan_pruning`: `exclude`, `group_reduction`, `round_to`,
+            `min_filters`, `prune_norms` (budgets, `per_layer` and
+            `global_ranking` concern the whole model, not one group).
 
     Returns:
         `SensitivityResult` with `.curves`, `.to_markdown()`,
@@ -379,18 +382,15 @@ def sensitivity_analysis(
             f"`eval_fn` must be callable. Received: {type(eval_fn).__name__}"
         )
     check_int(batch_size, "batch_size", 1)
-    unknown = set(plan_kwargs) - {
-        "exclude",
-        "group_reduction",
-        "round_to",
-        "min_filters",
-    }
+    allowed = option_names("sensitivity")
+    unknown = set(plan_kwargs) - set(allowed)
     if unknown:
         raise TypeError(
             f"Unexpected keyword arguments {sorted(unknown)}: besides its own, "
-            "`sensitivity_analysis` takes `exclude`, `group_reduction`, `round_to` "
-            "and `min_filters` of `plan_pruning`."
+            "`sensitivity_analysis` takes these planning options of "
+            f"`plan_pruning`: {', '.join(a for a in allowed if a != 'criterion')}."
         )
+    PlanOptions.from_kwargs(criterion=criterion, **plan_kwargs)  # checked at once
     ratios = _check_ratios(_DEFAULT_RATIOS if ratios is None else ratios)
     criteria_lib.get(criterion)  # unknown names fail before any work
     active = isinstance(criterion, str) and criteria_lib.is_active(criterion)

@@ -372,20 +372,19 @@ def test_active_criterion_uses_data(xy):
     assert len(callback.plan.kept_filters("conv3")) == 8
 
 
-def test_logs_reach_csv_logger_and_log_messages(xy, tmp_path, caplog):
+def test_logs_reach_csv_logger_and_one_line_per_event_on_stdout(xy, tmp_path, capsys):
     x, y = xy
     model = make_model()
     callback = PruningCallback("l1_norm", 0.5, epochs=(1,))
     csv = tmp_path / "log.csv"
-    with caplog.at_level("INFO", logger="keras_filterprune.callbacks"):
-        history = model.fit(
-            x,
-            y,
-            epochs=2,
-            batch_size=32,
-            callbacks=[callback, keras.callbacks.CSVLogger(str(csv))],
-            verbose=0,
-        )
+    history = model.fit(
+        x,
+        y,
+        epochs=2,
+        batch_size=32,
+        callbacks=[callback, keras.callbacks.CSVLogger(str(csv))],
+        verbose=0,
+    )
     ratios = history.history["pruned_macs_ratio"]
     assert ratios[0] == 1.0 and ratios[1] == pytest.approx(
         callback.history[-1]["macs_ratio"]
@@ -393,7 +392,28 @@ def test_logs_reach_csv_logger_and_log_messages(xy, tmp_path, caplog):
     header, *rows = csv.read_text().splitlines()
     assert "pruned_macs_ratio" in header.split(",")
     assert len(rows) == 2
-    assert any("pruned 50.0% of the filters" in r.message for r in caplog.records)
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if "PruningCallback" in line]
+    assert len(lines) == 1, out
+    ratio = callback.history[-1]["macs_ratio"]
+    assert lines[0].startswith("Epoch 2: PruningCallback soft-pruned ")
+    assert f"MACs {ratio:.2f}×" in lines[0]
+
+
+def test_verbose_0_prints_nothing_and_logging_mode_logs(xy, capsys, caplog):
+    x, y = xy
+    quiet = PruningCallback("l1_norm", 0.5, epochs=(0,), verbose=0)
+    make_model().fit(x, y, epochs=1, callbacks=[quiet], verbose=0)
+    assert "PruningCallback" not in capsys.readouterr().out
+    keras.config.disable_interactive_logging()
+    try:
+        with caplog.at_level("INFO", logger="keras_filterprune.callbacks"):
+            loud = PruningCallback("l1_norm", 0.5, epochs=(0,))
+            make_model().fit(x, y, epochs=1, callbacks=[loud], verbose=0)
+    finally:
+        keras.config.enable_interactive_logging()
+    assert "PruningCallback" not in capsys.readouterr().out
+    assert any("PruningCallback soft-pruned" in r.message for r in caplog.records)
 
 
 def test_reusable_across_fits(xy):

@@ -93,7 +93,16 @@ def test_summary_and_repr():
         "4/4" in lines[3]
         and "[frozen: excluded by the user (at layer 'f')]" in lines[3]
     )
-    assert lines[-1] == "total: 17/26 channels kept, 2 frozen of 5 groups"
+    assert lines[-2] == "total: 17/26 channels kept, 2 frozen of 5 groups"
+    # The predicted MACs and params are those of the model apply_plan builds.
+    pruned = apply_plan(case_model("concat_frozen_branch"), plan)
+    before, after = plan.meta["macs"]
+    assert after == count_macs(pruned) and before > after
+    assert plan.meta["params"][1] == pruned.count_params()
+    assert (
+        lines[-1].startswith("predicted: MACs ")
+        and f"({after / before:.2f}×)" in lines[-1]
+    )
     assert repr(plan) == "<PruningPlan model='concat_frozen_branch' groups=5 removed=9>"
 
 

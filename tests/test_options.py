@@ -1,0 +1,64 @@
+"""The planning options are declared once (`keras_filterprune._options`): every
+entry point takes the same names with the same defaults and documents them."""
+
+import dataclasses
+import inspect
+
+import pytest
+
+from keras_filterprune import PruningCallback, plan_pruning, sensitivity_analysis
+from keras_filterprune._cli_parser import build_parser
+from keras_filterprune._options import PlanOptions, option_names
+
+DEFAULTS = {f.name: f.default for f in dataclasses.fields(PlanOptions)}
+
+
+def _parameters(fn) -> dict:
+    return dict(inspect.signature(fn).parameters)
+
+
+def _cli_flags(command: str) -> set[str]:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    return {a.dest for a in sub.choices[command]._actions}
+
+
+@pytest.mark.parametrize("entry", [plan_pruning, PruningCallback.__init__])
+def test_every_option_is_taken_with_its_declared_default(entry):
+    params = _parameters(entry)
+    missing = set(option_names()) - set(params)
+    assert not missing, f"{entry.__qualname__} lacks {sorted(missing)}"
+    for name in option_names():
+        assert params[name].default == DEFAULTS[name], name
+
+
+def test_the_option_sets_are_the_same_everywhere():
+    plan_args = set(_parameters(plan_pruning)) & set(DEFAULTS)
+    callback_args = set(_parameters(PruningCallback.__init__)) & set(DEFAULTS)
+    cli_flags = _cli_flags("prune") & set(DEFAULTS)
+    assert plan_args == callback_args == cli_flags == set(option_names())
+    sensitivity = set(_parameters(sensitivity_analysis)) | _cli_flags("sensitivity")
+    assert sensitivity & set(DEFAULTS) == set(option_names("sensitivity"))
+
+
+@pytest.mark.parametrize("entry", [plan_pruning, PruningCallback])
+def test_every_option_is_documented(entry):
+    doc = entry.__doc__
+    assert "{planning_options}" not in doc
+    for name in option_names():
+        assert f"\n        {name}: " in doc, name
+
+
+def test_the_same_message_wherever_an_option_comes_from(tmp_path):
+    from keras_filterprune import cli
+
+    model_args = dict(round_to=0)
+    with pytest.raises(ValueError, match="round_to") as from_plan:
+        PlanOptions.from_kwargs(**model_args)
+    with pytest.raises(ValueError) as from_callback:
+        PruningCallback(**model_args)
+    assert str(from_plan.value) == str(from_callback.value)
+    with pytest.raises(TypeError, match="Unknown planning options"):
+        PlanOptions.from_kwargs(target_flops="50%")
+    assert cli.main(["prune", "m.keras", "-o", str(tmp_path / "o.keras"),
+                     "--round-to", "0"]) == 2  # fmt: skip
