@@ -701,3 +701,109 @@ def test_ratio_zero_with_per_layer_still_prunes_those_layers(xy):
     model.fit(x, y, epochs=1, callbacks=[callback], verbose=0)
     assert len(callback.history) == 1
     assert callback.pruned_model().get_layer("conv1").filters == 4
+
+
+def test_full_config_round_trip_with_every_planning_option():
+    callback = PruningCallback(
+        "l1_norm",
+        epochs=(0, 1),
+        mode="hard",
+        target_macs="50%",
+        group_reduction="l2",
+        round_to=2,
+        min_filters=2,
+        greedy=True,
+        prune_norms=True,
+        verbose=0,
+    )
+    config = callback.get_config()
+    assert config["target_macs"] == "50%" and config["greedy"] is True
+    restored = PruningCallback.from_config(json.loads(json.dumps(config)))
+    assert restored.get_config() == config
+    with pytest.raises(ValueError, match="at most one of"):
+        PruningCallback(target_macs="50%", target_params="50%")
+    with pytest.raises(ValueError, match="target_macs='50%'"):
+        PruningCallback(target_macs=0.5)
+
+
+@pytest.mark.parametrize("mode", ["hard", "soft"])
+def test_a_budget_is_spent_gradually_and_met_at_the_last_event(xy, mode):
+    x, y = xy
+    model = make_model()
+    callback = PruningCallback(
+        "l1_norm", epochs=(0, 1, 2), mode=mode, target_macs="50%", verbose=0
+    )
+    model.fit(x, y, epochs=3, batch_size=32, callbacks=[callback], verbose=0)
+    ratios = [event["macs_ratio"] for event in callback.history]
+    assert len(ratios) == 3
+    for k, ratio in enumerate(ratios, start=1):
+        goal = 1.0 - k / 3 * 0.5  # k/3 of the way from 1.0 to 0.5
+        assert ratio <= goal + 1e-9 and ratio > goal - 0.15, (k, ratios)
+    assert ratios[0] > ratios[2]
+    pruned = callback.pruned_model()
+    from keras_filterprune import count_macs
+
+    assert count_macs(pruned) / count_macs(make_model()) == pytest.approx(ratios[-1])
+
+
+def test_a_budget_follows_the_schedule_share(xy):
+    x, y = xy
+    schedule = PolynomialRatio(0.25, 0.5, 0, 1, frequency=1)  # half, then all
+    callback = PruningCallback(
+        "l1_norm",
+        schedule=schedule,
+        schedule_unit="epoch",
+        mode="hard",
+        target_params="40%",
+        verbose=0,
+    )
+    make_model().fit(x, y, epochs=2, callbacks=[callback], verbose=0)
+    plans = [event["kept"] for event in callback.history]
+    assert len(plans) == 2 and plans[0] != plans[1]
+    params = callback.plan.meta["params"]
+    assert params[1] <= 0.4 * params[0]
+
+
+def _bn_stats(model):
+    bn = model.get_layer("bn1")
+    return [keras.ops.convert_to_numpy(v).copy() for v in bn.non_trainable_weights]
+
+
+def test_calibration_data_recalibrates_after_events_and_at_the_end(xy, capsys):
+    from keras_filterprune import recalibrate_batchnorm
+
+    x, y = xy
+    keras.utils.set_random_seed(1)
+    callback = PruningCallback(
+        "l1_norm", 0.5, epochs=(0,), mode="hard", calibration_data=x[:64]
+    )
+    model = make_model(optimizer=keras.optimizers.SGD(0.5))
+    model.fit(x, y, epochs=2, batch_size=16, callbacks=[callback], verbose=0)
+    out = capsys.readouterr().out
+    assert "BatchNorm recalibrated on 2 batches" in out  # after the event
+    assert "PruningCallback: BatchNorm recalibrated on 2 batches." in out  # at end
+    stats = _bn_stats(model)
+    recalibrate_batchnorm(model, x[:64])  # again: nothing left to change
+    for a, b in zip(stats, _bn_stats(model)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # Without it the statistics are stale after training (the test can fail).
+    keras.utils.set_random_seed(1)
+    plain = make_model(optimizer=keras.optimizers.SGD(0.5))
+    quiet = PruningCallback("l1_norm", 0.5, epochs=(0,), mode="hard", verbose=0)
+    plain.fit(x, y, epochs=2, batch_size=16, callbacks=[quiet], verbose=0)
+    stale = _bn_stats(plain)
+    recalibrate_batchnorm(plain, x[:64])
+    assert not np.allclose(stale[0], _bn_stats(plain)[0], atol=1e-4)
+    pruned = callback.pruned_model()
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(pruned(x[:8])),
+        keras.ops.convert_to_numpy(model(x[:8])),
+        rtol=1e-4,
+        atol=1e-4,
+    )
+
+
+@pytest.mark.parametrize("bad", [iter([np.zeros((2, 10, 10, 3))]), "x.npy", 3])
+def test_calibration_data_that_cannot_be_read_again_is_refused(bad):
+    with pytest.raises(TypeError, match="calibration_data"):
+        PruningCallback(calibration_data=bad)
