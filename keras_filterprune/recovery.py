@@ -10,6 +10,7 @@ against the unpruned one (Hinton et al., 2015).
 from __future__ import annotations
 
 import itertools
+import numbers
 from collections.abc import Iterator
 from typing import Any
 
@@ -53,8 +54,45 @@ def _batches(data: Any, batch_size: int) -> Iterator[Any]:
         yield _first_input(element)
 
 
+def _num_batches(data: Any, batch_size: int, steps: int | None) -> int | None:
+    """How many batches `_batches` will yield (at most `steps`), when known."""
+    data = _first_input(data)
+    arrays = keras.tree.flatten(data) if isinstance(data, (dict, list)) else [data]
+    total = None
+    if arrays and all(hasattr(a, "shape") and hasattr(a, "dtype") for a in arrays):
+        total = -(-len(arrays[0]) // batch_size)
+    else:
+        try:  # a PyDataset, a finite tf.data.Dataset, a list of batches
+            total = len(data)
+        except TypeError:  # a generator, an infinite or unknown-size dataset
+            pass
+    if total is None:
+        return steps
+    return total if steps is None else min(total, steps)
+
+
+def _check_verbose(verbose: Any) -> int:
+    """Keras' `verbose` of `predict`: `"auto"` (= 1), 0, 1 or 2."""
+    if verbose == "auto":
+        return 1
+    if isinstance(verbose, bool) or not isinstance(verbose, numbers.Integral):
+        raise TypeError(
+            f'`verbose` must be "auto", 0, 1 or 2. Received: verbose={verbose!r}'
+        )
+    if verbose not in (0, 1, 2):
+        raise ValueError(
+            f'`verbose` must be "auto", 0, 1 or 2. Received: verbose={verbose}'
+        )
+    return int(verbose)
+
+
 def recalibrate_batchnorm(
-    model: keras.Model, data: Any, *, steps: int | None = None, batch_size: int = 32
+    model: keras.Model,
+    data: Any,
+    *,
+    steps: int | None = None,
+    batch_size: int = 32,
+    verbose: int | str = 0,
 ) -> int:
     """Re-estimates the moving statistics of every BatchNormalization layer.
 
@@ -74,14 +112,19 @@ def recalibrate_batchnorm(
             examples are enough.
         steps: `int`. Use at most this many batches. Defaults to `None` (all).
         batch_size: `int`. Batch size for array data. Defaults to `32`.
+        verbose: `"auto"`, 0, 1 or 2, as in `Model.predict`: 0 = silent, 1 =
+            a `keras.utils.Progbar` over the batches, 2 = one line when done;
+            `"auto"` is 1. Defaults to `0` (silent: `apply_plan` and
+            `sensitivity_analysis` call this function inside their own loops).
 
     Returns:
         `int`: the number of batches used (0 when the model has no
         BatchNormalization; then nothing runs).
 
     Raises:
-        TypeError: `model` is not a Keras model, or `data` is not data.
-        ValueError: `data` yields no batch, or bad `steps`/`batch_size`.
+        TypeError: `model` is not a Keras model, `data` is not data, or a bad
+            type of `steps`/`batch_size`/`verbose`.
+        ValueError: `data` yields no batch, or bad `steps`/`batch_size`/`verbose`.
 
     Example:
 
@@ -109,6 +152,7 @@ def recalibrate_batchnorm(
     if steps is not None:
         check_int(steps, "steps", 1)
     check_int(batch_size, "batch_size", 1)
+    verbose = _check_verbose(verbose)
     layers = list(all_layers(model))
     norms = [
         layer for layer in layers if isinstance(layer, keras.layers.BatchNormalization)
@@ -124,6 +168,10 @@ def recalibrate_batchnorm(
     ]
     momenta = [layer.momentum for layer in norms]
     used = 0
+    progbar = None
+    if verbose:
+        target = _num_batches(data, batch_size, steps)
+        progbar = keras.utils.Progbar(target, verbose=verbose, unit_name="step")
     try:
         for layer, name, _ in noisy:
             setattr(layer, name, 0.0)
@@ -133,6 +181,11 @@ def recalibrate_batchnorm(
                 layer.momentum = k / (k + 1)
             model(x, training=True)
             used = k + 1
+            if progbar is not None:
+                progbar.update(used, finalize=False)
+        if progbar is not None and used:
+            progbar.target = progbar.target or used  # as Keras' ProgbarLogger
+            progbar.update(used, finalize=True)
     finally:
         for layer, momentum in zip(norms, momenta):
             layer.momentum = momentum
@@ -143,48 +196,218 @@ def recalibrate_batchnorm(
     return used
 
 
-def _is_probabilities(model: keras.Model) -> bool:
-    """Whether the model's (first) output ends in a softmax."""
-    try:
-        layer = model.get_layer(model.output_names[0])
-    except (AttributeError, ValueError, IndexError):
-        layer = model.layers[-1] if getattr(model, "layers", None) else None
-    activation = getattr(layer, "activation", None)
+_SOFTMAX, _SIGMOID = "softmax", "sigmoid"
+_CATEGORICAL, _BINARY = "categorical", "binary"
+_EPSILON = 1e-7
+
+
+def _head_layers(model: keras.Model) -> list:
+    """The layer computing each (flattened) output; the last layer when unknown."""
+    names = getattr(model, "output_names", None)
+    if names:
+        try:
+            return [model.get_layer(name) for name in names]
+        except ValueError:
+            pass
+    layers = getattr(model, "layers", None)
+    return [layers[-1]] if layers else []
+
+
+def _head_activation(layer: Any) -> str | None:
+    """`"softmax"`, `"sigmoid"` or `None` (logits) of the layer of an output."""
+    if isinstance(layer, keras.Model):  # a nested model: its own single head
+        heads = _head_layers(layer)
+        return _head_activation(heads[0]) if len(heads) == 1 else None
     if isinstance(layer, keras.layers.Softmax):
-        return True
-    return getattr(activation, "__name__", "") == "softmax"
+        return _SOFTMAX
+    name = getattr(getattr(layer, "activation", None), "__name__", "")
+    return name if name in (_SOFTMAX, _SIGMOID) else None
+
+
+def _output_structure(model: keras.Model) -> Any:
+    """The outputs (KerasTensors, in their structure) of a built model, or `None`
+    when they are not known before a call (a subclassed model)."""
+    try:
+        return model.output  # Functional: a tensor, list or dict
+    except (AttributeError, ValueError):
+        pass
+    try:
+        outputs = model.outputs  # Sequential
+    except (AttributeError, ValueError):
+        return None
+    if not outputs:
+        return None
+    return outputs[0] if len(outputs) == 1 else list(outputs)
+
+
+def _unwrap(structure: Any) -> Any:
+    """A one-element list/tuple of outputs is the same as its element."""
+    if isinstance(structure, (list, tuple)) and len(structure) == 1:
+        return structure[0]
+    return structure
+
+
+def _describe(structure: Any) -> str:
+    def shape(t):
+        return tuple(None if d is None else int(d) for d in t.shape)
+
+    return str(keras.tree.map_structure(shape, structure))
+
+
+def _paired_outputs(student: Any, teacher: Any) -> list[tuple[str, Any, Any]]:
+    """`(label, student output, teacher output)` per output, in flattened order.
+
+    Raises a ValueError naming both structures when the number of outputs, their
+    kind (dict or not), their keys or their shapes after the batch axis differ.
+    """
+    student, teacher = _unwrap(student), _unwrap(teacher)
+    s_flat, t_flat = keras.tree.flatten(student), keras.tree.flatten(teacher)
+    same = isinstance(student, dict) == isinstance(teacher, dict)
+    same = same and len(s_flat) == len(t_flat)
+    if same and isinstance(student, dict):
+        same = sorted(student) == sorted(teacher)
+    for s, t in zip(s_flat, t_flat) if same else ():
+        s_shape, t_shape = tuple(s.shape)[1:], tuple(t.shape)[1:]
+        same = same and len(s_shape) == len(t_shape)
+        same = same and all(
+            a is None or b is None or a == b for a, b in zip(s_shape, t_shape)
+        )
+    if not same:
+        raise ValueError(
+            "`student` and `teacher` must have the same outputs (structure, keys "
+            "and shapes after the batch axis) to be distilled. Received: student "
+            f"outputs {_describe(student)}, teacher outputs {_describe(teacher)}"
+        )
+    if isinstance(student, dict):
+        labels = [f"output {key!r}" for key in sorted(student)]
+    elif len(s_flat) == 1:
+        labels = ["the output"]
+    else:
+        labels = [f"output {i}" for i in range(len(s_flat))]
+    return list(zip(labels, s_flat, t_flat))
+
+
+def _head_kind(
+    label: str,
+    width: int | None,
+    student: str | None,
+    teacher: str | None,
+    multi_label: bool | None,
+) -> str:
+    """`"categorical"` (softmax over the last axis) or `"binary"` (a Bernoulli
+    per unit) for one output, from its width and the detected activations."""
+    found = {student, teacher} - {None}
+    where = f"({label}: student {student or 'logits'}, teacher {teacher or 'logits'})"
+    if found == {_SOFTMAX, _SIGMOID}:
+        raise ValueError(
+            f"`student` and `teacher` must end in the same kind of head {where}."
+        )
+    if width == 1:
+        if _SOFTMAX in found:
+            raise ValueError(
+                "A softmax over one unit is always 1: there is nothing to distill "
+                f"{where}. End a binary head in a sigmoid or in no activation."
+            )
+        return _BINARY
+    if _SIGMOID in found:
+        if multi_label is False:
+            raise ValueError(f"`multi_label=False` but the head is a sigmoid {where}.")
+        return _BINARY
+    if _SOFTMAX in found:
+        if multi_label is True:
+            raise ValueError(f"`multi_label=True` but the head is a softmax {where}.")
+        return _CATEGORICAL
+    return _BINARY if multi_label else _CATEGORICAL
+
+
+def _as_logits(outputs: Any, probabilities: bool, kind: str) -> Any:
+    """Logits of an output (log-probabilities for a softmax, log-odds for a
+    sigmoid), in float32."""
+    outputs = keras.ops.cast(outputs, "float32")
+    if not probabilities:
+        return outputs
+    if kind == _CATEGORICAL:  # softmax(log p) = p
+        return keras.ops.log(keras.ops.clip(outputs, _EPSILON, 1.0))
+    p = keras.ops.clip(outputs, _EPSILON, 1.0 - _EPSILON)
+    return keras.ops.log(p) - keras.ops.log(1.0 - p)
+
+
+def _soft_kl(student_logits: Any, teacher_logits: Any, kind: str, t: float) -> Any:
+    """Mean KL(teacher ‖ student) at temperature `t`: over the last axis for a
+    categorical head, per unit (Bernoulli) for a binary one; averaged over the
+    batch (and, binary, the units)."""
+    s, z = student_logits / t, teacher_logits / t
+    ops = keras.ops
+    if kind == _CATEGORICAL:
+        log_p, log_q = ops.log_softmax(z, axis=-1), ops.log_softmax(s, axis=-1)
+        return ops.mean(ops.sum(ops.exp(log_p) * (log_p - log_q), axis=-1))
+    p = ops.sigmoid(z)
+    kl = p * (ops.log_sigmoid(z) - ops.log_sigmoid(s)) + (1.0 - p) * (
+        ops.log_sigmoid(-z) - ops.log_sigmoid(-s)
+    )
+    return ops.mean(kl)
 
 
 @keras.saving.register_keras_serializable(package="keras_filterprune")
 class Distiller(keras.Model):
     """Trains a (pruned) student to match a frozen teacher and the labels.
 
-    The loss is `(1 - alpha) * loss(y, student) + alpha * T² · KL(softmax(teacher
-    / T) ‖ softmax(student / T))` (Hinton et al., 2015; the `T²` keeps the soft
-    term's gradients on the scale of the hard one). The teacher runs in inference
-    mode and is never updated; it is not changed either (its `trainable` flag is
-    left alone: its weights are simply not among the Distiller's trainable ones).
+    The loss is `(1 - alpha) * loss(y, student) + alpha * T² · KL(teacher ‖
+    student)` with both softened by the temperature `T` (Hinton et al., 2015; the
+    `T²` keeps the soft term's gradients on the scale of the hard one). The
+    teacher runs in inference mode and is never updated; it is not changed either
+    (its `trainable` flag is left alone: its weights are simply not among the
+    Distiller's trainable ones).
 
-    Heads that end in a softmax (probabilities) are handled: their log is used as
-    logits (softmax of a log-probability is the same distribution). Heads without
-    one are read as logits. Set `from_logits` to override the detection.
+    The KL term follows the head of each output:
+
+    - categorical (several units, softmax or logits): `KL(softmax(z_t / T) ‖
+      softmax(z_s / T))` over the last axis;
+    - binary (one unit, sigmoid or a single logit) and multi-label (several
+      units with a sigmoid): the Bernoulli KL between `sigmoid(z_t / T)` and
+      `sigmoid(z_s / T)`, per unit, averaged over the units. A softmax over one
+      unit (always 1) is refused.
+
+    Heads ending in a softmax or a sigmoid are detected (on the layer of each
+    output, as `Dense(..., activation=...)`, `Activation` or `Softmax`) and
+    their log-probabilities or log-odds are used as logits; other heads are read
+    as logits. `from_logits` overrides the detection of probabilities, and
+    `multi_label=True` reads several-unit logit heads as multi-label.
+
+    Models with several outputs (a list or dict) are distilled output by output,
+    the KL terms summed; the teacher's outputs must match the student's
+    (structure, keys and shapes), else a ValueError names both. Subclassed models
+    whose outputs are unknown before a call are checked on the first batch.
 
     Args:
         student: The `keras.Model` to train (e.g. `apply_plan(...)` output).
-        teacher: The unpruned `keras.Model`; same inputs, same number of classes.
+        teacher: The unpruned `keras.Model`: same inputs, same outputs.
         temperature: `float` > 0. Softening temperature `T`. Defaults to `4.0`.
         alpha: `float` in [0, 1]. Weight of the distillation term. Defaults to
             `0.9`.
         from_logits: `bool` or `None`. Whether the two models output logits;
-            `None` detects a final softmax per model. Defaults to `None`.
+            `None` detects a final softmax or sigmoid per model and output.
+            Defaults to `None`.
+        multi_label: `bool` or `None`. Whether outputs of several units are
+            independent labels (Bernoulli KL per unit) rather than one
+            categorical distribution; `None` reads a sigmoid head as multi-label
+            and any other as categorical. One-unit outputs are always binary.
+            Defaults to `None`.
+
+    Raises:
+        TypeError: `student` or `teacher` is not a Keras model, or a bad type.
+        ValueError: The two models' outputs differ, their heads disagree (a
+            softmax against a sigmoid), a softmax over one unit, or bad
+            `temperature`/`alpha`.
 
     Example:
 
     >>> import keras, numpy as np
-    >>> def net(width):
+    >>> def net(width, units=3, activation=None):
     ...     inputs = keras.Input((8,))
     ...     x = keras.layers.Dense(width, activation="relu")(inputs)
-    ...     return keras.Model(inputs, keras.layers.Dense(3)(x))
+    ...     outputs = keras.layers.Dense(units, activation=activation)(x)
+    ...     return keras.Model(inputs, outputs)
     >>> teacher, student = net(16), net(4)
     >>> distiller = Distiller(student, teacher)
     >>> distiller.compile("adam", loss=keras.losses.SparseCategoricalCrossentropy(
@@ -193,6 +416,21 @@ class Distiller(keras.Model):
     >>> history = distiller.fit(x, y, epochs=1, verbose=0)
     >>> sorted(history.history)
     ['accuracy', 'loss']
+
+    A binary head (one sigmoid unit) is distilled through the Bernoulli KL:
+
+    >>> distiller = Distiller(net(4, 1, "sigmoid"), net(16, 1, "sigmoid"))
+    >>> distiller.compile("adam", loss="binary_crossentropy")
+    >>> history = distiller.fit(x, y % 2, epochs=1, verbose=0)
+
+    A teacher whose outputs differ from the student's is refused:
+
+    >>> Distiller(net(4), net(16, units=2))
+    Traceback (most recent call last):
+    ...
+    ValueError: `student` and `teacher` must have the same outputs (structure, \
+keys and shapes after the batch axis) to be distilled. Received: student outputs \
+(None, 3), teacher outputs (None, 2)
 
     References:
         - Hinton, Vinyals and Dean, "Distilling the Knowledge in a Neural
@@ -206,6 +444,7 @@ class Distiller(keras.Model):
         temperature: float = 4.0,
         alpha: float = 0.9,
         from_logits: bool | None = None,
+        multi_label: bool | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -220,19 +459,41 @@ class Distiller(keras.Model):
             temperature, "temperature", low=0.0, low_open=True
         )
         self.alpha = check_number(alpha, "alpha", low=0.0, high=1.0)
-        if from_logits is not None and not isinstance(from_logits, bool):
-            raise TypeError(
-                f"`from_logits` must be None or a bool. Received: {from_logits!r}"
-            )
+        for name, value in (("from_logits", from_logits), ("multi_label", multi_label)):
+            if value is not None and not isinstance(value, bool):
+                raise TypeError(
+                    f"`{name}` must be None or a bool. Received: {name}={value!r}"
+                )
         self.from_logits = from_logits
+        self.multi_label = multi_label
         self.student = student
         self.teacher = teacher
-        self._student_probs = (
-            _is_probabilities(student) if from_logits is None else not from_logits
-        )
-        self._teacher_probs = (
-            _is_probabilities(teacher) if from_logits is None else not from_logits
-        )
+        self._activations = [
+            [_head_activation(layer) for layer in _head_layers(model)]
+            for model in (student, teacher)
+        ]
+        outputs = [_output_structure(model) for model in (student, teacher)]
+        if all(o is not None for o in outputs):
+            self._heads(*outputs)  # refuse mismatched models now, not in fit
+
+    def _heads(self, student: Any, teacher: Any) -> list[tuple]:
+        """`(student output, teacher output, kind, student probabilities, teacher
+        probabilities)` per output; raises when the models do not match."""
+        pairs = _paired_outputs(student, teacher)
+        activations = [
+            acts if len(acts) == len(pairs) else [None] * len(pairs)
+            for acts in self._activations
+        ]
+        heads = []
+        for (label, s, t), s_act, t_act in zip(pairs, *activations):
+            width = tuple(s.shape)[-1] if len(s.shape) else 1
+            kind = _head_kind(label, width, s_act, t_act, self.multi_label)
+            if self.from_logits is None:
+                s_probs, t_probs = s_act is not None, t_act is not None
+            else:
+                s_probs = t_probs = not self.from_logits
+            heads.append((s, t, kind, s_probs, t_probs))
+        return heads
 
     # The teacher's weights are tracked (saved with the Distiller) but never
     # trained: they are moved from the trainable to the non-trainable lists.
@@ -261,12 +522,6 @@ class Distiller(keras.Model):
     def call(self, inputs, training=None):
         return self.student(inputs, training=training)
 
-    def _logits(self, outputs, probabilities: bool):
-        outputs = keras.ops.cast(outputs, "float32")
-        if probabilities:
-            return keras.ops.log(keras.ops.clip(outputs, 1e-7, 1.0))
-        return outputs
-
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):
@@ -277,17 +532,13 @@ class Distiller(keras.Model):
             y_pred = self(x, training=training)
         teacher = self.teacher(x, training=False)
         t = self.temperature
-        soft_teacher = keras.ops.softmax(
-            self._logits(teacher, self._teacher_probs) / t, axis=-1
-        )
-        log_student = keras.ops.log_softmax(
-            self._logits(y_pred, self._student_probs) / t, axis=-1
-        )
-        log_teacher = keras.ops.log(keras.ops.clip(soft_teacher, 1e-12, 1.0))
-        kl = keras.ops.sum(soft_teacher * (log_teacher - log_student), axis=-1)
-        soft = keras.ops.mean(kl) * (t * t)
+        soft = 0.0
+        for s, z, kind, s_probs, t_probs in self._heads(y_pred, teacher):
+            soft = soft + _soft_kl(
+                _as_logits(s, s_probs, kind), _as_logits(z, t_probs, kind), kind, t
+            )
         hard = keras.ops.cast(hard, "float32")
-        return (1.0 - self.alpha) * hard + self.alpha * soft
+        return (1.0 - self.alpha) * hard + self.alpha * (t * t) * soft
 
     def get_config(self) -> dict:
         return {
@@ -297,6 +548,7 @@ class Distiller(keras.Model):
             "temperature": self.temperature,
             "alpha": self.alpha,
             "from_logits": self.from_logits,
+            "multi_label": self.multi_label,
         }
 
     @classmethod
