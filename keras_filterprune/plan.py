@@ -304,6 +304,8 @@ class _Planner:
         else:
             if target is not None:
                 ratio = self._solve_ratio(*target, scores, share)
+            elif ratio > 0:
+                self._check_removable()
             keep, all_scores = self.decide(ratio, scores)
         groups = [
             GroupPlan(
@@ -347,6 +349,24 @@ class _Planner:
         meta.update(self._predicted(keep))
         plan = PruningPlan(groups, self.model.name, meta)
         return plan.with_graph(self.graph)
+
+    def _check_removable(self) -> None:
+        """A positive ratio that `round_to`/`min_filters` make a no-op is an
+        error, not a plan that silently removes nothing."""
+        o = self.options
+        prunable = [g for g in self.graph.groups if g.id not in self.frozen]
+        if not prunable or any(
+            _n_keep(g.width, 0.999, self.rounds[g.id], o.min_filters) < g.width
+            for g in prunable
+        ):
+            return
+        widest = max(g.width for g in prunable)
+        raise ValueError(
+            f"Nothing can be removed: every prunable group has at most {widest} "
+            f"channels, and `round_to={o.round_to!r}` / `min_filters="
+            f"{o.min_filters}` keep all of them. Use a `round_to` and `min_filters` "
+            f"below {widest}."
+        )
 
     def _predicted(self, keep) -> dict[str, list[int]]:
         """`{"macs": [before, after], "params": [before, after]}` of the plan

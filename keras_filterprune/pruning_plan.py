@@ -303,12 +303,20 @@ def _match(graph, plan: PruningPlan) -> dict[int, np.ndarray]:
                 "other members). Make a new plan for this model."
             )
         for path, channels in group.producers.items():
-            if list(channels) != list(pg.producers[path]):
+            planned = list(pg.producers[path])
+            if list(channels) != planned:
+                what = (
+                    f"{len(channels)} filters in the model but {len(planned)} in "
+                    "the plan"
+                    if len(channels) != len(planned)
+                    else f"{len(channels)} filters in both, but they map to other "
+                    f"channels of its group (model: {_span(channels)}, plan: "
+                    f"{_span(planned)}; e.g. another `groups` of a grouped "
+                    "convolution or another concatenation order)"
+                )
                 raise ValueError(
                     f"The plan does not match the model: layer '{path}' has "
-                    f"{len(channels)} filters in the model but "
-                    f"{len(pg.producers[path])} in the plan (or another channel "
-                    "layout). Make a new plan for this model."
+                    f"{what}. Make a new plan for this model."
                 )
         if pg.width != group.width:
             raise ValueError(
@@ -431,3 +439,12 @@ def _count(n: float) -> str:
         if abs(n) >= scale:
             return f"{n / scale:.3g}{unit}"
     return f"{n:.0f}"
+
+
+def _span(channels) -> str:
+    """`[0..7]` for a contiguous run of channels, else the first few."""
+    channels = [int(c) for c in channels]
+    if channels and channels == list(range(channels[0], channels[0] + len(channels))):
+        return f"channels {channels[0]}..{channels[-1]}"
+    more = ", …" if len(channels) > 6 else ""
+    return f"channels [{', '.join(map(str, channels[:6]))}{more}]"

@@ -28,7 +28,7 @@ import numpy as np
 from keras_filterprune import criteria as criteria_lib
 from keras_filterprune._options import PlanOptions, option_names
 from keras_filterprune._paths import all_layers, layer_by_path
-from keras_filterprune._validation import check_int, check_number
+from keras_filterprune._validation import check_bool, check_int, check_number
 from keras_filterprune.graph import graph_of
 from keras_filterprune.masking import weight_masks
 from keras_filterprune.plan import GroupPlan, PruningPlan, plan_pruning
@@ -197,7 +197,14 @@ def _accuracy(outputs: np.ndarray, y: np.ndarray) -> float:
     y = np.asarray(y)
     if outputs.ndim >= 2 and outputs.shape[-1] > 1:
         pred = outputs.argmax(axis=-1)
-        truth = y.argmax(axis=-1) if y.shape == outputs.shape else y.reshape(pred.shape)
+        one_hot = y.ndim == outputs.ndim and y.shape[-1] > 1
+        if (y.shape != outputs.shape) if one_hot else (y.size != pred.size):
+            raise ValueError(
+                f"`data`'s labels (shape {y.shape}) do not fit the model's "
+                f"outputs (shape {outputs.shape}): pass one integer class per "
+                f"example, or one-hot rows of width {outputs.shape[-1]}."
+            )
+        truth = y.argmax(axis=-1) if one_hot else y.reshape(pred.shape)
     else:  # one sigmoid unit
         pred = outputs.reshape(len(outputs), -1)[:, 0] > 0.5
         truth = y.reshape(len(y), -1)[:, 0] > 0.5
@@ -382,6 +389,7 @@ def sensitivity_analysis(
             f"`eval_fn` must be callable. Received: {type(eval_fn).__name__}"
         )
     check_int(batch_size, "batch_size", 1)
+    check_bool(recalibrate, "recalibrate")
     allowed = option_names("sensitivity")
     unknown = set(plan_kwargs) - set(allowed)
     if unknown:

@@ -1117,7 +1117,88 @@ API = [
         FileNotFoundError,
         "none",
     ),
+    # Options that would make a plan remove nothing, silently.
+    (
+        "round_to_above_every_group",
+        lambda m, p, t: kfp.plan_pruning(m, 0.5, round_to=64),
+        ValueError,
+        "round_to=64",
+    ),
+    (
+        "min_filters_above_every_group",
+        lambda m, p, t: kfp.plan_pruning(m, 0.5, min_filters=64),
+        ValueError,
+        "min_filters=64",
+    ),
+    (
+        "callback_round_to_above_every_group",
+        lambda m, p, t: kfp.PruningCallback(round_to=0),
+        ValueError,
+        "round_to",
+    ),
+    # Labels that do not fit the model's outputs.
+    (
+        "sensitivity_one_hot_width",
+        lambda m, p, t: kfp.sensitivity_analysis(
+            m, data=(_x(m), np.eye(7)[np.zeros(4, int)]), ratios=(0.5,), verbose=0
+        ),
+        ValueError,
+        r"one-hot rows of width",
+    ),
+    (
+        "sensitivity_recalibrate_string",
+        lambda m, p, t: kfp.sensitivity_analysis(
+            m, data=(_x(m), np.zeros(4, int)), recalibrate="yes", verbose=0
+        ),
+        TypeError,
+        "`recalibrate` must be a bool",
+    ),
+    # Callback options: every planning option, checked at construction.
+    (
+        "callback_budget_below_one",
+        lambda m, p, t: kfp.PruningCallback(target_macs=0.5),
+        ValueError,
+        "target_macs='50%'",
+    ),
+    (
+        "callback_two_budgets",
+        lambda m, p, t: kfp.PruningCallback(target_macs="50%", target_params="50%"),
+        ValueError,
+        "at most one of",
+    ),
+    (
+        "callback_unknown_option_type",
+        lambda m, p, t: kfp.PruningCallback(global_ranking="yes"),
+        TypeError,
+        "global_ranking",
+    ),
+    (
+        "callback_calibration_generator",
+        lambda m, p, t: kfp.PruningCallback(calibration_data=(x for x in [1])),
+        TypeError,
+        "calibration_data",
+    ),
+    (
+        "grouped_conv_twin",
+        lambda m, p, t: kfp.apply_plan(
+            _grouped(4), kfp.plan_pruning(_grouped(2), 0.5, "l1_norm")
+        ),
+        ValueError,
+        "8 filters in both, but they map to other channels",
+    ),
 ]
+
+
+def _x(model):
+    return np.random.default_rng(0).normal(size=(4, *model.input_shape[1:]))
+
+
+def _grouped(groups):
+    inputs = keras.Input((8, 8, 4))
+    x = L.Conv2D(8, 3, padding="same", name="a")(inputs)
+    x = L.Conv2D(8, 3, padding="same", groups=groups, name="g")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, L.Dense(2, name="h")(x))
 
 
 def _write(path, data: bytes):
