@@ -15,6 +15,7 @@ import pytest
 from keras_filterprune import FilterPruneWarning, weight_masks
 from keras_filterprune.callbacks import PruningCallback
 from keras_filterprune.schedules import ConstantRatio, PolynomialRatio
+from tests._timeouts import HANG_GUARD_S
 
 N, SIZE, CLASSES = 128, 10, 3
 
@@ -539,7 +540,7 @@ def test_mirrored_strategy_and_backup_and_restore():
         capture_output=True,
         text=True,
         env=env,
-        timeout=300,
+        timeout=HANG_GUARD_S,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "OK" in result.stdout

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from keras_filterprune import PruningPlan, cli
+from tests._timeouts import HANG_GUARD_S
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"}
 
@@ -30,7 +31,7 @@ def run(*args: str, script: bool = False) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         env=ENV,
-        timeout=300,
+        timeout=HANG_GUARD_S,
     )
 
 
@@ -117,7 +118,7 @@ def test_a_command_prints_no_tensorflow_start_up_lines(files):
         capture_output=True,
         text=True,
         env=env,
-        timeout=300,
+        timeout=HANG_GUARD_S,
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""

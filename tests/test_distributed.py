@@ -24,8 +24,9 @@ import textwrap
 import numpy as np
 import pytest
 
+from tests._timeouts import HANG_GUARD_S as TIMEOUT
+
 TESTS = os.path.dirname(os.path.abspath(__file__))
-TIMEOUT = 240
 
 # Both MultiWorkerMirroredStrategy workers: the same data and initial weights.
 _MWMS_SETUP = """

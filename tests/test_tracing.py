@@ -8,6 +8,7 @@ import pytest
 import keras_filterprune as kfp
 from keras_filterprune import graph as graph_module
 from tests._models import case_model
+from tests._timeouts import HANG_GUARD_S
 
 L = keras.layers
 
@@ -118,6 +119,9 @@ def test_each_module_imports_on_its_own(module):
         else f"import {module}; import keras_filterprune as k; k.apply_plan"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_S,
     )
     assert result.returncode == 0, result.stderr[-2000:]
