@@ -8,6 +8,15 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+# No test may fail because the machine is slow: hypothesis' deadline and its
+# "too slow" health check are off everywhere (a loaded 2-core machine runs the
+# suite several times slower than a quiet one).
+settings.register_profile(
+    "filterprune", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("filterprune")
 
 
 @pytest.fixture(autouse=True)
