@@ -287,7 +287,9 @@ class PruningCallback(keras.callbacks.Callback):
             logger.info(message)
 
     def _recalibrate(self) -> int:
-        return recalibrate_batchnorm(self.model, self.calibration_data)
+        return recalibrate_batchnorm(
+            self.model, self.calibration_data, verbose=1 if self.verbose > 1 else 0
+        )
 
     def _share(self, epoch: int) -> float:
         """The share of a budget an epoch-end event without a schedule spends:
