@@ -1,5 +1,6 @@
-"""Destinations checked before any work, and atomic writes: a failed write
-leaves neither a partial file nor a temporary behind."""
+"""Destinations checked before any work, atomic writes (a failed write leaves
+neither a partial file nor a temporary behind), messages that name the user's
+paths instead of temporary ones, and native output kept off the user's terminal."""
 
 from __future__ import annotations
 
@@ -7,8 +8,15 @@ import contextlib
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping
 from typing import Any
+
+#: Set to `1` to let TensorFlow, the TFLite converter and LiteRT write their own
+#: logs to the terminal (the command line's `--debug` sets it).
+NATIVE_LOGS_ENV = "KERAS_FILTERPRUNE_NATIVE_LOGS"
 
 _FILE_SUFFIXES = (".keras", ".h5", ".hdf5", ".tflite", ".pb", ".onnx", ".zip")
 
@@ -126,3 +134,97 @@ def write_text(path: str, text: str) -> None:
     with _staged(path) as tmp:
         with open(tmp, "x", encoding="utf-8") as f:
             f.write(text)
+
+
+def without_temporary_paths(text: str, aliases: Mapping[str, str]) -> str:
+    """Replaces each temporary path in `text` (absolute, as given, or its base
+    name) with what the user knows it as: their own path, or a description."""
+    for tmp, name in aliases.items():
+        for form in dict.fromkeys(
+            (os.path.abspath(tmp), tmp, os.path.basename(os.path.normpath(tmp)))
+        ):
+            if form:
+                text = text.replace(form, name)
+    return text
+
+
+def native_logs_shown() -> bool:
+    """Whether `KERAS_FILTERPRUNE_NATIVE_LOGS` asks for native logs on screen."""
+    value = os.environ.get(NATIVE_LOGS_ENV, "").strip().lower()
+    return value not in ("", "0", "false", "no", "off")
+
+
+class NativeOutput:
+    """What native code wrote while captured: `text`, set when the block exits."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def tail(self, lines: int = 12, chars: int = 2000) -> str:
+        kept = [ln for ln in self.text.splitlines() if ln.strip()][-lines:]
+        return "\n".join(kept)[-chars:]
+
+
+# fds 1 and 2 belong to the whole process: one capture at a time.
+_CAPTURE_LOCK = threading.RLock()
+
+
+def _flush_python_streams() -> None:
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        with contextlib.suppress(Exception):
+            stream.flush()
+
+
+@contextlib.contextmanager
+def native_output_captured(
+    aliases: Mapping[str, str] | None = None,
+) -> Iterator[NativeOutput]:
+    """Sends what is written to file descriptors 1 and 2 to a temporary file.
+
+    TensorFlow, the TFLite converter (`fully_quantize: 0, ...`) and LiteRT
+    (`Created TensorFlow Lite XNNPACK delegate for CPU.`) log from C++ straight
+    to the process's stdout and stderr, whatever `TF_CPP_MIN_LOG_LEVEL` says, so
+    redirecting `sys.stdout` is not enough: the descriptors themselves are
+    redirected around the native call and restored in `finally`. Wrap only the
+    native call (Python output inside the block is captured too). When the
+    block raises, the last captured lines are added to the exception as a note
+    (temporary paths replaced by `aliases`). Nothing is captured when
+    `KERAS_FILTERPRUNE_NATIVE_LOGS=1` or when the descriptors cannot be
+    duplicated.
+    """
+    captured = NativeOutput()
+    if native_logs_shown():
+        yield captured
+        return
+    with _CAPTURE_LOCK:
+        saved: list[int] = []
+        try:
+            saved = [os.dup(1), os.dup(2)]
+        except OSError:
+            for fd in saved:
+                os.close(fd)
+            yield captured
+            return
+        failure: BaseException | None = None
+        with tempfile.TemporaryFile() as sink:
+            _flush_python_streams()
+            try:
+                os.dup2(sink.fileno(), 1)
+                os.dup2(sink.fileno(), 2)
+                yield captured
+            except BaseException as e:
+                failure = e
+                raise
+            finally:
+                _flush_python_streams()
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+                for fd in saved:
+                    os.close(fd)
+                sink.seek(0)
+                captured.text = without_temporary_paths(
+                    sink.read().decode("utf-8", "replace"), aliases or {}
+                )
+                tail = captured.tail()
+                if failure is not None and tail and hasattr(failure, "add_note"):
+                    failure.add_note(f"Native output before the failure:\n{tail}")

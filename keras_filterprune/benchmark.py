@@ -163,7 +163,7 @@ def benchmark_tflite(
     >>> from keras_filterprune import export_tflite
     >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     >>> with tempfile.TemporaryDirectory() as d:
-    ...     path = export_tflite(model, os.path.join(d, "m.tflite")).path
+    ...     path = export_tflite(model, os.path.join(d, "m.tflite"), verbose=0).path
     ...     stats = benchmark_tflite(path, runs=5)
     >>> stats.runs, stats.median_ms > 0
     (5, True)

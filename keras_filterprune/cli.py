@@ -230,8 +230,29 @@ def _cmd_profile(args) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _native_logs_for_export(debug: bool) -> Iterator[None]:
+    """With `--debug`, lets the converter and LiteRT print their own logs (the
+    library keeps them off the terminal otherwise)."""
+    from keras_filterprune._files import NATIVE_LOGS_ENV
+
+    if not debug:
+        yield
+        return
+    previous = os.environ.get(NATIVE_LOGS_ENV)
+    os.environ[NATIVE_LOGS_ENV] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(NATIVE_LOGS_ENV, None)
+        else:
+            os.environ[NATIVE_LOGS_ENV] = previous
+
+
 def _cmd_export(args) -> int:
     from keras_filterprune import benchmark_tflite, export_tflite
+    from keras_filterprune.export import ExportCheckError
 
     if args.quantize == "int8" and not args.representative:
         raise CommandError(
@@ -247,10 +268,26 @@ def _cmd_export(args) -> int:
         if args.representative
         else None
     )
-    report = export_tflite(model, args.tflite, args.quantize, data)
-    print(f"exported {report}")
-    if args.benchmark:
-        print(benchmark_tflite(report.path))
+    with _native_logs_for_export(bool(getattr(args, "debug", False))):
+        try:
+            report = export_tflite(model, args.tflite, args.quantize, data)
+        except ExportCheckError as e:
+            hint = (
+                " Check that --representative covers the inputs' real range."
+                if args.quantize == "int8"
+                else ""
+            )
+            raise CommandError(
+                f"'{args.tflite}' was not written: the {e.report.kind} file does "
+                f"not match the Keras model. {e.report.verification}.{hint}"
+            ) from e
+        print(
+            f"exported {args.model} to {report.path}: {report.kind}, "
+            f"{report.size_bytes / 1024:.1f} KiB, {report.seconds:.1f} s"
+        )
+        print(f"check: {report.verification}")
+        if args.benchmark:
+            print(benchmark_tflite(report.path))
     return 0
 
 

@@ -1,6 +1,6 @@
 """`compare_models`: a model against its pruned copy, side by side: parameters,
-MACs, file sizes and interleaved A/B latency, so that machine noise hits both
-alike."""
+MACs, file sizes (without optimizer state), interleaved A/B latency, so that
+machine noise hits both alike, and accuracy on labelled data when given."""
 
 from __future__ import annotations
 
@@ -8,11 +8,20 @@ import contextlib
 import dataclasses
 import os
 import tempfile
+import warnings
 from typing import Any
 
 import keras
 import numpy as np
 
+from keras_filterprune._feeds import (
+    _element_to_feed,
+    _keras_inputs,
+    _signature_names,
+    _sorted_outputs,
+)
+from keras_filterprune._messages import say
+from keras_filterprune._validation import check_int
 from keras_filterprune.benchmark import (
     LatencyStats,
     _check_timing_args,
@@ -20,24 +29,31 @@ from keras_filterprune.benchmark import (
     _tflite_call,
     _time_calls,
 )
+from keras_filterprune.exceptions import FilterPruneWarning
 from keras_filterprune.export import ExportReport, export_tflite, save_keras
+from keras_filterprune.litert import _Runner
 
 __all__ = ["ComparisonReport", "compare_models"]
+
+_EVAL_BATCH = 256
 
 
 @dataclasses.dataclass
 class ComparisonReport:
-    """Original vs pruned model: sizes, MACs, latencies, export accuracy.
+    """Original vs pruned model: sizes, MACs, latencies, export checks, accuracy.
 
     Attributes:
         rows: `list[dict]`. One dict per metric with keys `metric` (a stable key:
-            `"params"`, `"macs"`, `"keras_size"`, `"tflite_size"`,
-            `"keras_latency"`, `"tflite_latency"`, `"keras_max_abs_diff"`,
-            `"tflite_max_abs_diff"`), `label`, `unit`, `original`, `pruned` and
-            `ratio` (pruned / original; `None` where a ratio means nothing).
+            `"accuracy"` and `"tflite_accuracy"` (with `eval_data`), `"params"`,
+            `"macs"`, `"keras_size"`, `"tflite_size"`, `"keras_latency"`,
+            `"tflite_latency"`, `"keras_max_abs_diff"`, `"tflite_max_abs_diff"`),
+            `label`, `unit`, `original`, `pruned` and `ratio` (pruned / original;
+            `None` where a ratio means nothing).
         settings: `dict`. How it was measured (threads, runs, quantization, ...).
-        exports: `dict[str, ExportReport]`. The exports the sizes come from
-            (their files remain only when `compare_models` got a `tmpdir`).
+        exports: `dict[str, ExportReport]`. The exports the sizes come from, keys
+            `"original.keras"`, `"pruned.tflite"`, …; each says how its file
+            compared with its Keras model. Their files remain only when
+            `compare_models` got a `tmpdir`; otherwise `path` is the file name.
         latency: `dict[str, LatencyStats]`. Full timing statistics (min, p90,
             every run), keys `"original.keras"`, `"pruned.tflite"`, ….
     """
@@ -66,7 +82,7 @@ class ComparisonReport:
         }
 
     def to_markdown(self) -> str:
-        """Returns the table in Markdown."""
+        """Returns the table in Markdown, then one line per export check."""
         lines = [
             "| metric | original | pruned | pruned/original |",
             "|---|---:|---:|---:|",
@@ -77,6 +93,12 @@ class ComparisonReport:
             lines.append(
                 f"| {name} | {_fmt(r['original'])} | {_fmt(r['pruned'])} | {ratio} |"
             )
+        if self.exports:
+            lines += ["", "Export checks:"]
+            lines += [
+                f"- {key}: {report.verification}"
+                for key, report in self.exports.items()
+            ]
         return "\n".join(lines)
 
     __str__ = to_markdown
@@ -92,6 +114,63 @@ def _fmt(value: Any) -> str:
     return f"{value:.3f}"
 
 
+def _labels(eval_data: Any) -> tuple[Any, np.ndarray]:
+    """`(x, class indices)` from `(x, y)`, y as ints or one-hot rows."""
+    if not isinstance(eval_data, (tuple, list)) or len(eval_data) != 2:
+        raise TypeError(
+            "`eval_data` must be a tuple (x, y) of inputs and labels (class "
+            f"indices or one-hot rows). Received: {type(eval_data).__name__}"
+        )
+    x, y = eval_data
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] > 1:
+        return x, y.argmax(axis=1)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1 or not len(y) or np.any(y != np.round(y)) or np.any(y < 0):
+        raise ValueError(
+            "The labels of `eval_data` must be class indices (N,) or one-hot rows "
+            f"(N, classes). Received: shape {y.shape}, dtype {y.dtype}"
+        )
+    return x, y.astype(np.int64)
+
+
+def _eval_feed(model: keras.Model, x: Any, size: int) -> dict[str, np.ndarray]:
+    outputs = model.outputs
+    classes = outputs[0].shape[-1] if len(outputs) == 1 else None
+    if len(outputs[0].shape) != 2 or classes is None or classes < 2:
+        raise ValueError(
+            "`eval_data` accuracy needs models with one output of shape "
+            f"(batch, classes), classes >= 2; {model.name!r} returns "
+            f"{[tuple(o.shape) for o in outputs]}."
+        )
+    feed = _element_to_feed(x, model)
+    n = len(next(iter(feed.values())))
+    if n != size:
+        raise ValueError(
+            f"`eval_data` has {n} inputs but {size} labels for {model.name!r}."
+        )
+    return feed
+
+
+def _keras_accuracy(model, feed, labels) -> float:
+    scores = model.predict(
+        _keras_inputs(model, feed), batch_size=_EVAL_BATCH, verbose=0
+    )
+    return float(np.mean(np.asarray(scores).argmax(axis=-1) == labels))
+
+
+def _tflite_accuracy(model, path, feed, labels, num_threads) -> float:
+    runner = _Runner(path, num_threads)
+    names = _signature_names(model, runner.input_details)
+    hits = 0
+    for i in range(0, len(labels), _EVAL_BATCH):
+        chunk = {names[k]: v[i : i + _EVAL_BATCH] for k, v in feed.items()}
+        (scores,) = _sorted_outputs(runner.run(chunk))
+        hits += int(np.sum(scores.argmax(axis=-1) == labels[i : i + _EVAL_BATCH]))
+    return hits / len(labels)
+
+
 def compare_models(
     original: keras.Model,
     pruned: keras.Model,
@@ -104,13 +183,19 @@ def compare_models(
     quantization: str | None = None,
     representative_data: Any = None,
     interleave: bool = True,
+    eval_data: Any = None,
+    verbose: int = 1,
 ) -> ComparisonReport:
-    """Compares two models: params, MACs, file sizes, latencies, export accuracy.
+    """Compares two models: params, MACs, file sizes, latencies, export checks.
 
-    Both models are saved as `.keras` and exported to TFLite (each export
-    verified against its Keras model); latencies are medians of `runs` calls,
-    measured with the runs of the two models alternating (A B, B A, …) when
-    `interleave=True`, so that machine noise hits both equally.
+    Both models are saved as `.keras` without optimizer state (an uncompiled
+    copy: a trained original and a fresh pruned model compare like for like)
+    and exported to TFLite, each file checked against its Keras model as
+    `save_keras` and `export_tflite` do (a failed check warns, naming the model;
+    the report keeps the numbers and says which check failed). Latencies are
+    medians of `runs` calls, measured with the runs of the two models
+    alternating (A B, B A, …) when `interleave=True`, so that machine noise hits
+    both equally.
 
     Args:
         original: `keras.Model`, the reference.
@@ -122,48 +207,116 @@ def compare_models(
         quantization: TFLite quantization, as in `export_tflite`.
         representative_data: as in `export_tflite` (required for `"int8"`).
         interleave: bool. Alternate the two models' runs. Defaults to `True`.
+        eval_data: `(x, y)` or `None`. Labelled data: adds the accuracy
+            (argmax of the output against `y`, class indices or one-hot rows) of
+            both models in Keras and of both TFLite files. The models need one
+            `(batch, classes)` output. Defaults to `None`.
+        verbose: int. `1` prints a line as each stage starts (saving,
+            converting, timing, evaluating), as Keras prints its progress; `0`
+            is silent. Defaults to `1`.
 
     Returns:
-        `ComparisonReport`; `print(report)` shows a Markdown table.
+        `ComparisonReport`; `print(report)` shows a Markdown table and the
+        export checks.
+
+    Raises:
+        TypeError: `eval_data` is not a pair `(x, y)`.
+        ValueError: bad timing settings; with `eval_data`, labels that are not
+            class indices or one-hot rows, a number of inputs other than of
+            labels, or a model without one `(batch, classes)` output.
+        FileNotFoundError: `tmpdir` is not a directory.
 
     Example:
 
-    >>> import keras
-    >>> def net(width):
+    >>> import keras, numpy as np
+    >>> def net(width, name):
     ...     inp = keras.Input((8, 8, 3))
     ...     x = keras.layers.Conv2D(width, 3, activation="relu")(inp)
-    ...     return keras.Model(inp, keras.layers.GlobalAveragePooling2D()(x))
-    >>> report = compare_models(net(8), net(4), runs=3, warmup=1)
-    >>> report.ratio("params")
-    0.5
+    ...     x = keras.layers.GlobalAveragePooling2D()(x)
+    ...     return keras.Model(inp, keras.layers.Dense(3)(x), name=name)
+    >>> report = compare_models(net(8, "wide"), net(4, "narrow"), runs=3, warmup=1)
+    compare_models: saving 'wide' as .keras (no optimizer state) and checking the
+    reload...
+    compare_models: converting 'wide' to TFLite (float32) and checking it...
+    compare_models: saving 'narrow' as .keras (no optimizer state) and checking
+    the reload...
+    compare_models: converting 'narrow' to TFLite (float32) and checking it...
+    compare_models: timing Keras, 3 runs per model, interleaved...
+    compare_models: timing TFLite in LiteRT (2 threads), 3 runs per model,
+    interleaved...
+    >>> round(report.ratio("params"), 2)
+    0.51
+
+    With labelled data, the accuracy in Keras and in TFLite (`verbose=0`
+    prints nothing):
+
+    >>> x = np.random.default_rng(0).normal(size=(20, 8, 8, 3))
+    >>> y = np.arange(20) % 3
+    >>> report = compare_models(
+    ...     net(8, "wide"), net(4, "narrow"), runs=3, eval_data=(x, y), verbose=0
+    ... )
+    >>> [row["metric"] for row in report.rows][:2]
+    ['accuracy', 'tflite_accuracy']
     """
     from keras_filterprune.profile import count_macs
 
     _check_timing_args(runs, warmup, batch_size)
+    verbose = check_int(verbose, "verbose", minimum=0)
+    models = {"original": original, "pruned": pruned}
+    evaluation = None
+    if eval_data is not None:
+        x, labels = _labels(eval_data)
+        evaluation = (
+            {k: _eval_feed(m, x, len(labels)) for k, m in models.items()},
+            labels,
+        )
+
+    def stage(text: str) -> None:
+        if verbose:
+            say(f"compare_models: {text}...")
+
     with contextlib.ExitStack() as stack:
+        keep = tmpdir is not None
         if tmpdir is None:
             tmpdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="kfp-"))
         elif not os.path.isdir(tmpdir):
             raise FileNotFoundError(
                 f"`tmpdir` {os.fspath(tmpdir)!r} is not a directory."
             )
-        models = {"original": original, "pruned": pruned}
         exports: dict[str, ExportReport] = {}
         for key, model in models.items():
-            exports[f"{key}.keras"] = save_keras(
-                model, os.path.join(tmpdir, f"{key}.keras")
+            q = quantization or "float32"
+            stage(
+                f"saving {model.name!r} as .keras (no optimizer state) and "
+                "checking the reload"
             )
-            exports[f"{key}.tflite"] = export_tflite(
-                model,
-                os.path.join(tmpdir, f"{key}.tflite"),
-                quantization,
-                representative_data,
-            )
+            with warnings.catch_warnings():  # warned below, naming the model
+                warnings.simplefilter("ignore", FilterPruneWarning)
+                exports[f"{key}.keras"] = save_keras(
+                    model,
+                    os.path.join(tmpdir, f"{key}.keras"),
+                    strict=False,
+                    include_optimizer=False,
+                )
+                stage(f"converting {model.name!r} to TFLite ({q}) and checking it")
+                exports[f"{key}.tflite"] = export_tflite(
+                    model,
+                    os.path.join(tmpdir, f"{key}.tflite"),
+                    quantization,
+                    representative_data,
+                    strict=False,
+                    verbose=0,
+                )
+        stage(f"timing Keras, {runs} runs per model{_order(interleave)}")
         keras_times = _time_calls(
             [_keras_call(m, batch_size, None)[0] for m in models.values()],
             runs,
             max(warmup, 1),
             interleave,
+        )
+        stage(
+            f"timing TFLite in LiteRT ({num_threads} threads), {runs} runs per "
+            f"model{_order(interleave)}"
         )
         tflite_times = _time_calls(
             [
@@ -176,6 +329,30 @@ def compare_models(
             warmup,
             interleave,
         )
+        accuracy = {}
+        if evaluation is not None:
+            feeds, labels = evaluation
+            stage(f"evaluating both models on {len(labels)} samples, Keras and TFLite")
+            for k, m in models.items():
+                accuracy[f"{k}.keras"] = _keras_accuracy(m, feeds[k], labels)
+                accuracy[f"{k}.tflite"] = _tflite_accuracy(
+                    m, exports[f"{k}.tflite"].path, feeds[k], labels, num_threads
+                )
+    for key, report in exports.items():
+        model = models[key.split(".")[0]]
+        if not keep:  # the files are gone: name them, not a temporary path
+            exports[key] = report = dataclasses.replace(
+                report, path=os.path.basename(report.path)
+            )
+        if report.passed is False:
+            warnings.warn(
+                f"compare_models: the {report.kind} export of the "
+                f"{key.split('.')[0]} model {model.name!r} failed its check, so "
+                "its numbers describe a file that does not match its Keras "
+                f"model. {report.verification}.",
+                FilterPruneWarning,
+                stacklevel=2,
+            )
     latency = {}
     for fmt, times, threads in (
         ("keras", keras_times, None),
@@ -200,10 +377,31 @@ def compare_models(
         return [size / 1024 for size in from_exports(fmt, "size_bytes")]
 
     q = quantization or "float32"
-    measured = [
+    measured = []
+    if accuracy:
+        measured += [
+            (
+                "accuracy",
+                "accuracy (Keras)",
+                "",
+                pair([accuracy[f"{k}.keras"] for k in models], ratio=False),
+            ),
+            (
+                "tflite_accuracy",
+                f"accuracy (TFLite, {q})",
+                "",
+                pair([accuracy[f"{k}.tflite"] for k in models], ratio=False),
+            ),
+        ]
+    measured += [
         ("params", "params", "", pair([m.count_params() for m in models.values()])),
         ("macs", "MACs", "", pair([count_macs(m) for m in models.values()])),
-        ("keras_size", ".keras size", "KiB", pair(kib("keras"))),
+        (
+            "keras_size",
+            ".keras size, no optimizer state",
+            "KiB",
+            pair(kib("keras")),
+        ),
         ("tflite_size", f".tflite size ({q})", "KiB", pair(kib("tflite"))),
         ("keras_latency", "Keras latency, median", "ms", pair(median("keras"))),
         (
@@ -238,5 +436,12 @@ def compare_models(
         "interleave": interleave,
         "original": original.name,
         "pruned": pruned.name,
+        "keras_size": "without optimizer state",
     }
+    if evaluation is not None:
+        settings["eval_samples"] = len(evaluation[1])
     return ComparisonReport(rows, settings, exports, latency)
+
+
+def _order(interleave: bool) -> str:
+    return ", interleaved" if interleave else ", one model after the other"

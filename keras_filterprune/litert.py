@@ -2,7 +2,9 @@
 `litert` extra): `run_tflite`, and the runner the exporter and benchmarks share.
 
 Float inputs are quantised for int8-input models and int8 outputs dequantised, so
-results compare directly with Keras.
+results compare directly with Keras. What LiteRT logs from C++ while it loads a
+file (`INFO: Created TensorFlow Lite XNNPACK delegate for CPU.`) is kept off the
+terminal unless `KERAS_FILTERPRUNE_NATIVE_LOGS=1`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from keras_filterprune._feeds import _sorted_outputs
+from keras_filterprune._files import native_output_captured
 
 __all__ = ["run_tflite"]
 
@@ -49,9 +52,11 @@ class _Runner:
             )
         if not isinstance(num_threads, int) or num_threads < 1:
             raise ValueError(f"`num_threads` must be >= 1. Received: {num_threads!r}")
-        self.interpreter = _interpreter_class()(
-            model_content=content, num_threads=num_threads
-        )
+        interpreter_class = _interpreter_class()
+        with native_output_captured():
+            self.interpreter = interpreter_class(
+                model_content=content, num_threads=num_threads
+            )
         signatures = self.interpreter.get_signature_list()
         if signatures:
             runner = self.interpreter.get_signature_runner(next(iter(signatures)))
@@ -76,7 +81,8 @@ class _Runner:
         for name, value in feed.items():
             detail = self.input_details[name]
             self.interpreter.resize_tensor_input(detail["index"], value.shape)
-        self.interpreter.allocate_tensors()
+        with native_output_captured():  # delegates are applied here
+            self.interpreter.allocate_tensors()
         for name, value in feed.items():
             detail = self.input_details[name]
             self.interpreter.set_tensor(detail["index"], _to_tensor(value, detail))
@@ -195,7 +201,7 @@ def run_tflite(
     >>> from keras_filterprune import export_tflite
     >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     >>> with tempfile.TemporaryDirectory() as d:
-    ...     path = export_tflite(model, os.path.join(d, "m.tflite")).path
+    ...     path = export_tflite(model, os.path.join(d, "m.tflite"), verbose=0).path
     ...     y = run_tflite(path, np.ones((3, 4), "float32"))
     >>> y.shape
     (3, 2)

@@ -1,6 +1,8 @@
 """Tests of keras_filterprune/export.py: round trips, sizes, bad input."""
 
+import dataclasses
 import os
+import re
 import types
 
 import keras
@@ -8,9 +10,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_filterprune import FilterPruneWarning, export
+from keras_filterprune import FilterPruneWarning, cli, export
+from keras_filterprune._files import NATIVE_LOGS_ENV, native_output_captured
 from keras_filterprune.export import (
     TOLERANCES,
+    ExportCheckError,
     ExportReport,
     export_saved_model,
     export_tflite,
@@ -109,8 +113,11 @@ def keras_outputs(model, x):
 
 
 def tolerance(quantization, reference):
+    """The bound of the mode, on the outputs' span with zero included (written
+    out here, not taken from the exporter)."""
     atol, rtol = TOLERANCES[quantization]
-    return atol + rtol * max(float(np.ptp(r)) for r in reference)
+    span = max(float(max(r.max(), 0) - min(r.min(), 0)) for r in reference)
+    return atol + rtol * span
 
 
 def assert_tflite_matches(model, path, x, quantization=None):
@@ -306,28 +313,296 @@ def test_representative_data_forms():
 
 def test_nan_or_shape_mismatch_fails_the_check():
     ref = [np.array([[1.0, 2.0]])]
-    assert export._compare(None, ref, [np.array([[1.0, np.nan]])], None)[2] is False
-    assert export._compare(None, ref, [np.array([[1.0, 2.00001]])], None)[2] is True
-    with pytest.raises(RuntimeError, match="shape"):
-        export._compare(None, ref, [np.array([1.0, 2.0])], None)
+    assert (
+        export._judge(None, ref, [np.array([[1.0, np.nan]])], None)["passed"] is False
+    )
+    assert export._judge(None, ref, [np.array([[1.0, 2.00001]])], None)["passed"]
+    with pytest.raises(export._CheckFailed, match="shape"):
+        export._judge(None, ref, [np.array([1.0, 2.0])], None)
 
 
 @tensorflow_backend
 def test_verify_false_skips_check(tmp_path):
     report = export_tflite(plain_cnn(4), tmp_path / "m.tflite", verify=False)
     assert (report.max_abs_diff, report.tolerance, report.passed) == (None, None, None)
-    assert "not verified" in str(report)
+    assert "not checked against Keras (verify=False)" in str(report)
 
 
 @tensorflow_backend
 def test_failed_verification_warns_or_raises(tmp_path):
     model = image_cnn()
-    with pytest.warns(FilterPruneWarning, match="differs from the Keras model"):
-        report = export_tflite(model, tmp_path / "m.tflite", "float16", tolerance=0.0)
+    with pytest.warns(FilterPruneWarning, match="written anyway") as record:
+        report = export_tflite(
+            model, tmp_path / "m.tflite", "float16", tolerance=0.0, strict=False
+        )
     assert report.passed is False and os.path.exists(report.path)
-    with pytest.raises(RuntimeError, match="strict=True"):
-        export_tflite(model, tmp_path / "s.tflite", "float16", tolerance=0, strict=True)
+    assert str(tmp_path / "m.tflite") in str(record[0].message)
+    with pytest.raises(ExportCheckError, match="Nothing was written"):
+        export_tflite(model, tmp_path / "s.tflite", "float16", tolerance=0)
     assert_only(tmp_path, "m.tflite")
+
+
+# ----------------------------------------------------------------------------------
+# Honest checks: criteria, wording, strict by default, no temporary paths
+# ----------------------------------------------------------------------------------
+@keras.saving.register_keras_serializable(package="tests")
+class _EagerOnly(keras.layers.Layer):
+    """Doubles its input when run eagerly (Keras) but not once traced (every
+    SavedModel/TFLite export): an export that deliberately differs."""
+
+    def call(self, x):
+        return x * 2.0 if tf.executing_eagerly() else x
+
+
+def differing_model(name="differs"):
+    inp = keras.Input((4,), name="features")
+    return keras.Model(inp, keras.layers.Dense(3)(_EagerOnly()(inp)), name=name)
+
+
+def assert_no_temporary_path(text):
+    assert not re.search(r"\.tmp|kfp-", text), text
+
+
+def test_report_wording_fp32():
+    common = dict(path="m.tflite", format="tflite", size_bytes=2048, seconds=1.5)
+    failed = ExportReport(
+        **common,
+        quantization=None,
+        max_abs_diff=0.195,
+        tolerance=0.0259,
+        passed=False,
+        num_verify=8,
+        output_scale=2580.0,
+        criterion="absolute",
+    )
+    assert failed.verification == (
+        "TFLite (float32) in LiteRT vs Keras on 8 random inputs: max |difference| "
+        "0.195 exceeds the allowed 0.0259 (1e-4 + 1e-5 x the output scale "
+        "2.58e+03): FAILED"
+    )
+    assert (
+        str(failed)
+        == f"m.tflite: TFLite (float32), 2.0 KiB, 1.50 s. {failed.verification}"
+    )
+    ok = ExportReport(
+        path="m.keras",
+        format="keras",
+        size_bytes=10,
+        quantization=None,
+        max_abs_diff=0.0,
+        tolerance=1.1e-4,
+        passed=True,
+        seconds=0.1,
+        num_verify=4,
+        verify_data="representative",
+        output_scale=1.0,
+        criterion="absolute",
+    )
+    assert ok.verification.endswith(
+        "on 4 representative inputs: max |difference| 0 is within the allowed "
+        "0.00011 (1e-4 + 1e-5 x the output scale 1): passed"
+    )
+
+
+def test_report_wording_quantized():
+    report = ExportReport(
+        path="m.tflite",
+        format="tflite",
+        size_bytes=2048,
+        quantization="int8",
+        max_abs_diff=0.017,
+        tolerance=0.05,
+        passed=True,
+        seconds=1.0,
+        num_verify=8,
+        verify_data="representative",
+        output_scale=1.0,
+        criterion="relative",
+        top1_agreement=1.0,
+        top1_near_ties=1,
+    )
+    assert report.max_relative_error == pytest.approx(0.017)
+    assert report.verification == (
+        "TFLite (int8) in LiteRT vs Keras on 8 representative inputs: top-1 "
+        "agreement 100% (needs >= 90%; 1 near tie within the allowed error counted "
+        "as agreeing), max error 1.7% of the output scale 1 (needs <= 5%): passed"
+    )
+    user = dataclasses.replace(report, criterion="tolerance", tolerance=0.01)
+    assert "0.017 exceeds the allowed 0.01 (set by `tolerance=`)" in user.verification
+
+
+def test_quantized_outputs_are_judged_on_their_scale():
+    rng = np.random.default_rng(0)
+    # Near-constant probabilities (an uncertain softmax): int8 stores them over
+    # [0, 1], so an error of 0.00174 is 0.17 % of their scale and passes, where
+    # a bound on their peak-to-peak range (0.002) would reject it.
+    probs = 0.1 + rng.uniform(-1e-3, 1e-3, (8, 10))
+    noisy = probs + rng.choice([-1.74e-3, 1.74e-3], probs.shape)
+    verdict = export._judge("int8", [probs], [noisy], None)
+    assert verdict["passed"] and verdict["criterion"] == "relative"
+    assert verdict["output_scale"] == 1.0
+    assert verdict["max_abs_diff"] == pytest.approx(1.74e-3)
+    assert verdict["top1_agreement"] == 1.0 and verdict["top1_near_ties"] > 0
+    # The same error fails float32's tight check.
+    assert not export._judge(None, [probs], [noisy], None)["passed"]
+    # Logits: the scale is their span with zero included.
+    logits = np.array([[1.0, 0.8, -1.0], [2.0, -1.0, 0.0]])
+    assert export._judge("int8", [logits], [logits], None)["output_scale"] == 3.0
+    # Within 5 % of the scale everywhere, but the first input's top class
+    # changes by more than a near tie: the top-1 criterion fails it.
+    flipped = logits + np.array([[-0.11, 0.11, 0.0], [0.0, 0.0, 0.0]])
+    verdict = export._judge("int8", [logits], [flipped], None)
+    assert verdict["max_abs_diff"] <= verdict["tolerance"]
+    assert verdict["top1_agreement"] == 0.5 and not verdict["passed"]
+    # An error beyond 5 % of the scale fails whatever the top-1 agreement.
+    assert not export._judge("int8", [logits], [logits + 0.2], None)["passed"]
+    # Feature maps are not classifier-like: no top-1 agreement.
+    maps = rng.normal(size=(2, 4, 4, 3))
+    assert export._judge("float16", [maps], [maps], None)["top1_agreement"] is None
+
+
+@tensorflow_backend
+def test_near_constant_softmax_passes_int8(tmp_path):
+    inp = keras.Input((16,))
+    small = keras.initializers.RandomNormal(stddev=0.002, seed=0)
+    out = keras.layers.Dense(10, activation="softmax", kernel_initializer=small)(inp)
+    model = keras.Model(inp, out)
+    data = np.random.default_rng(0).normal(size=(64, 16)).astype("float32")
+    report = export_tflite(model, tmp_path / "m.tflite", "int8", data, verbose=0)
+    assert report.passed, report
+    ref = keras_outputs(model, data[:8])[0]
+    # The former bound, 1e-3 + 0.1 x the peak-to-peak range, rejected this file.
+    assert report.max_abs_diff > 1e-3 + 0.1 * np.ptp(ref)
+    assert "top-1 agreement" in report.verification
+
+
+@tensorflow_backend
+@pytest.mark.parametrize("kind", ["saved_model", "tflite"])
+def test_strict_by_default_leaves_nothing(kind, tmp_path):
+    model = differing_model()
+    target = tmp_path / ("sm" if kind == "saved_model" else "m.tflite")
+    write = export_saved_model if kind == "saved_model" else export_tflite
+    with pytest.raises(ExportCheckError, match="Nothing was written") as info:
+        write(model, target)
+    assert_only(tmp_path)
+    message = str(info.value)
+    assert str(target) in message and "exceeds the allowed" in message
+    assert_no_temporary_path(message)
+    assert info.value.report.passed is False and info.value.report.path == str(target)
+    with pytest.warns(FilterPruneWarning, match="written anyway") as record:
+        report = write(model, target, strict=False)
+    assert report.passed is False and os.path.exists(target)
+    assert str(target) in str(record[0].message)
+    assert_no_temporary_path(str(record[0].message))
+    assert_no_temporary_path(str(report))
+
+
+def test_unloadable_keras_file_is_reported(tmp_path):
+    inp = keras.Input((4, 4))
+    model = keras.Model(inp, _QR()(inp))  # _QR is not registered serializable
+    with pytest.raises(ExportCheckError, match="register_keras_serializable") as info:
+        save_keras(model, tmp_path / "m.keras")
+    assert_only(tmp_path)
+    assert "does not reload" in str(info.value)
+    assert_no_temporary_path(str(info.value))
+    with pytest.warns(FilterPruneWarning, match="register_keras_serializable"):
+        report = save_keras(model, tmp_path / "m.keras", strict=False)
+    assert report.passed is False and report.problem.startswith("the file does not")
+    assert_no_temporary_path(report.problem)
+    report = save_keras(model, tmp_path / "m.keras", custom_objects={"_QR": _QR})
+    assert report.passed
+
+
+def test_save_keras_without_optimizer(tmp_path):
+    model = plain_cnn(32)
+    model.compile(optimizer="adam", loss="mse")
+    x = inputs_like(model, 4)
+    model.fit(x, np.zeros((4, 10)), verbose=0)
+    full = save_keras(model, tmp_path / "full.keras")
+    lean = save_keras(model, tmp_path / "lean.keras", include_optimizer=False)
+    assert lean.passed and lean.size_bytes < 0.5 * full.size_bytes  # adam: m and v
+    assert model.optimizer is not None  # the model itself is untouched
+    assert not keras.saving.load_model(tmp_path / "lean.keras").compiled
+    assert keras.saving.load_model(tmp_path / "full.keras").optimizer is not None
+    # Dict outputs keep their structure; a Sequential never called is fine too.
+    inp = keras.Input((5,), name="features")
+    heads = {"a": keras.layers.Dense(1)(inp), "b": keras.layers.Dense(2)(inp)}
+    for model in (
+        keras.Model(inp, heads),
+        keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]),
+    ):
+        model.compile(optimizer="sgd", loss="mse")
+        path = tmp_path / f"{model.name}.keras"
+        assert save_keras(model, path, include_optimizer=False).passed
+        reloaded = keras.saving.load_model(path)
+        assert not reloaded.compiled
+        x = inputs_like(model, 2)
+        assert type(reloaded(x)) is type(model(x))
+
+
+# ----------------------------------------------------------------------------------
+# Native output kept off the terminal; progress lines
+# ----------------------------------------------------------------------------------
+def test_native_output_is_captured(capfd, monkeypatch):
+    monkeypatch.delenv(NATIVE_LOGS_ENV, raising=False)
+    with native_output_captured() as native:
+        os.write(1, b"native stdout\n")
+        os.write(2, b"native stderr\n")
+    assert capfd.readouterr() == ("", "")
+    assert "native stdout" in native.text and "native stderr" in native.text
+    # When the call fails, what it printed goes with the error (paths aliased).
+    with pytest.raises(ValueError) as info:
+        with native_output_captured({"/tmp/kfp-x": "<model>"}):
+            os.write(2, b"reading /tmp/kfp-x/saved_model.pb\n")
+            raise ValueError("conversion failed")
+    assert "reading <model>/saved_model.pb" in "".join(info.value.__notes__)
+    assert capfd.readouterr() == ("", "")
+    # KERAS_FILTERPRUNE_NATIVE_LOGS=1 (the CLI's --debug) shows it.
+    monkeypatch.setenv(NATIVE_LOGS_ENV, "1")
+    with native_output_captured():
+        os.write(2, b"native stderr\n")
+    assert capfd.readouterr().err == "native stderr\n"
+
+
+@tensorflow_backend
+def test_int8_export_prints_progress_and_no_converter_noise(tmp_path, capfd):
+    model = image_cnn(name="noisy")
+    data = inputs_like(model, 32, seed=2)
+    report = export_tflite(model, tmp_path / "m.tflite", "int8", data)
+    assert report.passed
+    run_tflite(report.path, inputs_like(model, 2))
+    out, err = capfd.readouterr()
+    assert out == (
+        "export_tflite: converting 'noisy' to TFLite (int8), calibrating activation "
+        "ranges on 32 representative samples...\n"
+    )
+    for noise in ("fully_quantize", "XNNPACK", "inference_type", "absl"):
+        assert noise not in out + err
+    assert err == ""
+    export_tflite(model, tmp_path / "q.tflite", "dynamic", verbose=0)
+    assert capfd.readouterr() == ("", "")
+
+
+# ----------------------------------------------------------------------------------
+# Command line: the export command says what it checked
+# ----------------------------------------------------------------------------------
+@tensorflow_backend
+def test_cli_export_reports_the_check(tmp_path, capsys):
+    save_keras(image_cnn(), tmp_path / "m.keras")
+    save_keras(differing_model(), tmp_path / "bad.keras", custom_objects=None)
+    out = tmp_path / "m.tflite"
+    assert cli.main(["export", str(tmp_path / "m.keras"), "--tflite", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert f"to {out}: TFLite (float32)" in text
+    assert "check: TFLite (float32) in LiteRT vs Keras on 8 random inputs:" in text
+    assert text.rstrip().endswith(": passed")
+    bad = tmp_path / "bad.tflite"
+    argv = ["export", str(tmp_path / "bad.keras"), "--tflite", str(bad)]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "was not written" in err and "exceeds the allowed" in err
+    assert not bad.exists()
+    assert_no_temporary_path(err)
 
 
 # ----------------------------------------------------------------------------------
@@ -494,16 +769,6 @@ def test_overwrites_existing_outputs(tmp_path):
     assert export_saved_model(model, tmp_path / "sm").passed
     assert "stale" not in os.listdir(tmp_path / "sm")
     assert_only(tmp_path, "m.tflite", "sm")
-
-
-def test_unloadable_keras_file_is_reported(tmp_path):
-    inp = keras.Input((4, 4))
-    model = keras.Model(inp, _QR()(inp))  # _QR is not registered serializable
-    with pytest.warns(FilterPruneWarning, match="register_keras_serializable"):
-        report = save_keras(model, tmp_path / "m.keras")
-    assert report.passed is False
-    report = save_keras(model, tmp_path / "m.keras", custom_objects={"_QR": _QR})
-    assert report.passed
 
 
 @pytest.mark.skipif(BACKEND == "tensorflow", reason="JAX/PyTorch only")

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 
+from keras_filterprune import FilterPruneWarning
 from keras_filterprune.export import export_tflite
 from keras_filterprune.runtime import (
     ComparisonReport,
@@ -17,7 +18,14 @@ from keras_filterprune.runtime import (
     compare_models,
     run_tflite,
 )
-from tests.test_export import assert_only, inputs_like, plain_cnn, two_io_model
+from tests.test_export import (
+    assert_no_temporary_path,
+    assert_only,
+    differing_model,
+    inputs_like,
+    plain_cnn,
+    two_io_model,
+)
 
 
 # ----------------------------------------------------------------------------------
@@ -76,7 +84,9 @@ def test_missing_litert_gives_install_hint(tmp_path, monkeypatch):
 
 def test_compare_models_table(tmp_path):
     original, pruned = plain_cnn(32, "original"), plain_cnn(12, "pruned")
-    report = compare_models(original, pruned, tmpdir=tmp_path, runs=15, warmup=2)
+    report = compare_models(
+        original, pruned, tmpdir=tmp_path, runs=15, warmup=2, verbose=0
+    )
     assert isinstance(report, ComparisonReport)
     metrics = [row["metric"] for row in report.rows]
     assert metrics[:2] == ["params", "macs"]
@@ -92,7 +102,14 @@ def test_compare_models_table(tmp_path):
     assert all(r["ratio"] is None and r["original"] <= 1e-4 for r in diffs)
     table = report.to_markdown()
     assert table.splitlines()[0] == "| metric | original | pruned | pruned/original |"
-    assert str(report) == table and len(table.splitlines()) == 2 + len(report.rows)
+    assert str(report) == table
+    lines = table.splitlines()
+    assert lines[2 + len(report.rows) :] == [
+        "",
+        "Export checks:",
+        *(f"- {k}: {e.verification}" for k, e in report.exports.items()),
+    ]
+    assert all(e.passed for e in report.exports.values())
     assert json.loads(json.dumps(report.to_dict()))["settings"]["runs"] == 15
     assert sorted(report.latency) == [
         "original.keras",
@@ -119,3 +136,95 @@ def test_multi_input_benchmark_needs_a_dict(tmp_path):
         benchmark_tflite(path, runs=1, inputs=zeta)
     stats = benchmark_tflite(path, runs=1, inputs={"zeta": zeta, "alpha": alpha})
     assert stats.batch_size == 2
+
+
+def test_compare_models_accuracy_on_eval_data(tmp_path):
+    original, pruned = plain_cnn(16, "original"), plain_cnn(8, "pruned")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 16, 16, 3)).astype("float32")  # two chunks
+    y = rng.integers(0, 10, 300)
+    report = compare_models(
+        original, pruned, tmpdir=tmp_path, runs=2, eval_data=(x, y), verbose=0
+    )
+    rows = {r["metric"]: r for r in report.rows}
+    assert [r["metric"] for r in report.rows][:2] == ["accuracy", "tflite_accuracy"]
+    for key, model in (("original", original), ("pruned", pruned)):
+        expected = np.mean(model.predict(x, verbose=0).argmax(1) == y)
+        assert rows["accuracy"][key] == pytest.approx(expected)
+        lite = run_tflite(tmp_path / f"{key}.tflite", x).argmax(1)
+        assert rows["tflite_accuracy"][key] == pytest.approx(np.mean(lite == y))
+    assert rows["accuracy"]["original"] != rows["accuracy"]["pruned"]
+    assert report.settings["eval_samples"] == 300
+    one_hot = keras.utils.to_categorical(y, 10)
+    again = compare_models(original, pruned, runs=1, eval_data=(x, one_hot), verbose=0)
+    assert again.rows[:2] == report.rows[:2]
+    with pytest.raises(ValueError, match="labels"):
+        compare_models(original, pruned, eval_data=(x, y[:10].astype(float) + 0.5))
+    with pytest.raises(TypeError, match=r"\(x, y\)"):
+        compare_models(original, pruned, eval_data=x)
+    with pytest.raises(ValueError, match="classes"):
+        compare_models(two_io_model(), two_io_model(), eval_data=(x, y))
+
+
+def test_compare_models_sizes_without_optimizer_state(tmp_path):
+    original, pruned = plain_cnn(32, "original"), plain_cnn(32, "pruned")
+    original.compile(optimizer="adam", loss="mse")
+    original.fit(inputs_like(original, 4), np.zeros((4, 10)), verbose=0)
+    report = compare_models(original, pruned, tmpdir=tmp_path, runs=1, verbose=0)
+    # Same architecture: the same size once the trained model's Adam state
+    # (twice its weights) is left out.
+    assert report.ratio("keras_size") == pytest.approx(1.0, abs=0.05)
+    assert report.settings["keras_size"] == "without optimizer state"
+    original.save(tmp_path / "with_optimizer.keras")
+    with_optimizer = os.path.getsize(tmp_path / "with_optimizer.keras")
+    assert report.exports["original.keras"].size_bytes < 0.5 * with_optimizer
+    assert original.optimizer is not None and original.compiled  # untouched
+
+
+def test_compare_models_failed_checks_name_the_model(tmp_path):
+    with pytest.warns(FilterPruneWarning) as record:
+        report = compare_models(
+            differing_model("big"), differing_model("small"), runs=1, verbose=0
+        )
+    messages = [
+        str(w.message) for w in record if issubclass(w.category, FilterPruneWarning)
+    ]
+    assert len(messages) == 2  # the two TFLite files; the .keras files pass
+    assert "TFLite (float32) export of the original model 'big'" in messages[0]
+    assert "pruned model 'small'" in messages[1]
+    for message in messages:
+        assert "exceeds the allowed" in message
+        assert_no_temporary_path(message)
+    # The files are gone: the reports name them, not a temporary path.
+    assert report.exports["pruned.tflite"].path == "pruned.tflite"
+    assert report.exports["pruned.tflite"].passed is False
+    assert report.exports["pruned.keras"].passed
+    assert "- pruned.tflite: TFLite (float32) in LiteRT vs Keras" in str(report)
+    assert_no_temporary_path(str(report))
+
+
+def test_compare_models_progress_and_no_native_noise(capfd):
+    original, pruned = plain_cnn(8, "wide"), plain_cnn(4, "narrow")
+    x = inputs_like(original, 4)
+    y = np.arange(4)
+    data = inputs_like(original, 16, seed=2)
+    compare_models(
+        original, pruned, runs=2, quantization="int8", representative_data=data,
+        eval_data=(x, y),
+    )  # fmt: skip
+    out, err = capfd.readouterr()
+    assert out.splitlines() == [
+        "compare_models: saving 'wide' as .keras (no optimizer state) and checking "
+        "the reload...",
+        "compare_models: converting 'wide' to TFLite (int8) and checking it...",
+        "compare_models: saving 'narrow' as .keras (no optimizer state) and "
+        "checking the reload...",
+        "compare_models: converting 'narrow' to TFLite (int8) and checking it...",
+        "compare_models: timing Keras, 2 runs per model, interleaved...",
+        "compare_models: timing TFLite in LiteRT (2 threads), 2 runs per model, "
+        "interleaved...",
+        "compare_models: evaluating both models on 4 samples, Keras and TFLite...",
+    ]
+    assert err == ""
+    compare_models(original, pruned, runs=1, verbose=0)
+    assert capfd.readouterr() == ("", "")
