@@ -19,6 +19,7 @@ from keras_filterprune.export import _convert_tflite
 from keras_filterprune.handlers import get_handler
 from keras_filterprune.handlers.base import channels_last
 from keras_filterprune.handlers.conv import DepthwiseHandler
+from keras_filterprune.latency import STEP_AXES
 from keras_filterprune.litert import _Runner
 
 __all__ = ["detect_step", "unit_specs"]
@@ -249,12 +250,11 @@ def check_widths(widths: Any) -> list[float]:
 def check_steps(steps: Any) -> dict[str, dict[str, int]] | None:
     if steps is None:
         return None
-    allowed = {"conv": ("in", "out"), "depthwise": ("in",)}
     ok = isinstance(steps, Mapping) and all(
-        k in allowed
+        k in STEP_AXES
         and isinstance(v, Mapping)
         and all(
-            a in allowed[k]
+            a in STEP_AXES[k]
             and isinstance(s, int)
             and not isinstance(s, bool)
             and s >= 1

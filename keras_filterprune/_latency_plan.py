@@ -30,7 +30,14 @@ def check_latency_args(
     target_latency: Any, latency_table: Any, options, other_targets: Mapping
 ) -> tuple[LatencyTable | None, float | None]:
     """`plan_pruning`'s latency arguments, checked: the table (loaded when a
-    path) and the target in ms (or None)."""
+    path, validated when an object) and the target in ms (or None).
+
+    Raises:
+        ValueError: a corrupt table, or a target below the lowest latency the
+            table predicts with every group at `min_filters` channels (the
+            message says that latency).
+        TypeError: `latency_table` is neither a table nor a path.
+    """
     named = [k for k, v in other_targets.items() if v is not None]
     if target_latency is not None:
         named.append("target_latency")
@@ -42,7 +49,9 @@ def check_latency_args(
     table = latency_table
     if isinstance(latency_table, (str, os.PathLike)):
         table = LatencyTable.load(latency_table)
-    elif latency_table is not None and not isinstance(latency_table, LatencyTable):
+    elif isinstance(latency_table, LatencyTable):
+        latency_table.check()  # its attributes may have changed since it was made
+    elif latency_table is not None:
         raise TypeError(
             "`latency_table` must be a LatencyTable or the path of one saved as "
             f"JSON. Received: {type(latency_table).__name__}"
@@ -59,7 +68,17 @@ def check_latency_args(
             "`target_latency` chooses each group's width itself: it cannot be "
             "combined with `global_ranking=True` or `greedy=True`."
         )
-    return table, parse_latency_target(target_latency, table)
+    target_ms = parse_latency_target(target_latency, table)
+    lowest = table.min_latency_ms(options.min_filters)
+    if target_ms < lowest * (1 - 1e-9):
+        raise ValueError(
+            f"`target_latency`={target_ms:.4g} ms cannot be reached with this "
+            "latency table: with every channel group down to `min_filters`="
+            f"{options.min_filters} channels, the model is predicted at "
+            f"{lowest:.4g} ms at best ({lowest / table.model_ms:.1%} of the "
+            f"unpruned {table.model_ms:.4g} ms)."
+        )
+    return table, target_ms
 
 
 def latency_counts(

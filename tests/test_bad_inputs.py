@@ -1488,3 +1488,159 @@ def test_random_numbers_to_the_validators(value):
         assert isinstance(n, int) and n >= 1 and not isinstance(value, bool)
     except (TypeError, ValueError) as e:
         assert "`n` must be an int >= 1" in str(e)
+
+
+# ---------------------------------------------------------------------------
+# Latency tables: untrusted files, validated like plans (the API and the CLI
+# name the file and the field; anything accepted predicts finite latencies)
+# ---------------------------------------------------------------------------
+
+
+def _latency_table_doc() -> dict:
+    """A valid latency table of `case_model("plain_chain")`, as `to_dict()`."""
+    from keras_filterprune._latency_measure import sample_widths, unit_specs
+    from keras_filterprune.graph import graph_of
+
+    graph = graph_of(case_model("plain_chain"))
+    units = []
+    for spec in unit_specs(graph):
+        curves = {"in": None, "out": None}
+        for axis in spec["axes"]:
+            full = spec["widths"][axis]
+            widths = sample_widths(full, 4, 4)
+            curves[axis] = {
+                "step": 4,
+                "widths": widths,
+                "ms": [w / full for w in widths],
+            }
+        units.append(
+            {
+                "path": spec["path"],
+                "layer": spec["layer"],
+                "kind": spec["kind"],
+                "in": spec["in"],
+                "out": spec["out"],
+                "full_ms": 0.01 * spec["widths"]["out"],
+                "curves": curves,
+            }
+        )
+    table = kfp.LatencyTable(
+        model_name=graph.model_name,
+        model_ms=1.0,
+        settings={"runtime": "litert", "num_threads": 2, "quantization": None},
+        steps={"conv": {"in": 4, "out": 4}},
+        groups={g.id: g.width for g in graph.groups},
+        units=units,
+    )
+    return json.loads(table.to_json())
+
+
+_table_doc = __import__("functools").cache(_latency_table_doc)
+
+
+def _table_with(path: str, value) -> str:
+    doc = json.loads(json.dumps(_table_doc()))
+    *parents, last = path.split(".")
+    target = doc
+    for key in parents:
+        target = target[int(key) if isinstance(target, list) else key]
+    target[int(last) if isinstance(target, list) else last] = value
+    return json.dumps(doc)
+
+
+@pytest.fixture(scope="module")
+def latency_files(tmp_path_factory, model):
+    d = tmp_path_factory.mktemp("bad_tables")
+    model.save(d / "model.keras")
+    (d / "random.json").write_bytes(np.random.default_rng(1).bytes(512))
+    (d / "half.json").write_text(json.dumps(_table_doc())[:200])
+    (d / "inf.json").write_text(_table_with("model_ms", math.inf))
+    (d / "width.json").write_text(_table_with("groups.0", -8))
+    (d / "threads.json").write_text(_table_with("settings.num_threads", "four"))
+    (d / "group.json").write_text(_table_with("units.0.out.groups", {"7": 1.0}))
+    (d / "no_units.json").write_text(_table_with("units", []))
+    return d
+
+
+LATENCY_FILES = [
+    ("random.json", "not a latency table JSON.*is not UTF-8 text"),
+    ("half.json", "not a latency table JSON.*is not valid JSON"),
+    ("inf.json", "model_ms: must be a finite positive number"),
+    ("width.json", r"groups\[0\]: must be an int >= 1"),
+    ("threads.json", r"settings\.num_threads: must be an int >= 1"),
+    ("group.json", r"units\[0\]\.out\.groups: channel group 7 is not one"),
+    ("no_units.json", "units: must list at least one timed layer"),
+]
+
+
+@pytest.mark.parametrize(
+    "name, match", LATENCY_FILES, ids=[c[0] for c in LATENCY_FILES]
+)
+def test_bad_latency_table_files_name_the_file(
+    name, match, model, latency_files, tmp_path, capsys
+):
+    import re
+
+    path = latency_files / name
+    with pytest.raises(ValueError, match=f"(?i){match}") as info:
+        kfp.plan_pruning(model, target_latency="50%", latency_table=path)
+    assert type(info.value) is ValueError and f"'{path}'" in str(info.value)
+    argv = [
+        "prune",
+        str(latency_files / "model.keras"),
+        "-o",
+        str(tmp_path / "o.keras"),
+    ]
+    argv += ["--target-latency", "50%", "--latency-table", str(path)]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(path) in err[0], err
+    assert re.search(f"(?i){match}", err[0]), err
+    assert _files(tmp_path) == set(), "nothing may be written"
+
+
+def _doc_nodes(doc, path=()):
+    yield path
+    if isinstance(doc, dict):
+        children = doc.items()
+    elif isinstance(doc, list):
+        children = enumerate(doc)
+    else:
+        children = ()
+    for key, child in children:
+        yield from _doc_nodes(child, (*path, key))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=st.data(),
+    value=_json | st.sampled_from([math.inf, -1.0, 0, 1e300, 5e-324, "2", 65]),
+    delete=st.booleans(),
+)
+def test_random_latency_tables_are_valid_or_a_value_error(data, value, delete):
+    """One node of a valid table replaced by random JSON (or deleted)."""
+    doc = json.loads(json.dumps(_table_doc()))
+    *parents, last = data.draw(st.sampled_from(list(_doc_nodes(doc))[1:]))
+    target = doc
+    for key in parents:
+        target = target[key]
+    if delete and isinstance(target, dict):
+        del target[last]
+    else:
+        target[last] = value
+    try:
+        table = kfp.LatencyTable.from_dict(doc)
+    except ValueError as e:
+        known = ("Corrupt latency table: ", "Not a keras-filterprune latency table")
+        assert str(e).startswith((*known, "Latency table has format version")), e
+        return
+    # What was accepted honours the contract: finite positive predictions.
+    assert table.predict({}) == pytest.approx(table.model_ms)
+    lowest = table.min_latency_ms()
+    assert 0 < lowest <= table.model_ms * (1 + 1e-9)
+    for keep in (1, 3, 6):
+        counts = {g: min(keep, w) for g, w in table.groups.items()}
+        predicted = table.predict(counts)
+        assert math.isfinite(predicted) and predicted >= lowest * (1 - 1e-9)
+    again = kfp.LatencyTable.from_json(table.to_json())
+    assert again.to_dict() == table.to_dict()

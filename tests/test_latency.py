@@ -5,8 +5,10 @@ Measuring is tested on a tiny model with few widths; the planner is tested on
 synthetic tables whose costs are known exactly (staircases of 32 output
 channels, linear input costs), so that its choices can be checked."""
 
+import functools
 import json
 import math
+import re
 
 import keras
 import numpy as np
@@ -217,22 +219,278 @@ def test_a_table_of_another_model_is_refused():
         synthetic_table(model).latency_ms(plan)
 
 
+def _set(path, value):
+    """A change to a table's dict: `path` ("units.1.curves.out.ms.1") := value."""
+
+    def change(data):
+        *parents, last = [int(k) if k.isdigit() else k for k in path.split(".")]
+        for key in parents:
+            data = data[key if isinstance(data, list) else str(key)]
+        data[last if isinstance(data, list) else str(last)] = value
+
+    return change
+
+
+def _drop(path):
+    def change(data):
+        *parents, last = path.split(".")
+        for key in parents:
+            data = data[int(key) if isinstance(data, list) else key]
+        del data[last]
+
+    return change
+
+
+# (change, field named in the message). The synthetic table of small_model():
+# units c1, c2, c3, head; groups 0 (c1, 64), 1 (c2, 64), 2 (c3, 96), 3 (head, 10);
+# c2 reads group 0, its output curve is timed at widths [32, 64].
+CORRUPT = [
+    (_set("model_ms", math.inf), "model_ms"),
+    (_set("model_ms", math.nan), "model_ms"),
+    (_set("model_ms", 0), "model_ms"),
+    (_set("model_ms", "12"), "model_ms"),
+    (_set("model_ms", True), "model_ms"),
+    (_set("model_name", 5), "model_name"),
+    (_drop("units"), "units"),
+    (_set("units", []), "units"),
+    (_set("units", "c1"), "units"),
+    (_set("units.0", 5), r"units\[0\]"),
+    (_set("settings", []), "settings"),
+    (_drop("settings.num_threads"), r"settings\.num_threads"),
+    (_set("settings.num_threads", "2"), r"settings\.num_threads"),
+    (_set("settings.num_threads", 0), r"settings\.num_threads"),
+    (_set("settings.num_threads", 2.5), r"settings\.num_threads"),
+    (_set("settings.num_threads", True), r"settings\.num_threads"),
+    (_set("settings.quantization", "int4"), r"settings\.quantization"),
+    (_drop("settings.quantization"), r"settings\.quantization"),
+    (_set("settings.runtime", "onnx"), r"settings\.runtime.*runtime 'onnx'"),
+    (_set("settings.runtime", ["litert"]), r"settings\.runtime"),
+    (_set("settings.machine", "x86"), r"settings\.machine"),
+    (_set("settings.machine", {"cpus": 0}), r"settings\.machine\.cpus"),
+    (_set("settings.rounds", 0), r"settings\.rounds"),
+    (_set("settings.invoke_overhead_ms", -1.0), r"settings\.invoke_overhead_ms"),
+    (_set("settings.runtime_version", 2), r"settings\.runtime_version"),
+    (_set("steps", [32]), "steps"),
+    (_set("steps.conv.out", 0), r"steps\.conv\.out"),
+    (_set("steps.conv.out", "32"), r"steps\.conv\.out"),
+    (_set("steps.pool", {"in": 2}), "steps.*unknown kernel kind 'pool'"),
+    (_set("steps.conv.side", 2), r"steps\.conv.*unknown axis 'side'"),
+    (_set("groups", [64]), "groups"),
+    (_set("groups.0", -64), r"groups\[0\]"),
+    (_set("groups.0", 64.5), r"groups\[0\]"),
+    (_set("groups.x", 3), "groups.*group ids"),
+    (_drop("groups.1"), r"units\[1\]\.out\.groups.*group 1 is not one of"),
+    (_set("units.1.out.groups", {"7": 1.0}), r"units\[1\]\.out\.groups.*group 7"),
+    (_set("units.1.in.groups.0", 0.3), r"units\[1\]\.in\.groups\[0\]"),
+    (_set("units.1.in.groups.0", -1.0), r"units\[1\]\.in\.groups\[0\]"),
+    (_set("units.1.in.fixed", -1.0), r"units\[1\]\.in\.fixed"),
+    (_set("units.1.in.fixed", 1.5), r"units\[1\]\.in\.fixed"),
+    (_set("units.1.in", {"fixed": 0, "groups": {}}), r"units\[1\]\.in: has no"),
+    (_drop("units.1.in"), r"units\[1\]\.in: missing"),
+    (_set("units.0.full_ms", math.inf), r"units\[0\]\.full_ms"),
+    (_set("units.0.full_ms", -1.0), r"units\[0\]\.full_ms"),
+    (_set("units.0.full_ms", 0), r"units\[0\]\.full_ms"),
+    (_drop("units.0.full_ms"), r"units\[0\]\.full_ms: missing"),
+    (_set("units.0.path", 3), r"units\[0\]\.path"),
+    (_set("units.0.kind", "pool"), r"units\[0\]\.kind"),
+    (_set("units.0.kind", ["conv"]), r"units\[0\]\.kind"),
+    (_set("units.0.curves", None), r"units\[0\]\.curves"),
+    (_set("units.0.curves.side", None), r"units\[0\]\.curves.*unknown axis"),
+    (_set("units.1.curves.out.ms.1", math.inf), r"units\[1\]\.curves\.out\.ms\[1\]"),
+    (_set("units.1.curves.out.ms.0", -0.5), r"units\[1\]\.curves\.out\.ms\[0\]"),
+    (_set("units.1.curves.out.ms.0", 1e300), r"units\[1\]\.curves\.out\.ms\[0\]"),
+    (_set("units.1.curves.out.ms", [1.0]), r"units\[1\]\.curves\.out\.ms: .*one"),
+    (_set("units.1.curves.out.ms", 1.0), r"units\[1\]\.curves\.out\.ms"),
+    (_set("units.1.curves.out.step", 0), r"units\[1\]\.curves\.out\.step"),
+    (_set("units.1.curves.out.widths", []), r"units\[1\]\.curves\.out\.widths"),
+    (
+        _set("units.1.curves.out.widths", [64, 32]),
+        r"units\[1\]\.curves\.out\.widths: must incr",
+    ),
+    (
+        _set("units.1.curves.out.widths", [16, 32]),
+        r"units\[1\]\.curves\.out\.widths: must end",
+    ),
+    (_set("units.1.curves.out.widths.0", -8), r"units\[1\]\.curves\.out\.widths\[0\]"),
+    (
+        _set("units.1.curves.out.widths.0", 32.0),
+        r"units\[1\]\.curves\.out\.widths\[0\]",
+    ),
+    (
+        _set("units.1.curves.out.widths.1", 65),
+        r"units\[1\]\.curves\.out\.widths\[1\]: .*\[1, 64\]",
+    ),
+]
+
+
+@functools.cache
+def _table_json() -> str:
+    return synthetic_table(small_model()).to_json()
+
+
+@pytest.mark.parametrize("change, field", CORRUPT)
+def test_corrupt_tables_are_refused_naming_the_file_and_field(change, field, tmp_path):
+    data = json.loads(_table_json())
+    change(data)
+    with pytest.raises(ValueError, match=rf"^Corrupt latency table: {field}"):
+        LatencyTable.from_dict(data)
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(data))
+    where = re.escape(f"Corrupt latency table '{path}': ")
+    with pytest.raises(ValueError, match=rf"^{where}{field}"):
+        LatencyTable.load(path)
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        (np.random.default_rng(0).bytes(256), "is not UTF-8 text"),
+        (b"\xff\xfe{}", "is not UTF-8 text"),
+        (b"", "is not valid JSON"),
+        (None, "is not valid JSON"),  # the first half of a table
+        (b"[" * 100_000, "is not valid JSON"),
+        (b"[1, 2]", "Not a keras-filterprune latency table '{path}'"),
+        (b'{"format": "keras_filterprune.PruningPlan/1"}', "Not a keras-filter"),
+        (b'{"format": "keras-filterprune-latency-table"}', "'{path}' has format ve"),
+    ],
+    ids=["random", "bom", "empty", "truncated", "deep", "list", "plan", "version"],
+)
+def test_files_that_are_not_tables_are_refused_naming_the_file(
+    content, match, tmp_path
+):
+    if content is None:
+        text = _table_json()
+        content = text[: len(text) // 2].encode()
+    path = tmp_path / "t.json"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=re.escape(match.format(path=path))) as info:
+        LatencyTable.load(path)
+    assert f"'{path}'" in str(info.value)
+    with pytest.raises(ValueError, match="not a|Not a|format version"):
+        LatencyTable.from_json(content)
+
+
+def test_tables_as_measured_load_as_before(tmp_path):
+    """Every setting `measure_latency_table` records, tuples and NumPy numbers
+    in a table built in Python: accepted, and saved as the same JSON."""
+    data = json.loads(_table_json())
+    data["settings"].update(
+        runtime_version="2.1.0",
+        machine={"cpu": "Intel Xeon", "cpus": 2, "platform": "Linux"},
+        converter="tensorflow 2.19.0, keras 3.10.0",
+        rounds=5,
+        invoke_overhead_ms=0.004,
+        measured_at="2025-01-01T00:00:00+00:00",
+    )
+    table = LatencyTable.from_dict(data)
+    assert json.loads(table.to_json()) == data
+    table.save(tmp_path / "t.json")
+    assert LatencyTable.load(tmp_path / "t.json").to_dict() == table.to_dict()
+    curve = table.units[1]["curves"]["out"]
+    units = [dict(u) for u in table.units]
+    units[1]["curves"] = {
+        "in": units[1]["curves"]["in"],
+        "out": {**curve, "widths": tuple(curve["widths"]), "ms": np.array(curve["ms"])},
+    }
+    rebuilt = LatencyTable(
+        model_name=table.model_name,
+        model_ms=np.float32(table.model_ms),
+        settings={**table.settings, "num_threads": np.int64(2)},
+        steps=table.steps,
+        groups={np.int64(g): np.int64(w) for g, w in table.groups.items()},
+        units=units,
+    )
+    assert rebuilt.predict({0: 16}) == pytest.approx(table.predict({0: 16}))
+
+
+def test_a_table_object_is_checked_when_built_and_when_planned():
+    model = small_model()
+    table = synthetic_table(model)
+    with pytest.raises(ValueError, match=r"^Corrupt latency table: model_ms"):
+        LatencyTable(**{**_init_args(table), "model_ms": -1.0})
+    table.units[2]["full_ms"] = math.nan  # changed after it was built
+    with pytest.raises(ValueError, match=r"Corrupt latency table: units\[2\].full_ms"):
+        plan_pruning(model, target_latency="50%", latency_table=table)
+    table = synthetic_table(model)
+    table.settings["num_threads"] = "four"
+    with pytest.raises(ValueError, match=r"settings\.num_threads.*'four'"):
+        plan_pruning(model, 0.5, latency_table=table, round_to="auto")
+
+
+def _init_args(table):
+    names = ("model_name", "model_ms", "settings", "steps", "groups", "units")
+    return {k: getattr(table, k) for k in names}
+
+
 @pytest.mark.parametrize(
     "change, match",
     [
-        (lambda d: d["settings"].update(runtime="onnx"), "runtime 'onnx'"),
-        (lambda d: d.update(format="something"), "Not a keras-filterprune"),
-        (lambda d: d.update(version=99), "version 99"),
-        (lambda d: d["units"][0]["curves"]["out"].update(ms=[1.0]), "Malformed"),
-        (lambda d: d["units"][0].pop("full_ms"), "Malformed"),
-        (lambda d: d.update(model_ms=0), "model_ms"),
+        (
+            lambda m: m.update(c2=32),
+            r"channel group 1 \(layer 'c2'\) has 32 channels in model 'small' but "
+            "64 in the table",
+        ),
+        (
+            lambda m: m.update(extra=10),  # as wide as the head, group 3
+            r"model 'small' has channel group 4 \(layer 'head'\) of 10 channels, "
+            "which the table does not have",
+        ),
     ],
 )
-def test_bad_table_files_are_refused(change, match):
-    data = json.loads(synthetic_table(small_model()).to_json())
-    change(data)
+def test_a_table_of_another_model_says_which_group_differs(change, match):
+    widths = {"c1": 64, "c2": 64, "c3": 96}
+    change(widths)
+    table = synthetic_table(small_model())
+    with pytest.raises(ValueError, match=match + r".*measure_latency_table"):
+        plan_pruning(
+            _chain(widths), target_latency="50%", latency_table=table, verbose=0
+        )
+
+
+def _chain(widths):
+    inputs = keras.Input((8, 8, 3))
+    x = inputs
+    for name, width in widths.items():
+        x = keras.layers.Conv2D(width, 3, padding="same", name=name)(x)
+    outputs = keras.layers.Dense(10, name="head")(
+        keras.layers.GlobalAveragePooling2D()(x)
+    )
+    return keras.Model(inputs, outputs, name="small")
+
+
+def test_a_table_whose_layers_differ_says_which_layer():
+    model = small_model()
+    data = json.loads(_table_json())
+    data["units"][2]["in"]["groups"] = {"0": 1.0}  # c3 reads c1 (as wide as c2)
+    with pytest.raises(ValueError, match=r"layer 'c3' has 64 input channels "):
+        plan_pruning(model, 0.5, latency_table=LatencyTable.from_dict(data))
+    data = json.loads(_table_json())
+    data["units"][1]["path"] = "c9"
+    with pytest.raises(ValueError, match="times layer 'c9', which model 'small'"):
+        plan_pruning(model, 0.5, latency_table=LatencyTable.from_dict(data))
+    plan = plan_pruning(_chain({"c1": 64, "c2": 32, "c3": 96}), 0.5)
+    with pytest.raises(ValueError, match="group 1 .* 32 channels in the plan"):
+        synthetic_table(model).latency_ms(plan)
+
+
+def test_the_lowest_latency_is_a_bound_and_says_so():
+    model = small_model()
+    table = synthetic_table(model)
+    lowest = table.min_latency_ms()
+    assert lowest == pytest.approx(table.predict({g: 1 for g in table.groups}))
+    assert table.min_latency_ms(16) > lowest
+    plan = plan_pruning(model, target_latency=lowest * 1.01, latency_table=table)
+    assert plan.meta["predicted_latency_ms"] <= lowest * 1.01 + 1e-9
+    match = rf"cannot be reached.*predicted at {lowest:.4g} ms at best"
     with pytest.raises(ValueError, match=match):
-        LatencyTable.from_json(json.dumps(data))
+        plan_pruning(model, target_latency=lowest * 0.99, latency_table=table)
+    # A curve that dips below its smallest width counts at its lowest point.
+    data = json.loads(_table_json())
+    curve = data["units"][1]["curves"]["out"]  # widths [32, 64]
+    curve["ms"] = [curve["ms"][-1] * 2, curve["ms"][-1] / 4, curve["ms"][-1]]
+    curve["widths"] = [32, 48, 64]
+    dipping = LatencyTable.from_dict(data)
+    assert dipping.min_latency_ms() < dipping.predict({g: 1 for g in table.groups})
 
 
 def test_bad_files_and_settings(tmp_path):
