@@ -193,7 +193,9 @@ def benchmark_keras(
 
     Args:
         model: `keras.Model`.
-        runs, warmup, batch_size: as in `benchmark_tflite`.
+        runs: int. Timed calls. Defaults to `50`.
+        warmup: int. Untimed calls first. Defaults to `5`.
+        batch_size: int. Batch of the random inputs. Defaults to `1`.
         inputs: what `model` is called with, a dict `{input name: array}`, or
             `None` (random normal inputs).
 

@@ -203,7 +203,9 @@ def compare_models(
         tmpdir: where to keep the files (`original.keras`, `pruned.tflite`, …);
             `None` writes them to a temporary directory that is removed.
         num_threads: int. LiteRT threads. Defaults to `2`.
-        runs, warmup, batch_size: latency settings. Defaults `50`, `5`, `1`.
+        runs: int. Timed calls per model. Defaults to `50`.
+        warmup: int. Untimed calls first. Defaults to `5`.
+        batch_size: int. Batch of the timed inputs. Defaults to `1`.
         quantization: TFLite quantization, as in `export_tflite`.
         representative_data: as in `export_tflite` (required for `"int8"`).
         interleave: bool. Alternate the two models' runs. Defaults to `True`.
