@@ -1,4 +1,4 @@
-"""Tests of keras_filterprune/models/ (vggish.py, dcase.py, cifar.py).
+"""Tests of keras_filterprune/models/ (vggish.py, dcase.py, cifar.py, panns.py).
 
 Published sizes (Li et al. 2017, Table 1) count the weights and biases of the conv
 and fully connected layers (no BatchNormalization), and FLOPs as the
@@ -9,6 +9,7 @@ when the count rounds to it: |count - published| <= half a unit of its last digi
 
 import math
 import os
+import time
 
 import keras
 import numpy as np
@@ -453,3 +454,125 @@ def test_pruned_cnn14_exports_to_tflite_with_its_frontend(tmp_path, rng):
     wave = (0.1 * rng.standard_normal((2, 32000))).astype("float32")
     report = export_tflite(pruned, tmp_path / "cnn14.tflite", representative_data=wave)
     assert report.passed, str(report)
+
+
+# --- weights files checked before the model is built ---------------------------------
+
+
+@pytest.fixture
+def no_build(monkeypatch):
+    """Fails any model building: the checks must come first."""
+
+    def built(*args, **kwargs):
+        raise AssertionError("the model was built before `weights` was checked")
+
+    monkeypatch.setattr(keras, "Input", built)
+
+
+def _file(path, data):
+    path.write_bytes(data)
+    return path
+
+
+def _zip(path, names):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        for name in names:
+            archive.writestr(name, b"{}")
+    return path
+
+
+_HDF5 = b"\x89HDF\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    "name, make, match",
+    [
+        ("cnn14.weights.h5", lambda p: _file(p, os.urandom(4096)), "not an HDF5 file"),
+        ("cnn14.h5", lambda p: _file(p, _HDF5 + os.urandom(512)), "damaged or trunc"),
+        ("cnn14.keras", lambda p: _file(p, os.urandom(512)), "not a zip archive"),
+        ("cnn14.keras", lambda p: _zip(p, ["config.json"]), "'model.weights.h5'"),
+        ("cnn14.weights.json", lambda p: _file(p, b"\x00{"), "not the JSON index"),
+        ("Cnn14_mAP=0.431.pth", lambda p: _file(p, b"PK"), "must be a Keras weights"),
+        ("cnn14.weights.h5", lambda p: p.mkdir(), "\\(a directory\\)"),
+        ("cnn14.weights.h5", lambda p: None, "\\(no such file\\)"),
+    ],
+)
+def test_bad_cnn14_weights_fail_before_building(tmp_path, no_build, name, make, match):
+    path = tmp_path / name
+    make(path)
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=match) as info:
+        cnn14(weights=path)
+    assert str(path) in str(info.value)
+    assert time.perf_counter() - start < 5
+
+
+def test_bad_vggish_weights_fail_before_building(tmp_path, no_build):
+    random = _file(tmp_path / "vggish_model.ckpt", os.urandom(4096))
+    with pytest.raises(ValueError, match="vggish_model.ckpt' is not a readable TF"):
+        vggish(weights=random)
+    hdf5 = _file(tmp_path / "vggish.ckpt", _HDF5 + os.urandom(512))
+    with pytest.raises(ValueError, match="it is an HDF5 file: name it '.weights.h5'"):
+        vggish(weights=hdf5)
+    with pytest.raises(ValueError, match="vggish.weights.h5' is not an HDF5 file"):
+        vggish(weights=_file(tmp_path / "vggish.weights.h5", os.urandom(64)))
+    with pytest.raises(ValueError, match="never downloaded"):
+        vggish(weights=tmp_path / "nothing.ckpt")
+
+
+@pytest.mark.parametrize("factory", [cnn14, vggish])
+def test_weights_of_another_type_are_type_errors(factory, no_build):
+    with pytest.raises(TypeError, match="`weights` must be None or the local path"):
+        factory(weights=3)
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0,
+    reason="root reads unreadable files",
+)
+def test_unreadable_weights_fail_before_building(tmp_path, no_build):
+    path = _file(tmp_path / "cnn14.weights.h5", _HDF5)
+    path.chmod(0)
+    try:
+        with pytest.raises(PermissionError, match="cnn14.weights.h5"):
+            cnn14(weights=path)
+    finally:
+        path.chmod(0o644)
+
+
+def test_weights_files_keras_saves_pass_the_check(tmp_path):
+    from keras_filterprune.models.vggish import check_weights_file
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, L.Dense(2)(inputs))
+    for name in ("m.weights.h5", "m.keras", "m.h5"):
+        if name.endswith(".keras"):
+            model.save(tmp_path / name)
+        elif name.endswith(".weights.h5"):
+            model.save_weights(tmp_path / name)
+        else:
+            import h5py
+
+            h5py.File(tmp_path / name, "w").close()
+        errors = []
+        check_weights_file(tmp_path / name, errors)
+        assert errors == []
+
+
+# --- booleans ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "factory, name",
+    [
+        (lambda v: cnn14(include_frontend=v), "include_frontend"),
+        (lambda v: vggish(include_top=v), "include_top"),
+        (lambda v: VGGishPostprocessor(quantize=v), "quantize"),
+    ],
+)
+@pytest.mark.parametrize("value", ["yes", "no", 1, None])
+def test_bool_arguments_must_be_bools(factory, name, value, no_build):
+    with pytest.raises(TypeError, match=f"`{name}` must be a bool. Received: {name}="):
+        factory(value)

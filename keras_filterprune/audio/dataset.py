@@ -5,26 +5,36 @@ every file is read, which also finds truncated files); the waveforms are decoded
 inside the `tf.data` pipeline, in parallel and in a deterministic order, so that
 memory stays bounded by the batch, shuffle and prefetch sizes whatever the size of
 the dataset. Decoded clips or front-end features can be cached in memory or on
-disk with `tf.data`'s own `cache`.
+disk with `tf.data`'s own `cache`; a disk cache's file name holds a hash of all it
+depends on, so a changed file, list or setting never reads an old cache.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import logging
 import math
 import os
+import time
+import types
+import uuid
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from keras_filterprune._validation import check_bool
+from keras_filterprune._version import __version__
 from keras_filterprune.audio.io import (
     AUDIO_EXTENSIONS,
     _import_soundfile,
     _import_soxr,
     _is_positive_int,
     load_audio,
+    non_finite_message,
 )
 from keras_filterprune.exceptions import FilterPruneWarning
 
@@ -71,20 +81,32 @@ def _workers(num_workers):
     return max(1, num_workers or min(32, (os.cpu_count() or 1) + 4))
 
 
+#: Subtypes stored as floating point: the only ones that can hold NaN or Inf.
+_FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
+
+
 def _scan_one(path):
-    """`(seconds, None)` from the header, or `(None, reason)`; reads the last
-    block too, which finds truncated files without decoding the rest."""
+    """`(seconds, None)` from the header, or `(None, reason)`. Reads the last
+    block too, which finds truncated files without decoding the rest, and every
+    sample of floating-point files, which finds NaN and Inf before training."""
     sf = _import_soundfile()
     try:
         with sf.SoundFile(path) as f:
             frames, rate = f.frames, f.samplerate
             if frames <= 0:
                 return None, f"Audio file '{path}' holds no samples."
-            f.seek(max(0, frames - 1024))
-            tail = f.read(dtype="float32", always_2d=True)
+            start = 0 if f.subtype in _FLOAT_SUBTYPES else max(0, frames - 1024)
+            f.seek(start)
+            read = 0
+            for block in f.blocks(1 << 16, dtype="float32", always_2d=True):
+                finite = np.isfinite(block).all(axis=1)
+                if not finite.all():
+                    first = start + read + int(np.argmin(finite))
+                    return None, non_finite_message(path, first, rate)
+                read += block.shape[0]
     except (sf.SoundFileError, RuntimeError, OSError, ValueError) as e:
         return None, f"Could not decode audio file '{path}': {e}"
-    if tail.shape[0] == 0:
+    if read == 0:
         return None, f"Audio file '{path}' ends before its header says."
     return frames / rate, None
 
@@ -162,21 +184,24 @@ def _check_arguments(**a) -> None:
             "`cache` keeps what the first epoch decoded; random crops change every "
             "epoch. Use crop='start' with a cache. Received: crop='random'"
         )
-    elif cache not in (None, "memory") and not os.path.isdir(
-        os.path.dirname(os.path.abspath(os.fspath(cache)))
-    ):
-        errors.append(
-            f"`cache`: the directory of '{os.fspath(cache)}' does not exist. "
-            "Create it first."
+    elif cache not in (None, "memory"):
+        cache = os.fspath(cache)
+        directory = (
+            cache
+            if cache.endswith(("/", os.sep))
+            else os.path.dirname(os.path.abspath(cache))
         )
+        if not os.path.isdir(directory):
+            errors.append(
+                f"`cache`: the directory '{directory}' of cache='{cache}' does not "
+                "exist. Create it first (`os.makedirs`), or pass cache='memory'."
+            )
     if a["features"] is not None and not callable(a["features"]):
         errors.append(
             "`features` must be None or a callable (a Keras layer such as "
             f"DCASELogMel). Received: features={a['features']!r}"
         )
-    if not isinstance(a["streaming"], bool):
-        errors.append(f"`streaming` must be a bool. Received: {a['streaming']!r}")
-    elif not a["streaming"] and (
+    if not a["streaming"] and (
         a["crop"] != "start" or a["clips_per_file"] != 1 or cache is not None
     ):
         errors.append(
@@ -271,6 +296,169 @@ def _report(bad, total, on_error):
     )
 
 
+#: Files modified less than this many seconds ago may be rewritten within one tick
+#: of a coarse file-system clock, keeping size and time: their bytes are hashed too.
+_RACY_SECONDS = 3.0
+
+
+def _file_stamp(path, now):
+    """What a cached clip of `path` depends on: the path, size and modification
+    time, and the content hash while the time is too recent to tell rewrites
+    apart."""
+    stat = os.stat(path)
+    stamp = [os.path.abspath(path), stat.st_size, stat.st_mtime_ns]
+    if now - stat.st_mtime < _RACY_SECONDS:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(functools.partial(f.read, 1 << 20), b""):
+                digest.update(block)
+        stamp.append(digest.hexdigest())
+    return stamp
+
+
+def _code_digest(code):
+    """The bytecode, constants and names of `code` and of the code inside it."""
+    digest = hashlib.sha256(code.co_code + repr(code.co_names).encode())
+    for const in code.co_consts:
+        part = _code_digest(const) if isinstance(const, types.CodeType) else const
+        digest.update(repr(part).encode())
+    return digest.hexdigest()
+
+
+def _code_names(code):
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _code_names(const)
+    return names
+
+
+class _Fingerprint:
+    """A JSON-able description of what the `features` callable computes: a
+    layer's class, code, config (without its name) and weights; a function's
+    code, defaults, closure and the globals it reads; an object's attributes.
+    An object met again is described by its first visit's number. What cannot
+    be described gets a fresh random value (listed in `undescribed`): the cache
+    is then never reused rather than possibly stale."""
+
+    def __init__(self):
+        self.seen = {}  # id → (visit number, the object, kept alive)
+        self.undescribed = []
+
+    def unknown(self, obj):
+        self.undescribed.append(type(obj).__qualname__)
+        return uuid.uuid4().hex
+
+    def __call__(self, obj, depth=0):
+        if obj is None or isinstance(obj, (bool, int, float, str, bytes)):
+            return repr(obj) if isinstance(obj, (bytes, float)) else obj
+        if id(obj) in self.seen:
+            return ["<seen>", self.seen[id(obj)][0]]
+        self.seen[id(obj)] = (len(self.seen), obj)
+        if depth > 50:
+            return self.unknown(obj)
+        try:
+            return self._describe(obj, lambda item: self(item, depth + 1))
+        except Exception:  # a property or conversion that fails
+            return self.unknown(obj)
+
+    def _describe(self, obj, inner):
+        if isinstance(obj, (types.ModuleType, type, types.BuiltinFunctionType)):
+            return repr(obj)
+        if isinstance(obj, np.ufunc):
+            return repr(obj)
+        if isinstance(obj, (list, tuple, set, frozenset)):
+            items = sorted(obj, key=repr) if isinstance(obj, (set, frozenset)) else obj
+            return [inner(item) for item in items]
+        if isinstance(obj, dict):
+            items = sorted(obj.items(), key=lambda item: repr(item[0]))
+            return [[repr(k), inner(v)] for k, v in items]
+        if isinstance(obj, (np.ndarray, np.generic)) or (
+            hasattr(obj, "shape") and hasattr(obj, "numpy")
+        ):
+            array = np.ascontiguousarray(obj.numpy() if hasattr(obj, "numpy") else obj)
+            digest = hashlib.sha256(array.tobytes()).hexdigest()
+            return [str(array.dtype), list(array.shape), digest]
+        kind = f"{type(obj).__module__}.{type(obj).__qualname__}"
+        if isinstance(obj, types.FunctionType):
+            code = obj.__code__
+            names = sorted(_code_names(code) & set(obj.__globals__))
+            cells = [c.cell_contents for c in obj.__closure__ or ()]
+            return {
+                "function": f"{obj.__module__}.{obj.__qualname__}",
+                "code": _code_digest(code),
+                "defaults": inner([obj.__defaults__, obj.__kwdefaults__]),
+                "closure": inner(cells),
+                "globals": inner({n: obj.__globals__[n] for n in names}),
+            }
+        if isinstance(obj, types.MethodType):
+            return [inner(obj.__func__), inner(obj.__self__)]
+        if isinstance(obj, functools.partial):
+            return [kind, inner([obj.func, obj.args, obj.keywords])]
+        if hasattr(obj, "python_function"):  # a tf.function
+            return [kind, inner(obj.python_function)]
+        if hasattr(obj, "get_config") and hasattr(obj, "get_weights"):  # Keras
+            config = dict(obj.get_config())
+            config.pop("name", None)
+            weights = [np.asarray(w) for w in obj.get_weights()]
+            return [kind, inner(type(obj).call), inner(config), inner(weights)]
+        if hasattr(obj, "__dict__"):
+            return [kind, inner(vars(obj))]
+        if type(obj).__repr__ is object.__repr__:
+            return self.unknown(obj)
+        return repr(obj)
+
+
+def _cache_prefix(cache, key):
+    """The `tf.data` cache files for `key`: inside `cache` when it is a directory,
+    else `cache` + the key; the directory must be writable unless they are
+    complete already."""
+    cache = os.fspath(cache)
+    if os.path.isdir(cache):
+        prefix = os.path.join(cache, f"audio_dataset-{key}")
+    else:
+        prefix = f"{cache}-{key}"
+    directory = os.path.dirname(os.path.abspath(prefix))
+    complete = os.path.isfile(prefix + ".index")
+    if not complete and not os.access(directory, os.W_OK | os.X_OK):
+        raise PermissionError(
+            f"`cache`: cannot write the cache files '{prefix}.*' in '{directory}' "
+            "(permission denied). Pass a writable location for `cache` (e.g. a "
+            "directory under `tempfile.gettempdir()`), cache='memory', or "
+            f"cache=None. Received: cache='{cache}'"
+        )
+    return prefix
+
+
+def _cache_key(paths, labels, examples, sample_rate, clip_samples, features):
+    """A hash of everything the cached tensors depend on."""
+    sf, soxr = _import_soundfile(), _import_soxr()
+    now = time.time()
+    fingerprint = _Fingerprint()
+    material = {
+        "versions": [__version__, sf.__version__, sf.__libsndfile_version__],
+        "soxr": soxr.__version__,
+        "files": [_file_stamp(p, now) for p in paths],
+        "labels": labels,
+        "examples": examples,
+        "sample_rate": sample_rate,
+        "clip_samples": clip_samples,
+        "features": fingerprint(features),
+    }
+    if fingerprint.undescribed:
+        kinds = sorted(set(fingerprint.undescribed))[:5]
+        warnings.warn(
+            f"`features` holds objects ({', '.join(kinds)}) that the disk cache's "
+            "key cannot describe, so later audio_dataset calls will not reuse this "
+            "cache. Pass a Keras layer or a function of plain values, or use "
+            "cache='memory'.",
+            FilterPruneWarning,
+            stacklevel=3,
+        )
+    text = json.dumps(material, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
 def audio_dataset(
     paths_or_dir: str | os.PathLike | Sequence[str | os.PathLike],
     labels: Sequence[int] | None = None,
@@ -308,8 +496,11 @@ def audio_dataset(
     soxr, and cropped (from the start, or at a random offset every epoch) or
     zero-padded at the end to `clip_seconds`. Shuffling draws a new permutation
     of the *files* every epoch (no waveform is held for it), so memory stays
-    bounded by the batch and prefetch sizes whatever the dataset size. A file
-    damaged in its middle fails when the pipeline reaches it, naming it.
+    bounded by the batch and prefetch sizes whatever the dataset size. Files
+    stored as floating point (e.g. WAV `FLOAT`), the only ones that can hold NaN
+    or Inf, are read whole by the scan: a non-finite sample is a bad file. A
+    compressed file damaged in its middle fails when the pipeline reaches it,
+    naming it.
 
     Args:
         paths_or_dir: A directory with one subdirectory per class, or a list of
@@ -344,11 +535,20 @@ def audio_dataset(
             front-end layer (`DCASELogMel()`): the dataset then yields features,
             and `cache` stores them (so a second epoch skips decoding and the
             STFT). Defaults to `None` (waveforms).
-        cache: `None`, `"memory"`, or a file path prefix: cache the decoded clips
-            (or features) with `tf.data.Dataset.cache` after the first epoch;
-            later epochs read them back. With a cache, shuffling happens after it,
-            over a buffer of `shuffle_buffer` examples. Needs `crop="start"`.
-            Defaults to `None`.
+        cache: `None`, `"memory"`, or a directory or file path prefix on disk:
+            cache the decoded clips (or features) with `tf.data.Dataset.cache`
+            during the first epoch; later epochs read them back. A disk cache's
+            file name (`dataset.cache_path`: `<prefix>-<key>`, or
+            `<directory>/audio_dataset-<key>`) holds a hash of all the cached
+            tensors depend on: the files kept (path, size, modification time;
+            the contents of files modified in the last seconds), labels, clips,
+            `sample_rate`, `clip_seconds` and `features` (a layer's class, config
+            and weights; a function's code, closure and the globals it reads), so
+            a changed or added file or setting makes a new cache instead of
+            reading an old one. Old caches stay on disk until deleted. Its
+            directory must be writable (checked here) unless the cache is
+            complete. With a cache, shuffling happens after it, over a buffer of
+            `shuffle_buffer` examples. Needs `crop="start"`. Defaults to `None`.
         shuffle_buffer: Optional int. Examples in the shuffle buffer when a cache
             is used. Defaults to `None`: all of them for `"memory"`, 256 for a
             file cache.
@@ -362,12 +562,17 @@ def audio_dataset(
         `features=`, or no labels when there are none. It has the attributes
         `class_names`, `file_paths` (the files kept, in index order),
         `examples` (`(path, clip index)` per example: the order of the examples
-        when `shuffle=False`), `sample_rate` and `skipped_files`
-        (`(path, reason)` pairs).
+        when `shuffle=False`), `sample_rate`, `skipped_files`
+        (`(path, reason)` pairs) and `cache_path` (the disk cache's file prefix,
+        or `None`).
 
     Raises:
-        ValueError: For invalid arguments, an empty collection, or unreadable or
-            empty files when `on_error="raise"`.
+        TypeError: For a non-bool `shuffle`, `follow_links` or `streaming`, or
+            `labels` that are not a list.
+        ValueError: For invalid arguments, an empty collection, or unreadable,
+            empty or non-finite files when `on_error="raise"`.
+        PermissionError: If a disk `cache` must be written in a directory that
+            is not writable.
         ImportError: If soundfile or soxr is not installed.
 
     Example:
@@ -385,6 +590,9 @@ def audio_dataset(
     >>> tuple(waveforms.shape), sorted(labels.numpy().tolist())
     ((2, 16000), [0, 1])
     """
+    shuffle = check_bool(shuffle, "shuffle")
+    follow_links = check_bool(follow_links, "follow_links")
+    streaming = check_bool(streaming, "streaming")
     _check_arguments(
         sample_rate=sample_rate,
         clip_seconds=clip_seconds,
@@ -404,6 +612,7 @@ def audio_dataset(
         paths_or_dir, labels, class_names, follow_links
     )
     clip_samples = int(round(clip_seconds * sample_rate))
+    cache_path = None
     if streaming:
         with ThreadPoolExecutor(max_workers=_workers(num_workers)) as pool:
             scanned = list(pool.map(_scan_one, paths))
@@ -428,6 +637,12 @@ def audio_dataset(
             for i, s in enumerate(seconds)
             for c in range(min(clips_per_file, max(1, math.ceil(s / clip_seconds))))
         ]
+        if cache not in (None, "memory"):
+            key = _cache_key(
+                kept_paths, labels, examples, sample_rate, clip_samples, features
+            )
+            cache_path = _cache_prefix(cache, key)
+            cache = cache_path
         options = dict(
             crop=crop,
             cache=cache,
@@ -451,6 +666,7 @@ def audio_dataset(
     dataset.examples = [(kept_paths[i], c) for i, c in examples]
     dataset.sample_rate = sample_rate
     dataset.skipped_files = bad
+    dataset.cache_path = cache_path
     return dataset
 
 

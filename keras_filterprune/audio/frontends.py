@@ -18,6 +18,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_filterprune._validation import check_bool
 from keras_filterprune.handlers import FreezeHandler, register_handler
 
 _STFT_MODES = ("rfft", "matmul")
@@ -343,12 +344,8 @@ class VGGishLogMel(_LogMelFrontEnd):
         stft: str = "rfft",
         **kwargs,
     ):
+        return_examples = check_bool(return_examples, "return_examples")
         errors = [_check_stft(stft)]
-        if not isinstance(return_examples, bool):
-            errors.append(
-                "`return_examples` must be a bool. "
-                f"Received: return_examples={return_examples!r}"
-            )
         if not _is_positive_int(example_hop):
             errors.append(
                 "`example_hop` must be a positive int. "

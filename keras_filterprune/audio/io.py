@@ -10,6 +10,8 @@ import os
 
 import numpy as np
 
+from keras_filterprune._validation import check_bool
+
 logger = logging.getLogger(__name__)
 
 #: File extensions `audio_dataset` indexes in a directory (compared lower-case).
@@ -62,6 +64,16 @@ def _is_positive_int(value):
     )
 
 
+def non_finite_message(path: str, first: int, rate: int) -> str:
+    """The error for a file holding NaN or Inf, `first` the index of the first
+    bad frame."""
+    return (
+        f"Audio file '{path}' holds non-finite samples (NaN/inf), the first at "
+        f"frame {first} ({first / rate:.3f} s): a model fed them learns NaN. "
+        "Repair or re-export the file, or remove it from the data."
+    )
+
+
 def resample(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
     """Resamples `audio` (samples first) with soxr's high-quality filter.
 
@@ -106,6 +118,7 @@ def load_audio(
         `mono=True`, else `(samples, channels)`.
 
     Raises:
+        TypeError: If `mono` is not a bool.
         FileNotFoundError: If `path` does not exist.
         ValueError: If the file cannot be decoded, holds no samples or holds
             non-finite samples; the message names the file.
@@ -127,6 +140,7 @@ def load_audio(
             "`sample_rate` must be None or a positive int. "
             f"Received: sample_rate={sample_rate!r}"
         )
+    mono = check_bool(mono, "mono")
     sf = _import_soundfile()
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -137,8 +151,10 @@ def load_audio(
         raise ValueError(f"Could not decode audio file '{path}': {e}") from e
     if audio.shape[0] == 0:
         raise ValueError(f"Audio file '{path}' holds no samples.")
-    if not np.all(np.isfinite(audio)):
-        raise ValueError(f"Audio file '{path}' holds non-finite samples (NaN/inf).")
+    finite = np.isfinite(audio).all(axis=1)
+    if not finite.all():
+        first = int(np.argmin(finite))
+        raise ValueError(non_finite_message(path, first, rate))
     audio = audio.mean(axis=1) if mono else audio
     if sample_rate is not None and sample_rate != rate:
         audio = resample(audio, rate, sample_rate)

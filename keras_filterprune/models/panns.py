@@ -8,7 +8,9 @@ import keras
 import numpy as np  # noqa: F401 - used by the docstring example
 from keras import layers
 
+from keras_filterprune._validation import check_bool
 from keras_filterprune.models.cifar import check_model_args
+from keras_filterprune.models.vggish import check_weights_file
 
 __all__ = ["cnn14"]
 
@@ -52,9 +54,12 @@ def cnn14(
             front-end) or, without it, `1 + clip_samples // 320` frames; `None`
             accepts any length. Defaults to `None`.
         weights: `None` (random initialisation) or the local path of a Keras
-            weights file (`.weights.h5`) saved from this architecture, e.g. one
-            converted from the PANNs checkpoint `Cnn14_mAP=0.431.pth`. Weights
-            are never downloaded.
+            weights file (`.weights.h5`; or `.h5`, `.hdf5`, `.keras`,
+            `.weights.json`: what `keras.Model.load_weights` reads) saved from
+            this architecture, e.g. one converted from the PANNs checkpoint
+            `Cnn14_mAP=0.431.pth`. The file is checked before the 80 M
+            parameters are built. Weights are never downloaded. Defaults to
+            `None`.
         classifier_activation: Activation of `fc_audioset`. Defaults to
             `"sigmoid"` (multi-label AudioSet tagging); `None` for logits.
         dropout: Float. Dropout after each block (0.2 in PANNs). Defaults to
@@ -63,6 +68,14 @@ def cnn14(
 
     Returns:
         A functional `keras.Model`.
+
+    Raises:
+        TypeError: For a non-bool `include_frontend` or a `weights` that is not
+            a path.
+        ValueError: For invalid arguments, or a `weights` file that does not
+            exist or that `load_weights` cannot read (wrong name ending, not
+            HDF5 or zip, damaged).
+        PermissionError: If the `weights` file cannot be read.
 
     Example:
 
@@ -77,6 +90,7 @@ def cnn14(
           Audio Pattern Recognition", IEEE/ACM TASLP 2020
           (github.com/qiuqiangkong/audioset_tagging_cnn, `Cnn14`).
     """
+    include_frontend = check_bool(include_frontend, "include_frontend")
     errors = []
     if clip_samples is not None and not (
         isinstance(clip_samples, int) and not isinstance(clip_samples, bool)
@@ -92,14 +106,7 @@ def cnn14(
         )
     if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         errors.append(f"`dropout` must be in [0, 1). Received: dropout={dropout!r}")
-    if weights is not None and not (
-        isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights)
-    ):
-        errors.append(
-            "`weights` must be None or the local path of a Keras weights file "
-            f"(.weights.h5); weights are never downloaded. Received: "
-            f"weights={weights!r}"
-        )
+    check_weights_file(weights, errors)
     frames = None if clip_samples is None else 1 + clip_samples // 320
     check_model_args(
         num_classes=num_classes,

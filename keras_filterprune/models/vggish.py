@@ -1,11 +1,14 @@
 """VGGish (Hershey et al. 2017) in Keras 3, its TF1 checkpoint loader and PCA."""
 
+import json
 import os
+import zipfile
 
 import keras
 import numpy as np
 from keras import layers, ops
 
+from keras_filterprune._validation import check_bool
 from keras_filterprune.models.cifar import check_model_args
 
 #: Keras layer name → variable scope of the official TF-Slim checkpoint
@@ -27,8 +30,124 @@ _EMBEDDING_SIZE = 128
 _QUANTIZE_MIN, _QUANTIZE_MAX = -2.0, 2.0
 
 
-def _checkpoint_exists(path):
-    return os.path.isfile(path) or os.path.isfile(path + ".index")
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+#: The files `keras.Model.load_weights` reads, by the end of their name.
+KERAS_WEIGHTS_SUFFIXES = (".weights.h5", ".weights.json", ".keras", ".h5", ".hdf5")
+
+
+def _is_hdf5(path):
+    """Whether the HDF5 signature starts the file or a user block (512·2ⁿ)."""
+    with open(path, "rb") as f:
+        for offset in (0, 512, 1024, 2048, 4096, 8192):
+            f.seek(offset)
+            if f.read(8) == _HDF5_SIGNATURE:
+                return True
+    return False
+
+
+def _keras_weights_problem(path):
+    """What keeps `load_weights` from reading `path`, or `None`."""
+    if path.endswith(".keras"):
+        if not zipfile.is_zipfile(path):
+            return "is not a zip archive, as a '.keras' file is"
+        with zipfile.ZipFile(path) as archive:
+            if "model.weights.h5" not in archive.namelist():
+                return "is a zip archive without 'model.weights.h5'"
+        return None
+    if path.endswith(".weights.json"):
+        try:
+            with open(path, encoding="utf-8") as f:
+                json.load(f)
+        except (ValueError, UnicodeDecodeError) as e:
+            return f"is not the JSON index of sharded weights ({e})"
+        return None
+    if not _is_hdf5(path):
+        return "is not an HDF5 file (it lacks the HDF5 signature)"
+    import h5py
+
+    try:
+        h5py.File(path, "r").close()
+    except OSError as e:
+        return f"is a damaged or truncated HDF5 file ({e})"
+    return None
+
+
+def _checkpoint_problem(path):
+    """What keeps `load_vggish_checkpoint` from reading `path`, or `None`."""
+    import tensorflow as tf
+
+    try:
+        tf.train.load_checkpoint(path)
+    except (tf.errors.OpError, ValueError) as e:
+        hint = ""
+        if os.path.isfile(path) and _is_hdf5(path):
+            hint = "; it is an HDF5 file: name it '.weights.h5' if Keras saved it"
+        return f"is not a readable TF checkpoint ({e}){hint}"
+    return None
+
+
+def check_weights_file(weights, errors, *, checkpoint=False):
+    """Checks `weights=` before a model is built, so that a wrong file fails
+    in seconds, naming itself, instead of after building tens of millions of
+    parameters. Appends what is wrong to `errors` (raised as one `ValueError`
+    with the other arguments'); `None` is fine.
+
+    Args:
+        weights: The `weights=` argument: `None` or a local path.
+        errors: The list of error messages of the constructor.
+        checkpoint: Bool. Whether a path that is not a Keras weights file is
+            read as a TF checkpoint (VGGish) instead of refused.
+
+    Raises:
+        TypeError: `weights` is neither `None` nor a path.
+        PermissionError: the file cannot be read.
+    """
+    if weights is None:
+        return
+    if not isinstance(weights, (str, os.PathLike)):
+        raise TypeError(
+            "`weights` must be None or the local path of a weights file (str or "
+            f"os.PathLike). Received: weights={weights!r}"
+        )
+    path = os.fspath(weights)
+    keras_file = path.endswith(KERAS_WEIGHTS_SUFFIXES)
+    expected = "a Keras weights file (" + ", ".join(KERAS_WEIGHTS_SUFFIXES) + ")"
+    if checkpoint:
+        expected = f"a VGGish TF checkpoint (e.g. 'vggish_model.ckpt') or {expected}"
+    exists = os.path.isfile(path) or (
+        checkpoint and not keras_file and os.path.isfile(path + ".index")
+    )
+    if not exists:
+        reason = "a directory" if os.path.isdir(path) else "no such file"
+        errors.append(
+            f"`weights` must be None or the local path of {expected}; weights are "
+            f"never downloaded. Received: weights={path!r} ({reason})"
+        )
+        return
+    if not checkpoint and not keras_file:
+        errors.append(
+            f"`weights` must be {expected}; `load_weights` reads no other. "
+            f"Received: weights={path!r}. A PyTorch checkpoint (.pth) must be "
+            "converted to a Keras model first and saved with `save_weights`."
+        )
+        return
+    readable = path if os.path.isfile(path) else path + ".index"
+    try:
+        with open(readable, "rb") as f:
+            f.read(1)
+    except PermissionError as e:
+        raise PermissionError(
+            f"`weights`: cannot read '{readable}' ({e.strerror}). Make it readable "
+            "(e.g. `chmod u+r`) or pass another file."
+        ) from e
+    problem = _keras_weights_problem(path) if keras_file else _checkpoint_problem(path)
+    if problem is not None:
+        errors.append(
+            f"`weights`: '{path}' {problem}. Pass {expected} saved from this "
+            "architecture (e.g. with `model.save_weights('x.weights.h5')`), and "
+            "check that the copy is complete."
+        )
 
 
 def vggish(
@@ -61,8 +180,10 @@ def vggish(
             and `predictions` follows the pooled features. Defaults to `None`.
         weights: Optional local path of the official TF1 checkpoint
             (`vggish_model.ckpt`, loaded with `load_vggish_checkpoint`) or of a
-            Keras weights file (`.weights.h5`). Nothing is downloaded. Layers
-            absent from the model (e.g. the top) are skipped. Defaults to `None`.
+            Keras weights file (`.weights.h5`, `.h5`, `.hdf5`, `.keras`,
+            `.weights.json`: `keras.Model.load_weights`). Nothing is downloaded.
+            The file is checked before the model is built. Layers absent from
+            the model (e.g. the top) are skipped. Defaults to `None`.
         input_shape: Tuple `(frames, bands, channels)`. Defaults to
             `(96, 64, 1)`; another size changes the input width of `fc1_1`.
         pooling: With `include_top=False`: `None` (the 4-D output of `pool4`),
@@ -75,8 +196,12 @@ def vggish(
         A `keras.Model`.
 
     Raises:
-        ValueError: For invalid arguments, a `weights` path that does not exist,
-            or a checkpoint that does not fit (see `load_vggish_checkpoint`).
+        TypeError: For a non-bool `include_top` or a `weights` that is not a path.
+        ValueError: For invalid arguments; a `weights` path that does not exist
+            or is not a readable checkpoint or Keras weights file (checked before
+            the model is built); or a checkpoint that does not fit (see
+            `load_vggish_checkpoint`).
+        PermissionError: If the `weights` file cannot be read.
 
     Example:
 
@@ -88,11 +213,8 @@ def vggish(
         - Hershey et al., "CNN Architectures for Large-Scale Audio
           Classification", ICASSP 2017.
     """
+    include_top = check_bool(include_top, "include_top")
     extra = []
-    if not isinstance(include_top, bool):
-        extra.append(
-            f"`include_top` must be a bool. Received: include_top={include_top!r}"
-        )
     if pooling not in (None, "avg", "max"):
         extra.append(
             f"`pooling` must be None, 'avg' or 'max'. Received: pooling={pooling!r}"
@@ -102,15 +224,7 @@ def vggish(
             "`pooling` must be 'avg' or 'max' when `include_top=False` and "
             f"`num_classes` is set. Received: pooling={pooling!r}"
         )
-    if weights is not None and not (
-        isinstance(weights, (str, os.PathLike))
-        and _checkpoint_exists(os.fspath(weights))
-    ):
-        extra.append(
-            "`weights` must be None or the local path of a VGGish checkpoint "
-            "(e.g. 'vggish_model.ckpt') or Keras weights file; weights are never "
-            f"downloaded. Received: weights={weights!r}"
-        )
+    check_weights_file(weights, extra, checkpoint=True)
     check_model_args(
         num_classes=1 if num_classes is None else num_classes,
         input_shape=input_shape,
@@ -165,7 +279,7 @@ def vggish(
 
     if weights is not None:
         weights = os.fspath(weights)
-        if weights.endswith((".weights.h5", ".keras")):
+        if weights.endswith(KERAS_WEIGHTS_SUFFIXES):
             model.load_weights(weights)
         else:
             load_vggish_checkpoint(model, weights)
@@ -340,10 +454,7 @@ class VGGishPostprocessor(keras.layers.Layer):
     """
 
     def __init__(self, pca_params=None, quantize: bool = True, **kwargs):
-        if not isinstance(quantize, bool):
-            raise ValueError(
-                f"`quantize` must be a bool. Received: quantize={quantize!r}"
-            )
+        quantize = check_bool(quantize, "quantize")
         super().__init__(**kwargs)
         self.quantize = quantize
         self._initial = None if pca_params is None else _read_pca_params(pca_params)

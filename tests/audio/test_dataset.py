@@ -1,13 +1,21 @@
-"""Tests of keras_filterprune/audio/dataset.py: streaming, crops, clips, caches.
+"""Tests of keras_filterprune/audio/dataset.py: streaming, crops, clips, caches
+(keyed by what they hold), NaN found by the scan, bool arguments.
 
 (The behaviour both pipelines share, labels, classes and bad files, is tested in
 `test_io.py`.)
 """
 
+import os
+import re
+import sys
+import time
+
+import keras
 import numpy as np
 import pytest
 
 import keras_filterprune.audio.dataset as dataset_module
+from keras_filterprune import FilterPruneWarning
 from keras_filterprune.audio import PANNsLogMel, audio_dataset
 
 sf = pytest.importorskip("soundfile")
@@ -219,3 +227,204 @@ def test_streaming_features_train_with_pruning_under_mirrored_strategy(tmp_path)
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "conv filters 4" in result.stdout
+
+
+# --- disk caches keyed by what they hold ----------------------------------------------
+
+
+def _firsts(dataset):
+    return [round(float(x[0]), 4) for x, _ in dataset]
+
+
+def _set_mtime(path, ns):
+    os.utime(path, ns=(ns, ns))
+
+
+@pytest.fixture
+def stat_only(monkeypatch):
+    """Keys from size and modification time alone (no racy-file hashing)."""
+    monkeypatch.setattr(dataset_module, "_RACY_SECONDS", -1e9)
+
+
+def test_disk_cache_is_reused_until_a_file_or_setting_changes(
+    tmp_path, decodes, stat_only
+):
+    data = tmp_path / "data"
+    _write(data, {"a/x.wav": (0.1, 8000, 0.2), "b/y.wav": (0.2, 8000, 0.2)})
+    past = time.time_ns() - 10**11
+    for path in data.rglob("*.wav"):
+        _set_mtime(path, past)
+    kwargs = dict(sample_rate=8000, clip_seconds=0.1, batch_size=None, shuffle=False)
+    cache = tmp_path / "cache"
+    first = audio_dataset(data, cache=cache, **kwargs)
+    assert _firsts(first) == [0.1, 0.2] and len(decodes) == 2
+    again = audio_dataset(data, cache=cache, **kwargs)
+    assert again.cache_path == first.cache_path
+    assert _firsts(again) == [0.1, 0.2] and len(decodes) == 2  # read back
+
+    # The same size, a new modification time: new contents are served.
+    _write(data, {"a/x.wav": (0.7, 8000, 0.2)})
+    _set_mtime(data / "a" / "x.wav", past + 10**9)
+    changed = audio_dataset(data, cache=cache, **kwargs)
+    assert changed.cache_path != first.cache_path
+    assert _firsts(changed) == [0.7, 0.2]
+
+    # A file added: it is served too.
+    _write(data, {"b/z.wav": (0.3, 8000, 0.2)})
+    added = audio_dataset(data, cache=cache, **kwargs)
+    assert _firsts(added) == [0.7, 0.2, 0.3]
+
+    # Another clip length (or sample rate): its own cache, the right shape.
+    longer = audio_dataset(data, cache=cache, **{**kwargs, "clip_seconds": 0.15})
+    assert [x.shape[0] for x, _ in longer] == [1200] * 3
+    resampled = audio_dataset(data, cache=cache, **{**kwargs, "sample_rate": 16000})
+    assert [x.shape[0] for x, _ in resampled] == [1600] * 3
+    assert len({d.cache_path for d in (added, longer, resampled)}) == 3
+
+
+def test_a_rewrite_keeping_size_and_time_is_seen(tmp_path, monkeypatch):
+    """A file rewritten within one tick of a coarse file-system clock keeps its
+    size and modification time: recently modified files are hashed."""
+    monkeypatch.setattr(dataset_module, "_RACY_SECONDS", 1e12)
+    _write(tmp_path / "data", {"a/x.wav": (0.1, 8000, 0.2)})
+    path = tmp_path / "data" / "a" / "x.wav"
+    stamp = path.stat().st_mtime_ns
+    kwargs = dict(sample_rate=8000, clip_seconds=0.1, batch_size=None)
+    assert _firsts(audio_dataset(tmp_path / "data", cache=tmp_path, **kwargs)) == [0.1]
+    _write(tmp_path / "data", {"a/x.wav": (0.5, 8000, 0.2)})
+    _set_mtime(path, stamp)
+    assert _firsts(audio_dataset(tmp_path / "data", cache=tmp_path, **kwargs)) == [0.5]
+
+
+def _scaled(factor):
+    return lambda clip: clip * factor
+
+
+OFFSET = 0.0
+
+
+def _shifted(clip):
+    return clip + OFFSET
+
+
+def test_disk_cache_is_keyed_by_the_features(tmp_path, stat_only, monkeypatch):
+    _write(tmp_path / "data", {"a/x.wav": (0.1, 8000, 0.2)})
+    kwargs = dict(sample_rate=8000, clip_seconds=0.1, batch_size=None)
+
+    def firsts(features):
+        dataset = audio_dataset(
+            tmp_path / "data", cache=tmp_path, features=features, **kwargs
+        )
+        return _firsts(dataset), dataset.cache_path
+
+    twice, path = firsts(_scaled(2.0))
+    assert twice == [0.2] and path.startswith(os.path.join(str(tmp_path), "audio_"))
+    assert firsts(_scaled(2.0)) == ([0.2], path)  # an equal function: reused
+    assert firsts(_scaled(3.0))[0] == [0.3]  # another closure value
+    assert firsts(_shifted)[0] == [0.1]
+    monkeypatch.setattr(sys.modules[__name__], "OFFSET", 1.0)
+    assert firsts(_shifted)[0] == [1.1]  # a global the function reads
+    assert firsts(keras.layers.Rescaling(4.0))[0] == [0.4]  # a layer's config
+    assert firsts(keras.layers.Rescaling(5.0))[0] == [0.5]
+
+
+class _Opaque:
+    """A callable without config, attributes or repr: nothing to key it by."""
+
+    __slots__ = ()
+
+    def __call__(self, clip):
+        return clip
+
+
+def test_features_the_key_cannot_describe_are_never_reused(tmp_path):
+    _write(tmp_path / "data", {"a/x.wav": (0.1, 8000, 0.2)})
+    kwargs = dict(sample_rate=8000, clip_seconds=0.1, cache=tmp_path)
+    paths = set()
+    for _ in range(2):
+        with pytest.warns(FilterPruneWarning, match="_Opaque.*will not reuse"):
+            dataset = audio_dataset(tmp_path / "data", features=_Opaque(), **kwargs)
+        paths.add(dataset.cache_path)
+    assert len(paths) == 2
+
+
+def test_unwritable_cache_directory_fails_at_construction(tmp_path, monkeypatch):
+    _write(tmp_path / "data", {"a/x.wav": (0.1, 8000, 0.2)})
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    kwargs = dict(sample_rate=8000, clip_seconds=0.1, batch_size=None)
+    real_access = os.access
+
+    def no_write(path, mode, *args, **kw):
+        if os.path.abspath(path) == str(locked) and mode & os.W_OK:
+            return False
+        return real_access(path, mode, *args, **kw)
+
+    monkeypatch.setattr(dataset_module.os, "access", no_write)
+    with pytest.raises(
+        PermissionError, match=re.escape(f"in '{locked}'") + ".*cache='memory'"
+    ):
+        audio_dataset(tmp_path / "data", cache=locked / "clips", **kwargs)
+    monkeypatch.undo()
+    # A complete cache is only read: a read-only directory is fine then.
+    _firsts(audio_dataset(tmp_path / "data", cache=locked / "clips", **kwargs))
+    monkeypatch.setattr(dataset_module.os, "access", no_write)
+    again = audio_dataset(tmp_path / "data", cache=locked / "clips", **kwargs)
+    assert _firsts(again) == [0.1]
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0,
+    reason="root writes in read-only directories",
+)
+def test_read_only_cache_directory_fails_at_construction(tmp_path):
+    _write(tmp_path / "data", {"a/x.wav": (0.1, 8000, 0.2)})
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        with pytest.raises(PermissionError, match=re.escape(f"in '{locked}'")):
+            audio_dataset(
+                tmp_path / "data", sample_rate=8000, clip_seconds=0.1, cache=locked
+            )
+    finally:
+        locked.chmod(0o755)
+
+
+# --- NaN and Inf ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", [10, 15000])  # inside the file, in its last block
+def test_non_finite_samples_are_found_by_the_scan(tmp_path, decodes, where):
+    _write(tmp_path, {"a/ok.wav": (0.1, 8000, 0.2), "b/ok.flac": (0.2, 8000, 0.2)})
+    samples = np.full(16000, 0.1, "float32")
+    samples[where] = np.nan if where < 100 else np.inf
+    sf.write(tmp_path / "a" / "bad.wav", samples, 8000, subtype="FLOAT")
+    with pytest.raises(ValueError, match=f"bad.wav' holds non-finite.*frame {where}"):
+        audio_dataset(tmp_path, sample_rate=8000, clip_seconds=0.1)
+    with pytest.warns(FilterPruneWarning, match="Skipped 1 of 3"):
+        dataset = audio_dataset(
+            tmp_path, sample_rate=8000, clip_seconds=0.1, on_error="skip"
+        )
+    assert [os.path.basename(p) for p in dataset.file_paths] == ["ok.wav", "ok.flac"]
+    assert decodes == []  # found without decoding in the pipeline
+
+
+# --- booleans ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["shuffle", "follow_links", "streaming"])
+@pytest.mark.parametrize("value", ["yes", "no", 1, None])
+def test_bool_arguments_must_be_bools(tmp_path, name, value):
+    _write(tmp_path, SPEC)
+    with pytest.raises(TypeError, match=f"`{name}` must be a bool. Received: {name}="):
+        audio_dataset(tmp_path, sample_rate=8000, clip_seconds=0.5, **{name: value})
+
+
+def test_cache_directory_must_exist(tmp_path):
+    _write(tmp_path / "data", SPEC)
+    for cache in (tmp_path / "no" / "prefix", f"{tmp_path}/nowhere/"):
+        with pytest.raises(ValueError, match="does not exist. Create it first"):
+            audio_dataset(
+                tmp_path / "data", sample_rate=8000, clip_seconds=0.5, cache=cache
+            )

@@ -83,8 +83,24 @@ def test_load_audio_errors(tmp_path):
     sf.write(nan, np.full(100, np.nan, "float32"), 8000, subtype="FLOAT")
     with pytest.raises(ValueError, match="nan.wav' holds non-finite"):
         load_audio(nan)
+    inf = tmp_path / "inf.wav"
+    samples = np.zeros((8000, 2), "float32")
+    samples[4000, 1] = -np.inf
+    sf.write(inf, samples, 8000, subtype="FLOAT")
+    with pytest.raises(ValueError, match=r"inf.wav' .* at frame 4000 \(0.500 s\)"):
+        load_audio(inf, mono=False)
     with pytest.raises(ValueError, match="`sample_rate` must be None or a positive"):
         load_audio(corrupt, sample_rate=0)
+
+
+@pytest.mark.parametrize("value", ["no", 0, None])
+def test_load_audio_mono_must_be_a_bool(tmp_path, value):
+    path = tmp_path / "a.wav"
+    sf.write(path, np.zeros(100, "float32"), 8000)
+    with pytest.raises(
+        TypeError, match=f"`mono` must be a bool. Received: mono={value!r}"
+    ):
+        load_audio(path, mono=value)
 
 
 def test_missing_backend_gives_install_hint(tmp_path, monkeypatch):
