@@ -171,7 +171,7 @@ def test_export_int8_with_representative_data(files, tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert out.stat().st_size > 0
-    assert "tflite (int8)" in result.stdout and "ok" in result.stdout
+    assert "TFLite (int8)" in result.stdout and "passed" in result.stdout
 
 
 @pytest.mark.slow
@@ -397,7 +397,7 @@ def test_export_from_a_directory_of_images(files, tmp_path, capsys):
     argv += ["--quantize", "int8", "--representative", str(images), "--benchmark"]
     assert cli.main(argv) == 0, capsys.readouterr().err
     text = capsys.readouterr().out
-    assert "tflite (int8)" in text and "median" in text
+    assert "TFLite (int8)" in text and "passed" in text and "median" in text
     empty = tmp_path / "empty"
     empty.mkdir()
     argv[-2] = str(empty)
