@@ -167,6 +167,9 @@ def recalibrate_batchnorm(
         if isinstance(getattr(layer, name, None), (int, float))
     ]
     momenta = [layer.momentum for layer in norms]
+    # Every variable of the BatchNorm layers, restored on any failure, so that a
+    # batch of NaN or a generator that breaks halfway leaves the model as it was.
+    saved = [(v, keras.ops.convert_to_numpy(v)) for n in norms for v in n.variables]
     used = 0
     progbar = None
     if verbose:
@@ -177,6 +180,7 @@ def recalibrate_batchnorm(
             setattr(layer, name, 0.0)
         batches = _batches(data, batch_size)
         for k, x in enumerate(itertools.islice(batches, steps)):
+            _check_finite_batch(x, k)
             for layer in norms:
                 layer.momentum = k / (k + 1)
             model(x, training=True)
@@ -186,6 +190,11 @@ def recalibrate_batchnorm(
         if progbar is not None and used:
             progbar.target = progbar.target or used  # as Keras' ProgbarLogger
             progbar.update(used, finalize=True)
+        _check_finite_statistics(norms)
+    except BaseException:
+        for variable, value in saved:
+            variable.assign(value)
+        raise
     finally:
         for layer, momentum in zip(norms, momenta):
             layer.momentum = momentum
@@ -194,6 +203,34 @@ def recalibrate_batchnorm(
     if not used:
         raise ValueError("`data` yielded no batch: pass at least one example.")
     return used
+
+
+def _check_finite_batch(x: Any, k: int) -> None:
+    """Raises a ValueError naming batch `k` when it holds NaN or Inf."""
+    for array in keras.tree.flatten(x):
+        try:
+            value = keras.ops.convert_to_numpy(array)
+        except Exception:  # noqa: BLE001 - strings etc.: the model will say
+            continue
+        if value.dtype.kind in "fc" and not np.all(np.isfinite(value)):
+            raise ValueError(
+                f"`data` batch {k} (0-based) holds NaN or Inf values: BatchNorm "
+                "statistics estimated from it would be NaN and every output with "
+                "them. Clean the data (e.g. `np.nan_to_num`) or leave those "
+                "examples out. The model was left as it was."
+            )
+
+
+def _check_finite_statistics(norms) -> None:
+    for layer in norms:
+        for variable in layer.non_trainable_variables:
+            if not np.all(np.isfinite(keras.ops.convert_to_numpy(variable))):
+                raise ValueError(
+                    f"Recalibration gave non-finite statistics in layer "
+                    f"'{layer.name}' (`{variable.name}`): the data overflow the "
+                    "model (check its scale, e.g. images in [0, 1] as in "
+                    "training). The model was left as it was."
+                )
 
 
 _SOFTMAX, _SIGMOID = "softmax", "sigmoid"

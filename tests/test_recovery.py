@@ -430,3 +430,43 @@ def test_recalibrate_batchnorm_progress_bar(capsys):
     for verbose, error in [(3, ValueError), ("yes", TypeError), (True, TypeError)]:
         with pytest.raises(error, match="`verbose` must be"):
             recalibrate_batchnorm(model, x, verbose=verbose)
+
+
+def _bn_model():
+    return keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(3), keras.layers.BatchNormalization()]
+    )
+
+
+def _values(model):
+    return [keras.ops.convert_to_numpy(v).copy() for v in model.variables]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_recalibration_refuses_non_finite_batches_and_leaves_the_model(bad):
+    model = _bn_model()
+    x = np.random.default_rng(0).random((64, 4)).astype("float32")
+    x[40, 1] = bad
+    before = _values(model)
+    with pytest.raises(ValueError, match=r"batch 2 \(0-based\) holds NaN or Inf"):
+        recalibrate_batchnorm(model, x, batch_size=16)
+    for a, b in zip(before, _values(model)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_recalibration_failing_halfway_leaves_the_model_as_it_was():
+    model = _bn_model()
+    before = _values(model)
+
+    def batches():
+        yield np.ones((4, 4), "float32") * 3.0  # would change the statistics
+        raise OSError("the disk went away")
+
+    with pytest.raises(OSError, match="disk went away"):
+        recalibrate_batchnorm(model, batches())
+    for a, b in zip(before, _values(model)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="non-finite statistics"):
+        recalibrate_batchnorm(model, np.full((8, 4), 1e38, "float32"))
+    for a, b in zip(before, _values(model)):
+        np.testing.assert_array_equal(a, b)
