@@ -1,8 +1,9 @@
-# Two commands: `make demo` and `make test`. Both create .venv on a fresh machine.
+# Two commands: `make demo` and `make test` (which builds the docs: `make docs`).
+# Each creates .venv on a fresh machine.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= audio,litert,tfmot,plot,hub,jax,dev
+EXTRAS ?= audio,litert,tfmot,plot,hub,jax,dev,docs
 STAMP := $(VENV)/.installed-$(shell echo "$(EXTRAS)" | tr ',' '-')
 PYTEST_ARGS ?=
 # The core suite again on the JAX and PyTorch backends: tracing, surgery oracle,
@@ -18,7 +19,7 @@ BACKEND_TESTS := tests/test_walk.py tests/test_graph.py tests/test_handlers.py t
 TORCH ?= torch==2.13.0
 TORCH_STAMP := $(VENV)/.installed-torch
 
-.PHONY: demo test lint sysdeps venv torch clean bench
+.PHONY: demo test lint docs sysdeps venv torch clean bench
 
 venv: $(STAMP)
 
@@ -43,10 +44,14 @@ demo: venv sysdeps
 	$(PY) -m keras_filterprune demo
 
 lint: venv
-	$(VENV)/bin/ruff check keras_filterprune tests benchmarks
-	$(VENV)/bin/ruff format --check keras_filterprune tests benchmarks
+	$(VENV)/bin/ruff check keras_filterprune tests benchmarks docs/hooks.py docs/griffe_doctest.py
+	$(VENV)/bin/ruff format --check keras_filterprune tests benchmarks docs/hooks.py docs/griffe_doctest.py
 
-test: venv sysdeps lint torch
+# The documentation site, into site/: every warning fails the build (mkdocs.yml).
+docs: venv
+	NO_MKDOCS_2_WARNING=1 TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/mkdocs build --strict --clean
+
+test: venv sysdeps lint torch docs
 	$(PY) -m pytest -n auto --durations=15 $(PYTEST_ARGS)
 	$(PY) -m pytest -n auto --nbmake --nbmake-timeout=300 notebooks
 	KERAS_BACKEND=jax $(PY) -m pytest -n auto $(BACKEND_TESTS)
@@ -59,4 +64,4 @@ bench: venv sysdeps
 	$(PY) benchmarks/bench_criteria.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info demo_output
+	rm -rf $(VENV) build dist *.egg-info demo_output site

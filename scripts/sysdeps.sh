@@ -3,7 +3,8 @@
 # Never fails the build: whatever cannot be installed is reported, and the code that
 # needs it skips with a clear message.
 set -u
-pkgs=(dataset-fashion-mnist espeak-ng libsndfile1)
+# chromium and chromium-driver: the documentation site's browser test (tests/test_docs.py).
+pkgs=(dataset-fashion-mnist espeak-ng libsndfile1 chromium chromium-driver)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
