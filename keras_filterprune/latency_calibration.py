@@ -83,7 +83,8 @@ def calibrate_latency_plan(
         when the plan repeated an earlier one, whose measurement is reused).
 
     Raises:
-        ValueError: bad arguments, or any error of `plan_pruning`.
+        ValueError: bad arguments, a corrupt `latency_table` ("Corrupt latency
+            table: <field>: <problem>"), or any error of `plan_pruning`.
         TypeError: `latency_table` is neither a `LatencyTable` nor a path.
         RuntimeError: a backend other than TensorFlow.
         ImportError: LiteRT is not installed.
@@ -121,6 +122,7 @@ def calibrate_latency_plan(
             "(see `measure_latency_table`). Received: "
             f"latency_table={type(latency_table).__name__}"
         )
+    latency_table.check()  # its attributes may have changed since it was made
     requested = parse_latency_target(target_latency, latency_table) / (
         latency_table.model_ms
     )

@@ -657,6 +657,18 @@ def test_calibrate_rejects_bad_arguments(kwargs, match):
         kfp.calibrate_latency_plan(model, "60%", synthetic_table(model), rounds="3")
 
 
+def test_calibrate_checks_a_table_changed_after_it_was_made():
+    model = small_model()
+    table = synthetic_table(model)
+    table.settings["num_threads"] = "four"  # not "invalid literal for int()"
+    with pytest.raises(ValueError, match=r"^Corrupt latency table: settings\.num_"):
+        kfp.calibrate_latency_plan(model, "60%", table, verbose=0)
+    table = synthetic_table(model)
+    table.model_ms = math.nan
+    with pytest.raises(ValueError, match=r"^Corrupt latency table: model_ms"):
+        kfp.calibrate_latency_plan(model, "60%", table, verbose=0)
+
+
 @pytest.mark.skipif(keras.backend.backend() == "tensorflow", reason="JAX/PyTorch")
 def test_calibrate_needs_tensorflow():
     model = small_model()
