@@ -36,7 +36,7 @@ AUDIO_EXTENSIONS = (
 _INSTALL_HINT = "Install the audio extra: `pip install keras-filterprune[audio]`."
 
 
-def _import_soundfile():
+def import_soundfile():
     try:
         import soundfile
     except ImportError as e:  # pragma: no cover - exercised by monkeypatching
@@ -46,7 +46,7 @@ def _import_soundfile():
     return soundfile
 
 
-def _import_soxr():
+def import_soxr():
     try:
         import soxr
     except ImportError as e:  # pragma: no cover - exercised by monkeypatching
@@ -56,7 +56,7 @@ def _import_soxr():
     return soxr
 
 
-def _is_positive_int(value):
+def is_positive_int(value):
     return (
         isinstance(value, (int, np.integer))
         and not isinstance(value, bool)
@@ -93,7 +93,7 @@ def resample(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
     audio = np.asarray(audio, dtype=np.float32)
     if orig_rate == target_rate:
         return audio
-    soxr = _import_soxr()
+    soxr = import_soxr()
     return np.asarray(soxr.resample(audio, orig_rate, target_rate), dtype=np.float32)
 
 
@@ -135,13 +135,13 @@ def load_audio(
     >>> audio.shape, audio.dtype, rate
     ((16000,), dtype('float32'), 16000)
     """
-    if sample_rate is not None and not _is_positive_int(sample_rate):
+    if sample_rate is not None and not is_positive_int(sample_rate):
         raise ValueError(
             "`sample_rate` must be None or a positive int. "
             f"Received: sample_rate={sample_rate!r}"
         )
     mono = check_bool(mono, "mono")
-    sf = _import_soundfile()
+    sf = import_soundfile()
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Audio file '{path}' does not exist.")

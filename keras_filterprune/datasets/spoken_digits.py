@@ -197,7 +197,7 @@ def spoken_digits(
         train = audio_dataset(paths["train"], sample_rate=16000,
                               clip_seconds=1.0)
     """
-    from keras_filterprune.audio.io import _import_soundfile, _import_soxr
+    from keras_filterprune.audio.io import import_soundfile, import_soxr
 
     voices = (
         [f"{a}+{v}" for a in _DEFAULT_ACCENTS for v in _DEFAULT_VARIANTS]
@@ -254,8 +254,8 @@ def spoken_digits(
         raise ValueError("\n".join(errors))
 
     espeak = _espeak_path()
-    _import_soundfile()
-    _import_soxr()
+    import_soundfile()
+    import_soxr()
     bases, variants = _known_voices(espeak)
     unknown = []
     for voice in voices:

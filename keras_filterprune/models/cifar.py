@@ -5,34 +5,13 @@ import numpy as np
 from keras import layers, ops
 
 from keras_filterprune.handlers import LayerHandler, register_handler
+from keras_filterprune.models._checks import check_model_args
 
 _RESNET_DEPTHS = "6n + 2 with n >= 1 (8, 14, 20, 32, 44, 56, 110, ...)"
 
 
 def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def check_model_args(*, num_classes, input_shape, rank, extra_errors=()):
-    """Validates the arguments every model builder shares; raises ValueError."""
-    errors = [e for e in extra_errors if e]
-    if not _is_int(num_classes) or num_classes < 1:
-        errors.append(
-            "`num_classes` must be a positive int. "
-            f"Received: num_classes={num_classes!r}"
-        )
-    shape_ok = (
-        isinstance(input_shape, (tuple, list))
-        and len(input_shape) == rank
-        and all(d is None or (_is_int(d) and d > 0) for d in input_shape)
-    )
-    if not shape_ok:
-        errors.append(
-            f"`input_shape` must be a tuple of {rank} positive ints (or None). "
-            f"Received: input_shape={input_shape!r}"
-        )
-    if errors:
-        raise ValueError("\n".join(errors))
 
 
 @keras.saving.register_keras_serializable(package="keras_filterprune")

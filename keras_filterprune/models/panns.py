@@ -9,8 +9,7 @@ import numpy as np  # noqa: F401 - used by the docstring example
 from keras import layers
 
 from keras_filterprune._validation import check_bool
-from keras_filterprune.models.cifar import check_model_args
-from keras_filterprune.models.vggish import check_weights_file
+from keras_filterprune.models._checks import check_model_args, check_weights_file
 
 __all__ = ["cnn14"]
 

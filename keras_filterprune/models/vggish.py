@@ -1,15 +1,17 @@
 """VGGish (Hershey et al. 2017) in Keras 3, its TF1 checkpoint loader and PCA."""
 
-import json
 import os
-import zipfile
 
 import keras
 import numpy as np
 from keras import layers, ops
 
 from keras_filterprune._validation import check_bool
-from keras_filterprune.models.cifar import check_model_args
+from keras_filterprune.models._checks import (
+    KERAS_WEIGHTS_SUFFIXES,
+    check_model_args,
+    check_weights_file,
+)
 
 #: Keras layer name → variable scope of the official TF-Slim checkpoint
 #: (`vggish_model.ckpt`). Each scope holds `weights` and `biases`. Keras 3 forbids
@@ -28,126 +30,6 @@ VGGISH_NAME_MAP = {
 
 _EMBEDDING_SIZE = 128
 _QUANTIZE_MIN, _QUANTIZE_MAX = -2.0, 2.0
-
-
-_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-
-#: The files `keras.Model.load_weights` reads, by the end of their name.
-KERAS_WEIGHTS_SUFFIXES = (".weights.h5", ".weights.json", ".keras", ".h5", ".hdf5")
-
-
-def _is_hdf5(path):
-    """Whether the HDF5 signature starts the file or a user block (512·2ⁿ)."""
-    with open(path, "rb") as f:
-        for offset in (0, 512, 1024, 2048, 4096, 8192):
-            f.seek(offset)
-            if f.read(8) == _HDF5_SIGNATURE:
-                return True
-    return False
-
-
-def _keras_weights_problem(path):
-    """What keeps `load_weights` from reading `path`, or `None`."""
-    if path.endswith(".keras"):
-        if not zipfile.is_zipfile(path):
-            return "is not a zip archive, as a '.keras' file is"
-        with zipfile.ZipFile(path) as archive:
-            if "model.weights.h5" not in archive.namelist():
-                return "is a zip archive without 'model.weights.h5'"
-        return None
-    if path.endswith(".weights.json"):
-        try:
-            with open(path, encoding="utf-8") as f:
-                json.load(f)
-        except (ValueError, UnicodeDecodeError) as e:
-            return f"is not the JSON index of sharded weights ({e})"
-        return None
-    if not _is_hdf5(path):
-        return "is not an HDF5 file (it lacks the HDF5 signature)"
-    import h5py
-
-    try:
-        h5py.File(path, "r").close()
-    except OSError as e:
-        return f"is a damaged or truncated HDF5 file ({e})"
-    return None
-
-
-def _checkpoint_problem(path):
-    """What keeps `load_vggish_checkpoint` from reading `path`, or `None`."""
-    import tensorflow as tf
-
-    try:
-        tf.train.load_checkpoint(path)
-    except (tf.errors.OpError, ValueError) as e:
-        hint = ""
-        if os.path.isfile(path) and _is_hdf5(path):
-            hint = "; it is an HDF5 file: name it '.weights.h5' if Keras saved it"
-        return f"is not a readable TF checkpoint ({e}){hint}"
-    return None
-
-
-def check_weights_file(weights, errors, *, checkpoint=False):
-    """Checks `weights=` before a model is built, so that a wrong file fails
-    in seconds, naming itself, instead of after building tens of millions of
-    parameters. Appends what is wrong to `errors` (raised as one `ValueError`
-    with the other arguments'); `None` is fine.
-
-    Args:
-        weights: The `weights=` argument: `None` or a local path.
-        errors: The list of error messages of the constructor.
-        checkpoint: Bool. Whether a path that is not a Keras weights file is
-            read as a TF checkpoint (VGGish) instead of refused.
-
-    Raises:
-        TypeError: `weights` is neither `None` nor a path.
-        PermissionError: the file cannot be read.
-    """
-    if weights is None:
-        return
-    if not isinstance(weights, (str, os.PathLike)):
-        raise TypeError(
-            "`weights` must be None or the local path of a weights file (str or "
-            f"os.PathLike). Received: weights={weights!r}"
-        )
-    path = os.fspath(weights)
-    keras_file = path.endswith(KERAS_WEIGHTS_SUFFIXES)
-    expected = "a Keras weights file (" + ", ".join(KERAS_WEIGHTS_SUFFIXES) + ")"
-    if checkpoint:
-        expected = f"a VGGish TF checkpoint (e.g. 'vggish_model.ckpt') or {expected}"
-    exists = os.path.isfile(path) or (
-        checkpoint and not keras_file and os.path.isfile(path + ".index")
-    )
-    if not exists:
-        reason = "a directory" if os.path.isdir(path) else "no such file"
-        errors.append(
-            f"`weights` must be None or the local path of {expected}; weights are "
-            f"never downloaded. Received: weights={path!r} ({reason})"
-        )
-        return
-    if not checkpoint and not keras_file:
-        errors.append(
-            f"`weights` must be {expected}; `load_weights` reads no other. "
-            f"Received: weights={path!r}. A PyTorch checkpoint (.pth) must be "
-            "converted to a Keras model first and saved with `save_weights`."
-        )
-        return
-    readable = path if os.path.isfile(path) else path + ".index"
-    try:
-        with open(readable, "rb") as f:
-            f.read(1)
-    except PermissionError as e:
-        raise PermissionError(
-            f"`weights`: cannot read '{readable}' ({e.strerror}). Make it readable "
-            "(e.g. `chmod u+r`) or pass another file."
-        ) from e
-    problem = _keras_weights_problem(path) if keras_file else _checkpoint_problem(path)
-    if problem is not None:
-        errors.append(
-            f"`weights`: '{path}' {problem}. Pass {expected} saved from this "
-            "architecture (e.g. with `model.save_weights('x.weights.h5')`), and "
-            "check that the copy is complete."
-        )
 
 
 def vggish(

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import pytest
 
+import keras_filterprune.audio._cache as cache_module
 import keras_filterprune.audio.dataset as dataset_module
 from keras_filterprune import FilterPruneWarning
 from keras_filterprune.audio import PANNsLogMel, audio_dataset
@@ -243,7 +244,7 @@ def _set_mtime(path, ns):
 @pytest.fixture
 def stat_only(monkeypatch):
     """Keys from size and modification time alone (no racy-file hashing)."""
-    monkeypatch.setattr(dataset_module, "_RACY_SECONDS", -1e9)
+    monkeypatch.setattr(cache_module, "_RACY_SECONDS", -1e9)
 
 
 def test_disk_cache_is_reused_until_a_file_or_setting_changes(
@@ -285,7 +286,7 @@ def test_disk_cache_is_reused_until_a_file_or_setting_changes(
 def test_a_rewrite_keeping_size_and_time_is_seen(tmp_path, monkeypatch):
     """A file rewritten within one tick of a coarse file-system clock keeps its
     size and modification time: recently modified files are hashed."""
-    monkeypatch.setattr(dataset_module, "_RACY_SECONDS", 1e12)
+    monkeypatch.setattr(cache_module, "_RACY_SECONDS", 1e12)
     _write(tmp_path / "data", {"a/x.wav": (0.1, 8000, 0.2)})
     path = tmp_path / "data" / "a" / "x.wav"
     stamp = path.stat().st_mtime_ns
