@@ -14,8 +14,8 @@ import keras
 import numpy as np
 
 from keras_filterprune._feeds import _samples
+from keras_filterprune._tflite_convert import convert_tflite
 from keras_filterprune.benchmark import _time_calls
-from keras_filterprune.export import _convert_tflite
 from keras_filterprune.handlers import get_handler
 from keras_filterprune.handlers.base import channels_last
 from keras_filterprune.handlers.conv import DepthwiseHandler
@@ -148,7 +148,7 @@ def convert(model, quantization: str | None) -> bytes:
             for i in model.inputs
         ]
         samples = _samples(batch if len(batch) > 1 else batch[0], model)
-    return _convert_tflite(model, quantization, samples, int8_io=False)
+    return convert_tflite(model, quantization, samples, int8_io=False)
 
 
 def time_contents(

@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from keras_filterprune import FilterPruneWarning, cli, export
+from keras_filterprune._export_checks import CheckFailed, judge
 from keras_filterprune._files import NATIVE_LOGS_ENV, native_output_captured
 from keras_filterprune.export import (
     TOLERANCES,
@@ -313,12 +314,10 @@ def test_representative_data_forms():
 
 def test_nan_or_shape_mismatch_fails_the_check():
     ref = [np.array([[1.0, 2.0]])]
-    assert (
-        export._judge(None, ref, [np.array([[1.0, np.nan]])], None)["passed"] is False
-    )
-    assert export._judge(None, ref, [np.array([[1.0, 2.00001]])], None)["passed"]
-    with pytest.raises(export._CheckFailed, match="shape"):
-        export._judge(None, ref, [np.array([1.0, 2.0])], None)
+    assert judge(None, ref, [np.array([[1.0, np.nan]])], None)["passed"] is False
+    assert judge(None, ref, [np.array([[1.0, 2.00001]])], None)["passed"]
+    with pytest.raises(CheckFailed, match="shape"):
+        judge(None, ref, [np.array([1.0, 2.0])], None)
 
 
 @tensorflow_backend
@@ -438,27 +437,27 @@ def test_quantized_outputs_are_judged_on_their_scale():
     # a bound on their peak-to-peak range (0.002) would reject it.
     probs = 0.1 + rng.uniform(-1e-3, 1e-3, (8, 10))
     noisy = probs + rng.choice([-1.74e-3, 1.74e-3], probs.shape)
-    verdict = export._judge("int8", [probs], [noisy], None)
+    verdict = judge("int8", [probs], [noisy], None)
     assert verdict["passed"] and verdict["criterion"] == "relative"
     assert verdict["output_scale"] == 1.0
     assert verdict["max_abs_diff"] == pytest.approx(1.74e-3)
     assert verdict["top1_agreement"] == 1.0 and verdict["top1_near_ties"] > 0
     # The same error fails float32's tight check.
-    assert not export._judge(None, [probs], [noisy], None)["passed"]
+    assert not judge(None, [probs], [noisy], None)["passed"]
     # Logits: the scale is their span with zero included.
     logits = np.array([[1.0, 0.8, -1.0], [2.0, -1.0, 0.0]])
-    assert export._judge("int8", [logits], [logits], None)["output_scale"] == 3.0
+    assert judge("int8", [logits], [logits], None)["output_scale"] == 3.0
     # Within 5 % of the scale everywhere, but the first input's top class
     # changes by more than a near tie: the top-1 criterion fails it.
     flipped = logits + np.array([[-0.11, 0.11, 0.0], [0.0, 0.0, 0.0]])
-    verdict = export._judge("int8", [logits], [flipped], None)
+    verdict = judge("int8", [logits], [flipped], None)
     assert verdict["max_abs_diff"] <= verdict["tolerance"]
     assert verdict["top1_agreement"] == 0.5 and not verdict["passed"]
     # An error beyond 5 % of the scale fails whatever the top-1 agreement.
-    assert not export._judge("int8", [logits], [logits + 0.2], None)["passed"]
+    assert not judge("int8", [logits], [logits + 0.2], None)["passed"]
     # Feature maps are not classifier-like: no top-1 agreement.
     maps = rng.normal(size=(2, 4, 4, 3))
-    assert export._judge("float16", [maps], [maps], None)["top1_agreement"] is None
+    assert judge("float16", [maps], [maps], None)["top1_agreement"] is None
 
 
 @tensorflow_backend
