@@ -91,6 +91,15 @@ def test_bench_recovery_quick(tmp_path):
     assert "| MACs ≤ 0.5 |" in text
 
 
+@pytest.mark.slow
+@needs_fashion_mnist
+def test_bench_distill_quick(tmp_path):
+    text = _run("bench_distill.py", tmp_path)
+    assert "| **fine-tune (alpha = 0)** |" in text
+    assert "| T = 2, alpha = 0.3 |" in text and "worst-net Δ (pt)" in text
+    assert "`vgg` T = 2, alpha = 0.3" in text  # the paired differences
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -234,6 +234,14 @@ def test_distiller_bad_arguments(kwargs, error, match):
         Distiller(_net(4), "teacher")
 
 
+def test_distiller_defaults_are_the_benchmarked_ones():
+    # benchmarks/results/bench_distill.md: best mean over three pruned nets, never
+    # below plain fine-tuning; the docstring cites it.
+    distiller = Distiller(_net(4), _net(8))
+    assert (distiller.temperature, distiller.alpha) == (2.0, 0.1)
+    assert "bench_distill.md" in Distiller.__doc__
+
+
 def _head_net(units, activation=None, width=8, name=None, seed=0):
     """Dense → Dense(units) logits → an `Activation` head (when given), and a
     second model on the same layers that returns the logits (the reference)."""
