@@ -578,8 +578,10 @@ keys and shapes after the batch axis) to be distilled. Received: student outputs
             soft = soft + _soft_kl(
                 _as_logits(s, s_probs, kind), _as_logits(z, t_probs, kind), kind, t
             )
-        hard = keras.ops.cast(hard, "float32")
-        return (1.0 - self.alpha) * hard + self.alpha * (t * t) * soft
+        total = self.alpha * (t * t) * soft
+        if self.alpha < 1.0:  # alpha = 1: the labels' loss is left out (not 0 × it)
+            total = total + (1.0 - self.alpha) * keras.ops.cast(hard, "float32")
+        return total
 
     def get_config(self) -> dict:
         return {
