@@ -9,6 +9,7 @@ callback only schedules.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 
 import keras
@@ -18,6 +19,7 @@ from keras_filterprune._cost import cost_model, pruned_macs
 from keras_filterprune._latency_plan import latency_counts
 from keras_filterprune._options import PlanOptions, document_options
 from keras_filterprune._validation import check_scores
+from keras_filterprune.exceptions import FilterPruneWarning
 from keras_filterprune.graph import ChannelGraph, graph_of
 from keras_filterprune.latency import LatencyTable
 from keras_filterprune.masking import graph_masks
@@ -351,8 +353,8 @@ class _Planner:
         return plan.with_graph(self.graph)
 
     def _check_removable(self) -> None:
-        """A positive ratio that `round_to`/`min_filters` make a no-op is an
-        error, not a plan that silently removes nothing."""
+        """A positive ratio that `round_to`/`min_filters` make a no-op is said
+        (a warning), not a plan that silently removes nothing."""
         o = self.options
         prunable = [g for g in self.graph.groups if g.id not in self.frozen]
         if not prunable or any(
@@ -360,29 +362,37 @@ class _Planner:
             for g in prunable
         ):
             return
+        if all(_n_keep(g.width, 0.999, 1, 1) == g.width for g in prunable):
+            return  # single-channel groups: nothing to remove whatever the options
         widest = max(g.width for g in prunable)
-        raise ValueError(
-            f"Nothing can be removed: every prunable group has at most {widest} "
+        warnings.warn(
+            f"Nothing is removed: every prunable group has at most {widest} "
             f"channels, and `round_to={o.round_to!r}` / `min_filters="
             f"{o.min_filters}` keep all of them. Use a `round_to` and `min_filters` "
-            f"below {widest}."
+            f"below {widest}.",
+            FilterPruneWarning,
+            stacklevel=4,
         )
 
     def _predicted(self, keep) -> dict[str, list[int]]:
-        """`{"macs": [before, after], "params": [before, after]}` of the plan
-        (MACs left out when the model's input size is not fixed)."""
+        """`{"macs": [before, after], "params": [before, after]}` of the plan,
+        for its summary. Informational: what cannot be counted (an input size
+        that is not fixed, a layer whose config cannot be written) is left out
+        instead of failing the plan."""
         graph = self.graph
         masks = {g.id: keep_mask(g.width, keep[g.id]) for g in graph.groups}
-        flags = graph.element_keep(masks)
-        params = cost_model(graph, "params")
-        result = {
-            "params": [round(params(graph.element_keep({}))), round(params(flags))]
-        }
+        flags, full = graph.element_keep(masks), graph.element_keep({})
+        result = {}
         try:
-            macs = [graph.profile.total_macs, pruned_macs(graph, flags)]
-        except ValueError:  # unknown input size
-            return result
-        return {"macs": [int(m) for m in macs], **result}
+            params = cost_model(graph, "params")
+            result["params"] = [round(params(full)), round(params(flags))]
+            result["macs"] = [
+                int(graph.profile.total_macs),
+                int(pruned_macs(graph, flags)),
+            ]
+        except (ValueError, NotImplementedError, TypeError):
+            pass
+        return result
 
     def _latency_keep(self, target_ms: float, scores) -> tuple[dict, dict]:
         """Widths from the latency table's greedy descent (see

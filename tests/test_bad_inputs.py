@@ -1117,19 +1117,6 @@ API = [
         FileNotFoundError,
         "none",
     ),
-    # Options that would make a plan remove nothing, silently.
-    (
-        "round_to_above_every_group",
-        lambda m, p, t: kfp.plan_pruning(m, 0.5, round_to=64),
-        ValueError,
-        "round_to=64",
-    ),
-    (
-        "min_filters_above_every_group",
-        lambda m, p, t: kfp.plan_pruning(m, 0.5, min_filters=64),
-        ValueError,
-        "min_filters=64",
-    ),
     (
         "callback_round_to_above_every_group",
         lambda m, p, t: kfp.PruningCallback(round_to=0),
@@ -1644,3 +1631,12 @@ def test_random_latency_tables_are_valid_or_a_value_error(data, value, delete):
         assert math.isfinite(predicted) and predicted >= lowest * (1 - 1e-9)
     again = kfp.LatencyTable.from_json(table.to_json())
     assert again.to_dict() == table.to_dict()
+
+
+@pytest.mark.parametrize("options", [{"round_to": 64}, {"min_filters": 64}])
+def test_options_that_keep_every_channel_are_said(model, options):
+    """`round_to`/`min_filters` above every group would silently remove nothing."""
+    ((name, value),) = options.items()
+    with pytest.warns(kfp.FilterPruneWarning, match=f"`{name}={value}`"):
+        plan = kfp.plan_pruning(model, 0.5, **options)
+    assert plan.num_removed == 0

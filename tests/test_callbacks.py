@@ -15,7 +15,6 @@ import pytest
 from keras_filterprune import FilterPruneWarning, weight_masks
 from keras_filterprune.callbacks import PruningCallback
 from keras_filterprune.schedules import ConstantRatio, PolynomialRatio
-from tests._timeouts import HANG_GUARD_S
 
 N, SIZE, CLASSES = 128, 10, 3
 
@@ -534,6 +533,8 @@ _MIRRORED = textwrap.dedent(
     keras.backend.backend() != "tensorflow", reason="tf.distribute is TensorFlow's"
 )
 def test_mirrored_strategy_and_backup_and_restore():
+    from tests._timeouts import HANG_GUARD_S  # (the workers import this file)
+
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
     result = subprocess.run(
         [sys.executable, "-c", _MIRRORED, os.path.dirname(__file__)],
