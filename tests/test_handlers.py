@@ -147,6 +147,48 @@ def test_kernel_layouts_for_criteria():
         get_handler(L.ReLU()).kernel(L.ReLU())
 
 
+def test_kernel_input_keep_repeats_and_takes_grouped_slots():
+    keep = np.array([True, False, True, True])
+    conv = _built(L.Conv2D(6, 3), (None, 8, 8, 4))
+    np.testing.assert_array_equal(get_handler(conv).kernel_input_keep(conv, keep), keep)
+    sep = _built(L.SeparableConv2D(6, 3, depth_multiplier=2), (None, 8, 8, 4))
+    rows = get_handler(sep).kernel_input_keep(sep, keep)
+    np.testing.assert_array_equal(rows, np.repeat(keep, 2))
+    assert len(rows) == get_handler(sep).kernel(sep).shape[-2]
+    grouped = _built(L.Conv2D(6, 3, groups=2), (None, 8, 8, 4))  # 2 slots per group
+    slots = np.array([True, False, True, False])  # slot j alike in every group
+    rows = get_handler(grouped).kernel_input_keep(grouped, slots)
+    np.testing.assert_array_equal(rows, [True, False])
+    assert len(rows) == get_handler(grouped).kernel(grouped).shape[-2]
+
+
+def test_latency_kind_of_each_kernel():
+    def kind(layer, shape):
+        return get_handler(layer).latency_kind(_built(layer, shape))
+
+    assert kind(L.Conv2D(6, 3), (None, 8, 8, 4)) == "conv"
+    assert kind(L.Dense(6), (None, 4)) == "conv"
+    assert kind(L.SeparableConv2D(6, 3), (None, 8, 8, 4)) == "conv"
+    assert kind(L.DepthwiseConv2D(3), (None, 8, 8, 4)) == "depthwise"
+    assert kind(L.Conv2D(6, 3, groups=2), (None, 8, 8, 4)) is None  # grouped
+    assert kind(L.Conv2D(8, 3, groups=4), (None, 8, 8, 4)) is None  # as depthwise
+    assert kind(L.BatchNormalization(), (None, 8, 8, 4)) is None
+    assert LayerHandler().latency_kind(L.ReLU()) is None
+
+
+def test_statistics_weights_are_declared_by_the_handler():
+    bn = _built(L.BatchNormalization(), (None, 4, 4, 5))
+    names = [
+        bn.weights[i].path.split("/")[-1]
+        for i in get_handler(bn).statistics_weights(bn)
+    ]
+    assert names == ["moving_mean", "moving_variance"]
+    for layer in (L.Conv2D(4, 3), L.LayerNormalization(), L.PReLU()):
+        assert (
+            get_handler(layer).statistics_weights(_built(layer, (None, 4, 4, 5))) == []
+        )
+
+
 def test_layer_scale_handler_by_name():
     """ConvNeXt's LayerScale is not a public class: its handler is found by name."""
 

@@ -3,8 +3,10 @@
 A handler owns every fact keras-filterprune needs about one layer class: how its
 channels flow (`propagate`), which weight axes follow them (`weight_axes`, and from
 them `map_weights`, used by surgery and masking alike), its config at a new width
-(`prune_config`), its kernel for the criteria (`kernel`, `kernel_input_repeat`),
-its MACs (`macs`) and whether it can be rebuilt from its config (`rebuild_error`).
+(`prune_config`), its kernel for the criteria (`kernel`, `kernel_input_repeat`,
+`kernel_input_keep`), its MACs (`macs`), the kind of kernel latency tables measure
+(`latency_kind`), which weights are running statistics (`statistics_weights`) and
+whether it can be rebuilt from its config (`rebuild_error`).
 """
 
 from __future__ import annotations
@@ -67,6 +69,19 @@ class LayerHandler:
 
     Subclass it to teach keras-filterprune a custom layer, then call
     `register_handler(MyLayer, MyHandler())`. Handlers are stateless.
+
+    A handler is the one owner of every per-layer fact; the rest of the library
+    asks it and never tests layer classes itself:
+
+    - channel flow: `produces`, `elementwise`, `propagate`;
+    - weight layout: `weight_axes` (and `map_weights`, used by surgery and masks),
+      `statistics_weights` (running statistics, which masks leave alone and
+      `recalibrate_batchnorm` re-estimates);
+    - config: `prune_config`, `rebuild_error`;
+    - criteria: `kernel`, `kernel_input_repeat`, `kernel_input_keep` (which
+      kernel rows kept input channels keep, e.g. a grouped conv's slots);
+    - cost: `macs`, and `latency_kind` (the kernel kind that
+      `measure_latency_table` measures for the layer).
     """
 
     #: Whether the layer creates new, prunable output channels (a "producer").
@@ -107,6 +122,51 @@ class LayerHandler:
         """Producers: how many kernel input rows each input channel feeds (the
         depth multiplier of a separable conv; 1 otherwise)."""
         return 1
+
+    def kernel_input_keep(self, layer, in_keep: np.ndarray) -> np.ndarray:
+        """Producers: the rows of `kernel(layer)`'s input axis that kept input
+        channels keep (the kernel a physically pruned layer would have).
+
+        Args:
+            layer: The live layer.
+            in_keep: Boolean array, one flag per channel of the layer's first input.
+
+        Returns:
+            Boolean array, one flag per row of the kernel's input axis (`-2`):
+            each input flag repeated `kernel_input_repeat(layer)` times.
+        """
+        repeat = self.kernel_input_repeat(layer)
+        return np.repeat(np.asarray(in_keep, dtype=bool), repeat)
+
+    def latency_kind(self, layer) -> str | None:
+        """The kind of kernel whose latency `measure_latency_table` measures for
+        the layer as a function of its channels, or `None` (not measured).
+
+        Args:
+            layer: The live layer.
+
+        Returns:
+            `"conv"` for a producer that is not a grouped convolution (its input
+            and output widths are measured), `"depthwise"` for a depthwise
+            convolution (its outputs follow its inputs), `None` otherwise.
+        """
+        if self.produces and getattr(layer, "groups", 1) == 1:
+            return "conv"
+        return None
+
+    def statistics_weights(self, layer) -> list[int]:
+        """Which weights of `layer.weights` are running statistics: estimated from
+        data in training mode (a moving average with the layer's `momentum`), not
+        learned. Masks leave them alone (a channel that regrows keeps them) and
+        `recalibrate_batchnorm` re-estimates them.
+
+        Args:
+            layer: The live layer.
+
+        Returns:
+            Indices into `layer.weights`; `[]` (the default) when there are none.
+        """
+        return []
 
     def macs(self, layer, inputs: Sequence[Shape], outputs: Sequence[Shape]):
         """Multiply-accumulates of one call for one example, or `None` when the

@@ -112,10 +112,18 @@ class ProducerHandler(LayerHandler):
             return int(layer.kernel.shape[-2])
         return None
 
-    def map_weights(self, layer, weights, in_keep, out_keep, op):
+    def kernel_input_keep(self, layer, in_keep):
+        """A grouped conv's kernel has one input row per slot: input channel
+        `g·S + j` feeds slot `j` of group `g`, and slots are kept alike in every
+        group (`propagate` ties them), so the first group's flags are the rows'."""
         slots = self._slots(layer)
-        if slots is not None and in_keep is not None:
-            in_keep = np.asarray(in_keep, dtype=bool)[:slots]  # same in every group
+        if slots is not None:
+            return np.asarray(in_keep, dtype=bool)[:slots]
+        return super().kernel_input_keep(layer, in_keep)
+
+    def map_weights(self, layer, weights, in_keep, out_keep, op):
+        if self._slots(layer) is not None and in_keep is not None:
+            in_keep = self.kernel_input_keep(layer, in_keep)
         return super().map_weights(layer, weights, in_keep, out_keep, op)
 
     def _kernel_rule(self, nd: int) -> list:
@@ -225,6 +233,9 @@ class SeparableConvHandler(ProducerHandler):
 
 class DepthwiseHandler(LayerHandler):
     """Depthwise convolution: channel `c` maps to outputs `c·m … c·m + m − 1`."""
+
+    def latency_kind(self, layer):
+        return "depthwise"
 
     def propagate(self, layer, call, inputs, tracer):
         if not channels_last(layer):

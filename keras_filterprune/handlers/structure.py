@@ -40,7 +40,12 @@ def _is_last_axis(axis, shape) -> bool:
 
 
 class BatchNormHandler(ElementwiseMacsHandler):
-    """BatchNormalization on the channel axis; any other axis freezes."""
+    """BatchNormalization on the channel axis; any other axis freezes. Its moving
+    mean and variance are running statistics (`statistics_weights`)."""
+
+    def statistics_weights(self, layer):
+        running = (layer.moving_mean, layer.moving_variance)
+        return [i for i, w in enumerate(layer.weights) if any(w is r for r in running)]
 
     def propagate(self, layer, call, inputs, tracer):
         axis = layer.axis if isinstance(layer.axis, int) else tuple(layer.axis)
