@@ -19,6 +19,7 @@ import numpy as np
 
 from keras_filterprune._paths import all_layers
 from keras_filterprune._validation import check_int, check_number
+from keras_filterprune.handlers import get_handler
 
 __all__ = ["Distiller", "recalibrate_batchnorm"]
 
@@ -71,6 +72,13 @@ def _num_batches(data: Any, batch_size: int, steps: int | None) -> int | None:
     return total if steps is None else min(total, steps)
 
 
+def has_statistics(layer: Any) -> bool:
+    """Whether the handler of `layer` says it keeps running statistics (the
+    layers `recalibrate_batchnorm` re-estimates)."""
+    handler = get_handler(layer)
+    return handler is not None and bool(handler.statistics_weights(layer))
+
+
 def _check_verbose(verbose: Any) -> int:
     """Keras' `verbose` of `predict`: `"auto"` (= 1), 0, 1 or 2."""
     if verbose == "auto":
@@ -98,10 +106,12 @@ def recalibrate_batchnorm(
 
     The model runs on `data` in training mode with no weight update; the momentum
     of batch `k` (0-based) is set to `k / (k + 1)`, so each moving mean and
-    variance becomes the plain average of the batch statistics. Nested models are
-    included. Dropout and noise layers are silenced meanwhile (their training-mode
-    noise would bias the statistics of the layers after them), and every momentum
-    and rate is restored afterwards, also on failure. No other weight changes.
+    variance becomes the plain average of the batch statistics. The layers are
+    those whose handler declares running statistics
+    (`LayerHandler.statistics_weights`); nested models are included. Dropout and
+    noise layers are silenced meanwhile (their training-mode noise would bias the
+    statistics of the layers after them), and every momentum and rate is restored
+    afterwards, also on failure. No other weight changes.
 
     Args:
         model: A `keras.Model`. Modified in place (its moving statistics only).
@@ -154,15 +164,13 @@ def recalibrate_batchnorm(
     check_int(batch_size, "batch_size", 1)
     verbose = _check_verbose(verbose)
     layers = list(all_layers(model))
-    norms = [
-        layer for layer in layers if isinstance(layer, keras.layers.BatchNormalization)
-    ]
+    norms = [layer for layer in layers if has_statistics(layer)]
     if not norms:
         return 0
     noisy = [
         (layer, name, getattr(layer, name))
         for layer in layers
-        if not isinstance(layer, keras.layers.BatchNormalization)
+        if not has_statistics(layer)
         for name in _NOISE_ATTRIBUTES
         if isinstance(getattr(layer, name, None), (int, float))
     ]

@@ -57,6 +57,24 @@ def test_moving_statistics_become_the_plain_average_of_the_batches():
     assert model.get_layer("drop").rate == 0.5  # silenced meanwhile, restored
 
 
+def test_recalibration_asks_the_handler_which_layers_keep_statistics():
+    from keras_filterprune.handlers import PassThroughHandler, unregister_handler
+
+    class SubclassedNorm(L.BatchNormalization):
+        pass
+
+    model = keras.Sequential([keras.Input((3,)), SubclassedNorm(name="norm")])
+    x = np.random.default_rng(0).normal(size=(8, 3)).astype("float32")
+    assert recalibrate_batchnorm(model, x, batch_size=8) == 1  # BatchNorm's handler
+    kfp.register_handler(SubclassedNorm, PassThroughHandler())  # no statistics
+    try:
+        before = model.get_layer("norm").moving_mean.numpy().copy()
+        assert recalibrate_batchnorm(model, np.zeros_like(x)) == 0
+        np.testing.assert_array_equal(model.get_layer("norm").moving_mean, before)
+    finally:
+        unregister_handler(SubclassedNorm)
+
+
 def test_nested_models_and_data_forms():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(64, 6)).astype("float32")

@@ -154,19 +154,21 @@ class LayerHandler:
             return "conv"
         return None
 
-    def statistics_weights(self, layer) -> list[int]:
-        """Which weights of `layer.weights` are running statistics: estimated from
-        data in training mode (a moving average with the layer's `momentum`), not
-        learned. Masks leave them alone (a channel that regrows keeps them) and
+    def statistics_weights(self, layer) -> tuple[str, ...]:
+        """The layer's running statistics: weights estimated from data in training
+        mode (a moving average with the layer's `momentum`), not learned. Masks
+        leave them alone (a channel that regrows keeps them) and
         `recalibrate_batchnorm` re-estimates them.
 
         Args:
-            layer: The live layer.
+            layer: The live layer (built or not).
 
         Returns:
-            Indices into `layer.weights`; `[]` (the default) when there are none.
+            The names of the layer's attributes that hold them, e.g.
+            `("moving_mean", "moving_variance")`; `()` (the default) when it has
+            none.
         """
-        return []
+        return ()
 
     def macs(self, layer, inputs: Sequence[Shape], outputs: Sequence[Shape]):
         """Multiply-accumulates of one call for one example, or `None` when the

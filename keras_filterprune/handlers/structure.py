@@ -44,8 +44,7 @@ class BatchNormHandler(ElementwiseMacsHandler):
     mean and variance are running statistics (`statistics_weights`)."""
 
     def statistics_weights(self, layer):
-        running = (layer.moving_mean, layer.moving_variance)
-        return [i for i, w in enumerate(layer.weights) if any(w is r for r in running)]
+        return ("moving_mean", "moving_variance")
 
     def propagate(self, layer, call, inputs, tracer):
         axis = layer.axis if isinstance(layer.axis, int) else tuple(layer.axis)
