@@ -4,14 +4,20 @@ same paths the walk, plans and masks use."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import keras
 
 from keras_filterprune._config import is_composite, is_subclassed
 from keras_filterprune._inner import any_trace
 
-__all__ = ["all_layers", "children", "layer_by_path", "layers_by_path"]
+__all__ = [
+    "all_layers",
+    "children",
+    "layer_by_path",
+    "layers_by_path",
+    "resolve_layer_names",
+]
 
 
 def children(layer) -> list:
@@ -57,3 +63,36 @@ def layer_by_path(model, path: str):
             raise ValueError(f"No layer '{path}' in model '{model.name}'.")
         obj = found
     return obj
+
+
+def resolve_layer_names(
+    paths: Iterable[str], names: Iterable[str] | None, arg: str
+) -> dict[str, list[str]]:
+    """Each name → the layer paths it means: the path itself, or every path
+    whose last part is the name (`"conv1"` matches `"backbone/conv1"`).
+
+    Args:
+        paths: The model's layer paths.
+        names: Layer names or paths as the user gave them (`None`: none).
+        arg: The argument they came from, named in errors.
+
+    Raises:
+        ValueError: a name matches no layer; the message lists known layers.
+    """
+    paths = list(paths)
+    by_short: dict[str, list[str]] = {}
+    for p in paths:
+        by_short.setdefault(p.rsplit("/", 1)[-1], []).append(p)
+    known = set(paths)
+    result = {}
+    for name in names or ():
+        matches = sorted(set(by_short.get(name, [])) | ({name} & known))
+        if not matches:
+            listed = sorted(known)
+            more = " …" if len(listed) > 20 else ""
+            raise ValueError(
+                f"`{arg}` names layer '{name}', which is not in the model. Known "
+                f"layers: {listed[:20]}{more}"
+            )
+        result[name] = matches
+    return result
