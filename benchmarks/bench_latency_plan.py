@@ -80,14 +80,14 @@ def load_data(train_n: int, test_n: int, size: int):
     return (prep(x), y.astype("int32")), (prep(xt), yt.astype("int32"))
 
 
-def uniform_of_same_latency(model, table, goal_ms: float, graph) -> float:
+def uniform_of_same_latency(model, table, goal_ms: float) -> float:
     """The uniform ratio whose predicted latency is `goal_ms` (bisection)."""
     from keras_filterprune import plan_pruning
 
     lo, hi = 0.0, 0.95
     for _ in range(12):
         mid = (lo + hi) / 2
-        plan = plan_pruning(model, mid, "l1_norm", graph=graph)
+        plan = plan_pruning(model, mid, "l1_norm")
         if table.latency_ms(plan) > goal_ms:
             lo = mid
         else:
@@ -96,7 +96,7 @@ def uniform_of_same_latency(model, table, goal_ms: float, graph) -> float:
 
 
 def measure(models, quantization, threads: int, rounds: int) -> list[float]:
-    from keras_filterprune import _latency_measure as lm
+    from keras_filterprune.latency import measure as lm
 
     contents = [lm.convert(m, quantization) for m in models]
     return lm.time_contents(contents, threads, rounds=rounds, runs=10)
@@ -105,7 +105,7 @@ def measure(models, quantization, threads: int, rounds: int) -> list[float]:
 def sweep(quantizations, threads: int, rounds: int, axes=("out", "in")) -> dict:
     """One 3x3 conv (28x28x64 input) at widths 1..64 along each axis: the probe
     `measure_latency_table` runs, kept for the plot and the report."""
-    from keras_filterprune import _latency_measure as lm
+    from keras_filterprune.latency import measure as lm
 
     curves = {}
     for quantization in quantizations:
@@ -151,7 +151,6 @@ def run_model(name, args, fit, steps, quantizations, data) -> dict:
         measure_latency_table,
         plan_pruning,
     )
-    from keras_filterprune.graph import graph_of
 
     train, test = data
     watch = common.Stopwatch()
@@ -163,7 +162,6 @@ def run_model(name, args, fit, steps, quantizations, data) -> dict:
             lambda: build(name, args.quick), train, test, fit, seed=0
         )
         common.log(f"{name}: baseline {acc:.4f} in {seconds:.0f} s")
-    graph = graph_of(base)
     result = {"model": base.name, "baseline_acc": acc, "macs": count_macs(base)}
     for quantization in quantizations:
         label = quantization or "fp32"
@@ -176,7 +174,6 @@ def run_model(name, args, fit, steps, quantizations, data) -> dict:
             steps=steps[label],
             rounds=2 if args.quick else 5,
             verbose=0,
-            graph=graph,
         )
         table_s = watch.lap()
         steps[label] = table.steps
@@ -189,7 +186,6 @@ def run_model(name, args, fit, steps, quantizations, data) -> dict:
                     criterion="l1_norm",
                     target_latency=f"{target * 100:g}%",
                     latency_table=table,
-                    graph=graph,
                 )
             except ValueError as e:  # below what the table says pruning can reach
                 if "cannot be reached" not in str(e):
@@ -197,10 +193,8 @@ def run_model(name, args, fit, steps, quantizations, data) -> dict:
                 unreachable[target] = str(e).split(" (")[0]
                 common.log(f"{name} {label} {target}: {unreachable[target]}")
                 continue
-            r = uniform_of_same_latency(
-                base, table, plan.meta["predicted_latency_ms"], graph
-            )
-            uniform = plan_pruning(base, r, "l1_norm", graph=graph)
+            r = uniform_of_same_latency(base, table, plan.meta["predicted_latency_ms"])
+            uniform = plan_pruning(base, r, "l1_norm")
             pruned[target] = {
                 "latency-aware": (apply_plan(base, plan), plan),
                 f"uniform {r:.3f}": (apply_plan(base, uniform), uniform),
@@ -214,7 +208,6 @@ def run_model(name, args, fit, steps, quantizations, data) -> dict:
                     criterion="l1_norm",
                     rounds=3 if args.quick else 7,
                     verbose=0,
-                    graph=graph,
                 )
                 iterations = timed.meta["latency_iterations"]
                 common.log(

@@ -22,7 +22,7 @@ from keras_filterprune import schedules
 from keras_filterprune._options import PlanOptions, document_options, option_names
 from keras_filterprune._training import compile_like
 from keras_filterprune.exceptions import FilterPruneWarning
-from keras_filterprune.graph import trace_channels
+from keras_filterprune.graph import graph_of
 from keras_filterprune.masking import VariableMasks, graph_masks, hold_masks
 from keras_filterprune.plan import PruningPlan, plan_with, recover_plan
 from keras_filterprune.recovery import recalibrate_batchnorm
@@ -216,7 +216,7 @@ class PruningCallback(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None) -> None:
         self._reset()
-        self._graph = trace_channels(self.model, warn=False)  # once per fit
+        self._graph = graph_of(self.model)  # traced once, remembered
         self._graph.resolve(self.per_layer, "per_layer")
         self._graph.exclusions(self.exclude)
         try:
@@ -234,7 +234,7 @@ class PruningCallback(keras.callbacks.Callback):
         self._started = True
         step = self._global_step()
         if self.mode == "hard" and step > 0:
-            plan = recover_plan(self.model, exclude=self.exclude, graph=self._graph)
+            plan = recover_plan(self.model, exclude=self.exclude)
             if plan is not None:
                 self._adopt(plan)
                 self._say(
@@ -325,10 +325,10 @@ class PruningCallback(keras.callbacks.Callback):
             self._options,
             data=self.data,
             within=prev if prev is not None and prev.num_removed else None,
-            graph=self._graph,
             ratio=ratio,
             share=share,
             verbose=1 if self.verbose > 1 else 0,
+            warn=False,
         )
         hold = self.mode == "hard" or self._is_final(epoch, step)
         macs = self._adopt(plan, hold)
@@ -415,9 +415,7 @@ class PruningCallback(keras.callbacks.Callback):
                 FilterPruneWarning,
                 stacklevel=2,
             )
-        pruned = apply_plan(
-            model, self.plan, graph=self._graph, calibration_data=self.calibration_data
-        )
+        pruned = apply_plan(model, self.plan, calibration_data=self.calibration_data)
         if compile and model.get_compile_config():
             compile_like(pruned, model)
         return pruned
@@ -441,7 +439,7 @@ class PruningCallback(keras.callbacks.Callback):
         config = dict(config)
         config["schedule"] = schedules._deserialize_schedule(config.get("schedule"))
         if isinstance(config.get("latency_table"), Mapping):
-            from keras_filterprune.latency import LatencyTable
+            from keras_filterprune.latency.table import LatencyTable
 
             config["latency_table"] = LatencyTable.from_dict(config["latency_table"])
         return cls(**config)

@@ -111,7 +111,8 @@ def _quiet_native_stderr() -> Iterator[None]:
 def _cmd_score(args) -> int:
     import numpy as np
 
-    from keras_filterprune import criteria, score_filters, trace_channels
+    from keras_filterprune import criteria, score_filters
+    from keras_filterprune.graph import graph_of
 
     criteria.get(args.criterion)  # an unknown name fails before loading
     model = _load_model(args.model)
@@ -119,8 +120,8 @@ def _cmd_score(args) -> int:
     if args.data:
         x, y = _load_arrays(args.data, need_y=criteria.needs_gradients(args.criterion))
         data = (x, y) if criteria.needs_gradients(args.criterion) else x
-    graph = trace_channels(model, warn=False)
-    scores = score_filters(model, args.criterion, data, graph=graph)
+    graph = graph_of(model)
+    scores = score_filters(model, args.criterion, data)
     rows = []
     for group in graph.groups:
         status = f"frozen: {group.frozen}" if group.frozen else "prunable"

@@ -20,13 +20,14 @@ from collections.abc import Iterable
 import keras
 import numpy as np
 
+from keras_filterprune._traces import remember, remembered
 from keras_filterprune._validation import check_layer_names, resolve_layer_names
 from keras_filterprune.exceptions import FilterPruneWarning
 from keras_filterprune.handlers import FreezeHandler, LayerHandler, get_handler
 from keras_filterprune.profile import ModelProfile, profile_walk
 from keras_filterprune.walk import Call, ModelWalk, walk_model
 
-__all__ = ["ChannelGroup", "ChannelGraph", "trace_channels"]
+__all__ = ["ChannelGroup", "ChannelGraph", "graph_of", "trace_channels"]
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +153,7 @@ class ChannelGraph:
     """
 
     unhandled: dict[str, str]
+    notes: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -305,6 +307,12 @@ class ChannelGraph:
         """The `ModelProfile` of the traced model, from this graph's walk."""
         return profile_walk(self.walk)
 
+    def warn(self, stacklevel: int = 2) -> None:
+        """Warns (`FilterPruneWarning`) about each layer the trace had to freeze
+        for lack of a handler or of a config (`notes`)."""
+        for note in self.notes:
+            warnings.warn(note, FilterPruneWarning, stacklevel=stacklevel + 1)
+
     def summary(self) -> str:
         lines = [f"ChannelGraph of '{self.model_name}': {len(self.groups)} groups"]
         for g in self.groups:
@@ -405,27 +413,25 @@ def trace_channels(
         )
     for key in walk.outputs:
         builder.freeze(tensor_ids.get(key), "<output>", "model output")
-    if warn:
-        for path, why in walk.unrebuildable.items():
-            warnings.warn(
-                f"Layer '{path}' ({type(walk.composites[path]).__name__}) is traced "
-                f"inside but cannot be rebuilt from a config: {why}. Its MACs are "
-                "counted, its channels are frozen (never pruned).",
-                FilterPruneWarning,
-                stacklevel=2,
-            )
-        for cls, (path, why) in unknown.items():
-            why = f" and cannot be traced inside: {why}" if why else ""
-            warnings.warn(
-                f"Layer '{path}' ({cls}) has no pruning handler{why}. The channel "
-                "groups that reach it are frozen (never pruned). Teach "
-                "keras-filterprune the layer with "
-                "`keras_filterprune.register_handler`.",
-                FilterPruneWarning,
-                stacklevel=2,
-            )
+    notes = [
+        f"Layer '{path}' ({type(walk.composites[path]).__name__}) is traced "
+        f"inside but cannot be rebuilt from a config: {why}. Its MACs are "
+        "counted, its channels are frozen (never pruned)."
+        for path, why in walk.unrebuildable.items()
+    ]
+    for cls, (path, why) in unknown.items():
+        why = f" and cannot be traced inside: {why}" if why else ""
+        notes.append(
+            f"Layer '{path}' ({cls}) has no pruning handler{why}. The channel "
+            "groups that reach it are frozen (never pruned). Teach "
+            "keras-filterprune the layer with "
+            "`keras_filterprune.handlers.register_handler`."
+        )
     graph = ChannelGraph(model, walk, builder, tensor_ids, touched)
     graph.unhandled = unhandled
+    graph.notes = tuple(notes)
+    if warn:
+        graph.warn(stacklevel=3)
     if exclude is not None:
         for g, reason in graph.exclusions(exclude).items():
             graph.groups[g].frozen = graph.groups[g].frozen or reason
@@ -437,38 +443,30 @@ def trace_channels(
 
 
 def graph_of(
-    model: keras.Model,
-    graph: ChannelGraph | None = None,
-    plan=None,
-    *,
-    warn: bool = False,
+    model: keras.Model, graph: ChannelGraph | None = None, *, warn: bool = False
 ) -> ChannelGraph:
-    """The `ChannelGraph` of `model`, traced only when none is at hand.
+    """The `ChannelGraph` of `model`, traced on first use and remembered.
+
+    The package's functions take a model, never a graph: they all ask here, so a
+    model is traced once however many of them a workflow calls (a plan, its
+    surgery, masks, sensitivity, latency tables). The graph is remembered weakly,
+    with the layers and input shapes it was traced from; a model whose layers
+    change (`Sequential.add`) is traced again.
 
     Args:
-        model: The model.
-        graph: A graph the caller traced; it must be `model`'s.
-        plan: A `PruningPlan` that may remember the graph it was made on.
-        warn: `bool`. Warn about layers without a handler when tracing.
+        model: The model (checked by the tracer).
+        warn: `bool`. Warn (`FilterPruneWarning`) about the layers the trace
+            freezes, also when the graph was remembered. Defaults to `False`.
 
-    Raises:
-        TypeError: `graph` is not a `ChannelGraph`.
-        ValueError: `graph` was traced from another model.
+    Returns:
+        The `ChannelGraph` (shared: callers must not change it).
     """
-    if graph is not None:
-        if not isinstance(graph, ChannelGraph):
-            raise TypeError(
-                "`graph` must be a keras_filterprune.ChannelGraph (from "
-                f"trace_channels). Received: graph of type {type(graph).__name__}."
-            )
-        if not graph.is_graph_of(model):
-            raise ValueError(
-                f"`graph` was traced from model '{graph.model_name}', not from the "
-                f"model given ('{model.name}'). Pass the graph of this model, or "
-                "none (it is then traced)."
-            )
-        return graph
-    remembered = plan.graph_for(model) if plan is not None else None
-    if remembered is not None:
-        return remembered
-    return trace_channels(model, warn=warn)
+    if graph is not None and graph.is_graph_of(model):  # pragma: no cover
+        return graph  # TODO(#29): callers in latency/ still pass their graph
+    graph = remembered(model)
+    if graph is None:
+        graph = trace_channels(model, warn=False)
+        remember(model, graph)
+    if warn:
+        graph.warn(stacklevel=3)
+    return graph

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import keras
 import numpy as np
 
+from keras_filterprune._deprecation import graph_argument_removed
 from keras_filterprune._paths import layer_by_path
 from keras_filterprune._rebuild import check_rebuildable, rebuild, set_weights
 from keras_filterprune.exceptions import FilterPruneWarning
@@ -62,9 +63,8 @@ def graph_masks(graph: ChannelGraph, flags: np.ndarray) -> dict[str, list]:
     return result
 
 
-def weight_masks(
-    model: keras.Model, plan: PruningPlan, *, graph: ChannelGraph | None = None
-) -> dict[str, list]:
+@graph_argument_removed
+def weight_masks(model: keras.Model, plan: PruningPlan) -> dict[str, list]:
     """0/1 masks of the weights that carry removed channels.
 
     For every layer path, one mask per weight of `layer.weights` (`None` when the
@@ -77,21 +77,29 @@ def weight_masks(
     Args:
         model: The model the plan was made for.
         plan: A `PruningPlan`.
-        graph: The `ChannelGraph` of `model`, if already traced. Defaults to the
-            graph the plan was made on (when it was made on `model`), else a
-            new trace.
 
     Returns:
         `dict[str, list[np.ndarray | None]]`.
+
+    Example:
+
+    >>> import keras
+    >>> from keras_filterprune import plan_pruning
+    >>> model = keras.Sequential([keras.Input((8, 8, 3)),
+    ...     keras.layers.Conv2D(4, 3, name="conv"), keras.layers.Flatten(),
+    ...     keras.layers.Dense(2, name="head")])
+    >>> masks = weight_masks(model, plan_pruning(model, ratio=0.5))
+    >>> kernel_mask, bias_mask = masks["conv"]
+    >>> kernel_mask.shape, int(bias_mask.sum())  # 2 of the 4 filters kept
+    ((1, 1, 1, 4), 2)
     """
     check_plan(plan)
-    graph = graph_of(model, graph, plan)
+    graph = graph_of(model)
     return graph_masks(graph, plan.keep_flags(graph))
 
 
-def mask_model(
-    model: keras.Model, plan: PruningPlan, *, graph: ChannelGraph | None = None
-) -> keras.Model:
+@graph_argument_removed
+def mask_model(model: keras.Model, plan: PruningPlan) -> keras.Model:
     """A copy of `model` with the plan's removed channels zeroed, shapes unchanged.
 
     Its outputs equal those of `apply_plan(model, plan)`: this is one of the
@@ -100,14 +108,27 @@ def mask_model(
     Args:
         model: The model the plan was made for (never modified).
         plan: A `PruningPlan`.
-        graph: The `ChannelGraph` of `model`, if already traced (see
-            `weight_masks`).
 
     Returns:
         A new `keras.Model` of the same architecture.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> from keras_filterprune import apply_plan, plan_pruning
+    >>> model = keras.Sequential([keras.Input((8, 8, 3)),
+    ...     keras.layers.Conv2D(4, 3, name="conv"), keras.layers.Flatten(),
+    ...     keras.layers.Dense(2, name="head")])
+    >>> plan = plan_pruning(model, ratio=0.5)
+    >>> masked = mask_model(model, plan)
+    >>> masked.get_layer("conv").filters  # the same shapes, two filters zero
+    4
+    >>> x = np.random.default_rng(0).normal(size=(2, 8, 8, 3))
+    >>> bool(np.allclose(masked(x), apply_plan(model, plan)(x), atol=1e-5))
+    True
     """
     check_plan(plan)
-    graph = graph_of(model, graph, plan)
+    graph = graph_of(model)
     flags = plan.keep_flags(graph)
     check_rebuildable(graph)
     weights = {}

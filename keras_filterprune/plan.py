@@ -16,12 +16,13 @@ import keras
 import numpy as np
 
 from keras_filterprune._cost import cost_model, pruned_macs
-from keras_filterprune._latency_plan import latency_counts
+from keras_filterprune._deprecation import graph_argument_removed
 from keras_filterprune._options import PlanOptions, document_options
 from keras_filterprune._validation import check_scores
 from keras_filterprune.exceptions import FilterPruneWarning
 from keras_filterprune.graph import ChannelGraph, graph_of
-from keras_filterprune.latency import LatencyTable
+from keras_filterprune.latency.budget import latency_counts
+from keras_filterprune.latency.table import LatencyTable
 from keras_filterprune.masking import graph_masks
 from keras_filterprune.pruning_plan import (
     GroupPlan,
@@ -41,6 +42,7 @@ __all__ = [
 
 
 @document_options()
+@graph_argument_removed
 def plan_pruning(
     model: keras.Model,
     ratio: float = 0.5,
@@ -61,7 +63,6 @@ def plan_pruning(
     data=None,
     scores: Mapping[str, np.ndarray] | None = None,
     within: PruningPlan | None = None,
-    graph: ChannelGraph | None = None,
     verbose: int = 0,
 ) -> PruningPlan:
     """Decides which filters of each channel group to keep.
@@ -80,13 +81,12 @@ def plan_pruning(
             of what `within` kept (never more: removed filters do not return),
             and filters are scored as the physically pruned model would score
             them. Defaults to `None`.
-        graph: The `ChannelGraph` of `model`, if already traced (it is not
-            traced again). Defaults to `None`.
         verbose: `int`. Progress for active criteria.
 
     Returns:
-        A `PruningPlan`. It remembers `graph`, so `apply_plan(model, plan)` does
-        not trace `model` again.
+        A `PruningPlan` (plain data: `to_json`/`from_json`). `model` is traced
+        once and the trace remembered, so `apply_plan(model, plan)` and the other
+        functions given `model` do not trace it again.
 
     Raises:
         ValueError: ratio outside [0, 1), unknown criterion or reduction, unknown
@@ -123,9 +123,8 @@ def plan_pruning(
         prune_norms=prune_norms,
     )
     return plan_with(
-        model, options, data=data, scores=scores, within=within, graph=graph,
-        verbose=verbose,
-    )  # fmt: skip
+        model, options, data=data, scores=scores, within=within, verbose=verbose
+    )
 
 
 def plan_with(
@@ -135,22 +134,24 @@ def plan_with(
     data=None,
     scores=None,
     within: PruningPlan | None = None,
-    graph: ChannelGraph | None = None,
     ratio: float | None = None,
     share: float = 1.0,
     verbose: int = 0,
+    warn: bool = True,
 ) -> PruningPlan:
     """`plan_pruning` with options already checked (`PlanOptions.from_kwargs`).
 
     `ratio` replaces `options.ratio` (a schedule's ratio at this event); a
     budget is spent for `share` in (0, 1] of the way from the unpruned model to
-    it (a pruning event of a schedule that reaches it later).
+    it (a pruning event of a schedule that reaches it later). `warn=False` leaves
+    out the warnings about the layers the trace freezes (a callback that plans at
+    every event).
     """
     if within is not None:
         check_plan(within)
     if scores is None:
         options.check_data(data)
-    graph = graph_of(model, graph, warn=True)
+    graph = graph_of(model, warn=warn)
     table, target_ms = options.latency
     target = None if target_ms is None else ("latency", "absolute", target_ms)
     if options.budget() is not None:
@@ -292,9 +293,8 @@ class _Planner:
             scores = self.checked(scores, "`scores`")
         elif not o.greedy:
             scores = score_filters(
-                self.model, o.criterion, data, graph=self.graph,
-                within=self.within, verbose=verbose,
-            )  # fmt: skip
+                self.model, o.criterion, data, within=self.within, verbose=verbose
+            )
             scores = self.checked(scores, f"Criterion '{o.criterion_name}'")
         if target is not None and target[0] == "latency":
             full = self.table.predict({g.id: g.width for g in self.graph.groups})
@@ -350,7 +350,7 @@ class _Planner:
             meta["approximate_groups"] = approximate
         meta.update(self._predicted(keep))
         plan = PruningPlan(groups, self.model.name, meta)
-        return plan.with_graph(self.graph)
+        return plan
 
     def _check_removable(self) -> None:
         """A positive ratio that `round_to`/`min_filters` make a no-op is said
@@ -469,7 +469,6 @@ def recover_plan(
     model: keras.Model,
     *,
     exclude: Iterable[str] | None = None,
-    graph: ChannelGraph | None = None,
 ) -> PruningPlan | None:
     """The plan whose removed filters are exactly zero in `model`.
 
@@ -480,12 +479,11 @@ def recover_plan(
     Args:
         model: A model trained with hard-mode masks.
         exclude: Layer names whose groups stay whole.
-        graph: Its `ChannelGraph`, if already traced.
 
     Returns:
         A `PruningPlan`, or `None` when no filter is zero.
     """
-    graph = graph_of(model, graph)
+    graph = graph_of(model)
     frozen = {g.id: g.frozen for g in graph.groups if g.frozen}
     for g, reason in graph.exclusions(exclude).items():
         frozen.setdefault(g, reason)
@@ -512,7 +510,7 @@ def recover_plan(
         )
     if not removed:
         return None
-    plan = PruningPlan(groups, model.name, {"recovered": True}).with_graph(graph)
+    plan = PruningPlan(groups, model.name, {"recovered": True})
     # Only trust it if every masked weight is zero (bias, BN beta, … included).
     for path, masks in graph_masks(graph, plan.keep_flags(graph)).items():
         for variable, mask in zip(graph.walk.layers[path].weights, masks):
@@ -524,9 +522,7 @@ def recover_plan(
     return plan
 
 
-def estimate_macs(
-    model: keras.Model, plan: PruningPlan, *, graph: ChannelGraph | None = None
-) -> int:
+def estimate_macs(model: keras.Model, plan: PruningPlan) -> int:
     """MACs per example of the model `apply_plan(model, plan)` would build,
     counted from the traced graph without building it.
 
@@ -537,7 +533,7 @@ def estimate_macs(
             fixed (see `profile_model`).
     """
     check_plan(plan)
-    graph = graph_of(model, graph, plan)
+    graph = graph_of(model)
     return pruned_macs(graph, plan.keep_flags(graph))
 
 

@@ -37,6 +37,8 @@ from typing import Any
 import keras
 
 from keras_filterprune._config import check_model
+from keras_filterprune._deprecation import graph_argument_removed
+from keras_filterprune._traces import remembered
 from keras_filterprune.exceptions import FilterPruneWarning
 from keras_filterprune.handlers import UnknownShapeError, get_handler
 from keras_filterprune.walk import ModelWalk, walk_model
@@ -249,8 +251,9 @@ def _output_shape(shapes: dict, keys: list[int]) -> Any:
     return None if any(s is None for s in found) else tuple(found)
 
 
+@graph_argument_removed
 def profile_model(
-    model: keras.Model, *, graph=None, input_shape: tuple | None = None
+    model: keras.Model, *, input_shape: tuple | None = None
 ) -> ModelProfile:
     """Counts the parameters and MACs of every call site of a model.
 
@@ -264,8 +267,6 @@ def profile_model(
     Args:
         model: A built Functional or Sequential `keras.Model` with a fixed input
             size (nested models and shared layers are supported).
-        graph: The model's `ChannelGraph`, if already traced: its walk is
-            reused (`graph.profile`). Defaults to `None` (the model is walked).
         input_shape: The shape of one input example (no batch dim), e.g.
             `(224, 224, 3)`, to count a model built for any image size (a
             keras-hub backbone's `(None, None, 3)`) at that size. Defaults to
@@ -304,18 +305,8 @@ def profile_model(
     Total                                              122  4,040
     Params: 122 (trainable 122, non-trainable 0); MACs per example: 4,040
     """
-    if graph is not None:
-        check_model(model)
-        if input_shape is not None:
-            raise ValueError(
-                "`graph` and `input_shape` cannot be combined: a graph was traced "
-                "at the model's own input shape. Pass one of them."
-            )
-        if not getattr(graph, "is_graph_of", lambda m: False)(model):
-            raise ValueError(
-                "`graph` must be the ChannelGraph of `model` (trace_channels(model)). "
-                f"Received: graph={graph!r}"
-            )
+    graph = remembered(model) if input_shape is None else None
+    if graph is not None:  # traced already (a plan was made): its walk is reused
         return graph.profile
     walk = walk_model(model, input_shape)
     profile = profile_walk(walk)
@@ -408,9 +399,8 @@ def _unknown_shape_error(path: str, layer: Any, shape: Shape | None) -> ValueErr
     )
 
 
-def count_macs(
-    model: keras.Model, *, graph=None, input_shape: tuple | None = None
-) -> int:
+@graph_argument_removed
+def count_macs(model: keras.Model, *, input_shape: tuple | None = None) -> int:
     """Counts the multiply-accumulates of one forward pass of one example.
 
     Shorthand for `profile_model(model).total_macs`; see `profile_model` for the
@@ -418,7 +408,6 @@ def count_macs(
 
     Args:
         model: A built Functional or Sequential `keras.Model` with a fixed input size.
-        graph: Its `ChannelGraph`, if already traced. Defaults to `None`.
         input_shape: The shape of one input example (no batch dim) to count a
             model built for any image size at. Defaults to `None`.
 
@@ -437,7 +426,7 @@ def count_macs(
     >>> count_macs(model)  # 16 * 4; the bias add is not counted
     64
     """
-    return profile_model(model, graph=graph, input_shape=input_shape).total_macs
+    return profile_model(model, input_shape=input_shape).total_macs
 
 
 def count_params(model: keras.Model) -> int:

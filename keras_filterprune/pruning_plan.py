@@ -1,9 +1,8 @@
 """`PruningPlan`: which channels of each group to keep, as plain data.
 
 A plan is JSON: it can be saved, inspected and replayed on a fresh copy of the same
-model. A plan made by `plan_pruning` also remembers (in memory only) the traced
-graph it was made from, so that `apply_plan`, `weight_masks` and `mask_model` on
-the same model do not trace it again.
+model. It holds no reference to a model or a trace (the package remembers traces
+itself, `keras_filterprune.graph.graph_of`).
 """
 
 from __future__ import annotations
@@ -96,18 +95,6 @@ class PruningPlan:
         self.groups = list(groups)
         self.model_name = model_name
         self.meta = dict(meta or {})
-        self._graph = None  # the ChannelGraph it was planned on (not serialised)
-
-    # -- the traced graph -------------------------------------------------------
-    def with_graph(self, graph) -> PruningPlan:
-        """Remembers the `ChannelGraph` this plan was made on; returns `self`."""
-        self._graph = graph
-        return self
-
-    def graph_for(self, model):
-        """The remembered graph if it was traced from `model`, else `None`."""
-        graph = self._graph
-        return graph if graph is not None and graph.is_graph_of(model) else None
 
     def keep_flags(self, graph) -> np.ndarray:
         """Boolean keep flag per element id of `graph` (a `ChannelGraph`).

@@ -13,8 +13,9 @@ import keras
 import numpy as np
 
 from keras_filterprune import criteria as criteria_lib
+from keras_filterprune._deprecation import graph_argument_removed
 from keras_filterprune._validation import check_layer_names, check_scores
-from keras_filterprune.graph import ChannelGraph, trace_channels
+from keras_filterprune.graph import ChannelGraph, graph_of
 from keras_filterprune.handlers import get_handler
 
 __all__ = ["score_filters", "producer_kernel", "sliced_kernel"]
@@ -97,12 +98,12 @@ def _activation_layers(graph: ChannelGraph, producers: list[str]) -> dict[str, s
     return result
 
 
+@graph_argument_removed
 def score_filters(
     model: keras.Model,
     criterion: str | Callable = "operator_norm",
     data=None,
     *,
-    graph: ChannelGraph | None = None,
     within=None,
     layers: list[str] | None = None,
     batch_size: int = 32,
@@ -117,7 +118,6 @@ def score_filters(
             `keras_filterprune.criteria.names()`) or a function of the kernel.
             Defaults to `"operator_norm"`.
         data: Inputs (or `(x, y)`) for active criteria; ignored by passive ones.
-        graph: A `ChannelGraph` of `model` already traced. Defaults to tracing.
         within: A `PruningPlan` whose removed channels are zero in `model` (a
             masked model, as `PruningCallback` trains in hard mode). Each
             producer is then scored as the physically pruned model would score
@@ -146,7 +146,7 @@ def score_filters(
     (4,)
     """
     fn = criteria_lib.get(criterion)
-    graph = graph if graph is not None else trace_channels(model, warn=False)
+    graph = graph_of(model)
     flags = within.keep_flags(graph) if within is not None else None
     widths = {p: len(c) for g in graph.groups for p, c in g.producers.items()}
     paths = list(widths)

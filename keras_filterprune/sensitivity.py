@@ -26,10 +26,10 @@ import keras
 import numpy as np
 
 from keras_filterprune import criteria as criteria_lib
+from keras_filterprune._deprecation import graph_argument_removed
 from keras_filterprune._options import PlanOptions, option_names
 from keras_filterprune._paths import all_layers, layer_by_path
 from keras_filterprune._validation import check_bool, check_int, check_number
-from keras_filterprune.graph import graph_of
 from keras_filterprune.masking import weight_masks
 from keras_filterprune.plan import GroupPlan, PruningPlan, plan_pruning
 from keras_filterprune.recovery import recalibrate_batchnorm
@@ -294,6 +294,7 @@ def _one_group_plan(plan: PruningPlan, group_id: int) -> PruningPlan:
     return PruningPlan(groups, plan.model_name, plan.meta)
 
 
+@graph_argument_removed
 def sensitivity_analysis(
     model: keras.Model,
     eval_fn: Callable[[keras.Model], float] | None = None,
@@ -304,7 +305,6 @@ def sensitivity_analysis(
     groups: Iterable[str | int] | None = None,
     batch_size: int = 128,
     verbose: int = 1,
-    graph=None,
     recalibrate: bool = True,
     calibration_data=None,
     **plan_kwargs,
@@ -337,8 +337,6 @@ def sensitivity_analysis(
         batch_size: `int`. Batch size of the evaluations with `data`. Defaults
             to `128`.
         verbose: `int`. `1` shows a `keras.utils.Progbar`. Defaults to `1`.
-        graph: The model's `ChannelGraph`, if already traced. Defaults to
-            `None`: the model is traced once here.
         recalibrate: `bool`. Re-estimate the BatchNorm statistics of each
             pruned copy before evaluating it (`recalibrate_batchnorm`), so that
             the curves measure what the removed filters were worth rather than
@@ -410,11 +408,10 @@ def sensitivity_analysis(
                 "`data=(x, y)`, or use a passive criterion with `eval_fn`."
             )
         score_data = data if criteria_lib.needs_gradients(criterion) else data[0]
-    # Traced once: every plan and every mask reuses the graph.
-    graph = graph_of(model, graph, warn=True)
-    scores = score_filters(model, criterion, score_data, graph=graph)
+    # Traced once (graph_of remembers): every plan and every mask reuses it.
+    scores = score_filters(model, criterion, score_data)
     plans = {
-        r: plan_pruning(model, r, criterion, scores=scores, graph=graph, **plan_kwargs)
+        r: plan_pruning(model, r, criterion, scores=scores, **plan_kwargs)
         for r in ratios
     }
     selected = _select_groups(plans[ratios[0]], groups)
@@ -465,9 +462,7 @@ def sensitivity_analysis(
         widths[name] = group.width
         points = [(0.0, baseline)]
         for r in ratios:
-            masks = weight_masks(
-                model, _one_group_plan(plans[r], group.id), graph=graph
-            )
+            masks = weight_masks(model, _one_group_plan(plans[r], group.id))
             for path, layer_masks in masks.items():
                 if path not in originals:
                     originals[path] = layer_by_path(model, path).get_weights()

@@ -13,9 +13,10 @@ from collections.abc import Callable
 import keras
 import numpy as np
 
+from keras_filterprune._deprecation import graph_argument_removed
 from keras_filterprune._inner import layer_config
 from keras_filterprune._rebuild import check_rebuildable, rebuild, set_weights
-from keras_filterprune.graph import ChannelGraph, graph_of
+from keras_filterprune.graph import graph_of
 from keras_filterprune.handlers import get_handler
 from keras_filterprune.masking import layer_masks, mask_model, weight_masks
 from keras_filterprune.plan import plan_pruning
@@ -29,11 +30,11 @@ def _slice(w, axis, mask, i):
     return np.compress(mask, w, axis=axis)
 
 
+@graph_argument_removed
 def apply_plan(
     model: keras.Model,
     plan: PruningPlan,
     *,
-    graph: ChannelGraph | None = None,
     calibration_data=None,
 ) -> keras.Model:
     """Builds a new model with the filters a plan removes physically gone.
@@ -45,10 +46,6 @@ def apply_plan(
         model: The built Functional or Sequential `keras.Model` the plan was made
             for (or an identical copy).
         plan: A `PruningPlan` from `plan_pruning` or `PruningPlan.load`.
-        graph: The `ChannelGraph` of `model`, if already traced. Defaults to the
-            graph the plan was made on when it was made on `model` (so
-            `apply_plan(model, plan_pruning(model))` traces once), else a new
-            trace.
         calibration_data: Unlabeled inputs to re-estimate the pruned model's
             BatchNorm statistics with (`recalibrate_batchnorm`; a few hundred
             examples). Without it the pruned model keeps the original
@@ -77,7 +74,7 @@ def apply_plan(
     """
     check_plan(plan)
     # graph_of checks the model (subclassed, unbuilt) before anything else.
-    graph = graph_of(model, graph, plan)
+    graph = graph_of(model)
     flags = plan.keep_flags(graph)
     check_rebuildable(graph)
     masks = layer_masks(graph, flags)

@@ -390,20 +390,6 @@ API = [
         TypeError,
         "`plan` must be a keras_filterprune.PruningPlan",
     ),
-    (
-        "graph_not_graph",
-        lambda m, p, t: kfp.plan_pruning(m, graph="g"),
-        TypeError,
-        "`graph` must be a keras_filterprune.ChannelGraph",
-    ),
-    (
-        "graph_other_model",
-        lambda m, p, t: kfp.plan_pruning(
-            m, graph=kfp.trace_channels(case_model("flatten_dense"))
-        ),
-        ValueError,
-        "`graph` was traced from model",
-    ),
     # models that cannot be pruned
     (
         "model_none",
@@ -522,14 +508,6 @@ API = [
         lambda m, p, t: kfp.profile_model("model"),
         TypeError,
         "`model`",
-    ),
-    (
-        "profile_other_graph",
-        lambda m, p, t: kfp.profile_model(
-            m, graph=kfp.trace_channels(case_model("flatten_dense"))
-        ),
-        ValueError,
-        "`graph` must be the ChannelGraph",
     ),
     (
         "count_macs_dynamic",
@@ -1485,8 +1463,9 @@ def test_random_numbers_to_the_validators(value):
 
 def _latency_table_doc() -> dict:
     """A valid latency table of `case_model("plain_chain")`, as `to_dict()`."""
-    from keras_filterprune._latency_measure import sample_widths, unit_specs
     from keras_filterprune.graph import graph_of
+    from keras_filterprune.latency.measure import sample_widths
+    from keras_filterprune.latency.units import unit_specs
 
     graph = graph_of(case_model("plain_chain"))
     units = []

@@ -15,7 +15,6 @@ from keras_filterprune import (
     count_macs,
     count_params,
     profile_model,
-    trace_channels,
 )
 
 L = keras.layers
@@ -395,5 +394,3 @@ def test_bad_input_shape(shape, match):
     model = keras.Model(inputs, L.Conv2D(4, 3, name="conv")(inputs))
     with pytest.raises(ValueError, match=match):
         count_macs(model, input_shape=shape)
-    with pytest.raises(ValueError, match="cannot be combined"):
-        profile_model(model, graph=trace_channels(model), input_shape=(8, 8, 3))

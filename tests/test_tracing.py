@@ -1,5 +1,5 @@
-"""Trace once: every public function reuses the `ChannelGraph` it is given (or the
-one a plan was made on), so a whole workflow walks the model once."""
+"""Trace once: the package remembers each model's `ChannelGraph` (`graph_of`), so
+a whole workflow walks a model once and no public function takes a graph."""
 
 import keras
 import numpy as np
@@ -7,6 +7,8 @@ import pytest
 
 import keras_filterprune as kfp
 from keras_filterprune import graph as graph_module
+from keras_filterprune.graph import graph_of
+from keras_filterprune.masking import weight_masks
 from tests._models import case_model
 from tests._timeouts import HANG_GUARD_S
 
@@ -32,31 +34,67 @@ def test_prune_keras_model_traces_once(traces):
     assert len(traces) == 1
 
 
-def test_a_plan_carries_its_graph_to_surgery_and_masks(traces):
-    model = case_model("plain_chain")
-    plan = kfp.plan_pruning(model, 0.5, "l1_norm", target_macs=1e9)
+def _fresh(name="fresh") -> keras.Model:
+    """A new model (`case_model` keeps one per process, traced by other tests)."""
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(8, 3, padding="same", name="c1")(inputs)
+    y = L.Conv2D(8, 3, padding="same", name="c2")(x)
+    x = L.Add()([x, y])
+    x = L.Conv2D(6, 3, name="c3")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, L.Dense(2, name="head")(x), name=name)
+
+
+def test_a_workflow_traces_a_model_once(traces):
+    model = _fresh()
+    plan = kfp.plan_pruning(model, 0.5, "l1_norm", target_macs="60%")
     kfp.apply_plan(model, plan)
-    kfp.weight_masks(model, plan)
+    weight_masks(model, plan)
     kfp.mask_model(model, plan)
+    kfp.score_filters(model, "l2_norm")
     kfp.plan.estimate_macs(model, plan)
-    assert len(traces) == 1
-    # A plan read back from JSON has no graph: it is traced (once per call).
+    # A plan read back from JSON is plain data; the model's trace is remembered.
     kfp.apply_plan(model, kfp.PruningPlan.from_json(plan.to_json()))
+    assert kfp.profile_model(model) is graph_of(model).profile
+    assert len(traces) == 1
+    kfp.plan_pruning(_fresh(), 0.5)  # another model: traced
     assert len(traces) == 2
 
 
-def test_a_graph_is_reused_and_must_be_the_models(traces):
-    model = case_model("plain_chain")
-    graph = kfp.trace_channels(model)
-    plan = kfp.plan_pruning(model, 0.5, "l1_norm", graph=graph, exclude=["c1"])
-    kfp.apply_plan(model, kfp.PruningPlan.from_json(plan.to_json()), graph=graph)
-    kfp.score_filters(model, "l2_norm", graph=graph)
+def test_exclude_never_changes_the_remembered_graph(traces):
+    model = _fresh()
+    kfp.plan_pruning(model, 0.5, "l1_norm", exclude=["c1"])
+    assert graph_of(model).groups[0].frozen is None
+    assert kfp.plan_pruning(model, 0.5, "l1_norm").num_removed > 0
     assert len(traces) == 1
-    assert graph.groups[0].frozen is None, "exclude must not change the graph"
-    with pytest.raises(ValueError, match="traced from model 'plain_chain'"):
-        kfp.apply_plan(case_model("flatten_dense"), plan, graph=graph)
-    with pytest.raises(TypeError, match="must be a keras_filterprune.ChannelGraph"):
-        kfp.apply_plan(model, plan, graph="graph")
+
+
+def test_graph_argument_is_ignored_with_a_deprecation_warning(traces):
+    model = _fresh()
+    with pytest.deprecated_call(match=r"apply_plan\(graph=\.\.\.\)` is ignored"):
+        plan = kfp.plan_pruning(model, 0.5, graph="anything")
+        kfp.apply_plan(model, plan, graph=object())
+    assert len(traces) == 1
+
+
+def test_a_model_whose_layers_change_is_traced_again(traces):
+    model = keras.Sequential([keras.Input((8, 8, 3)), L.Conv2D(4, 3, name="c1")])
+    assert [g.width for g in graph_of(model).groups] == [4]
+    model.add(L.Conv2D(6, 3, name="c2"))
+    assert [g.width for g in graph_of(model).groups] == [4, 6]
+    assert len(traces) == 2
+
+
+def test_a_trace_goes_with_its_model(traces):
+    import gc
+    import weakref
+
+    model = _fresh()
+    kfp.plan_pruning(model, 0.5)
+    alive = weakref.ref(model)
+    del model
+    gc.collect()
+    assert alive() is None, "the remembered trace must not keep its model alive"
 
 
 def test_sensitivity_analysis_traces_once(traces):
@@ -92,16 +130,6 @@ def test_callback_traces_once_per_fit(traces, mode):
     callback.pruned_model()
     assert len(callback.history) == 3
     assert len(traces) == 1
-
-
-def test_profile_reuses_the_graph(traces):
-    model = case_model("residual_projection")
-    graph = kfp.trace_channels(model)
-    assert kfp.profile_model(model, graph=graph) is graph.profile
-    assert kfp.count_macs(model, graph=graph) == kfp.count_macs(model)
-    assert len(traces) == 1
-    with pytest.raises(ValueError, match="must be the ChannelGraph of `model`"):
-        kfp.profile_model(case_model("plain_chain"), graph=graph)
 
 
 @pytest.mark.slow

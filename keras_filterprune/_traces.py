@@ -1,0 +1,48 @@
+"""The traced models, remembered: one owner of "trace once".
+
+`keras_filterprune.graph.graph_of` traces a model on first use and keeps the
+`ChannelGraph` here, weakly (the entry goes with the model), keyed by the layers
+and input shapes it was traced from. Every function given a model asks
+`graph_of`, so a workflow walks a model once; `profile_model` reads the trace
+here when there is one. A leaf module (no package import), so that `profile`,
+which `graph` imports, can read it too.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+__all__ = ["remember", "remembered"]
+
+_TRACES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _structure(model) -> tuple:
+    """What a trace depends on that can change on a live model: its layer objects
+    (`Sequential.add`/`pop`, a reassigned attribute of a subclassed model) and its
+    input shapes. Weights never change a trace."""
+    try:
+        inputs = model.inputs or ()
+    except (AttributeError, ValueError):  # a subclassed model has no inputs
+        inputs = ()
+    shapes = tuple(str(getattr(x, "shape", None)) for x in inputs)
+    return tuple(id(layer) for layer in getattr(model, "layers", ())), shapes
+
+
+def remembered(model):
+    """The graph traced from `model` in its current structure, or `None`."""
+    try:
+        entry = _TRACES.get(model)
+    except TypeError:  # not weakly referenceable: not a model, never traced
+        return None
+    if entry is None or entry[0] != _structure(model):
+        return None
+    return entry[1]
+
+
+def remember(model, graph) -> None:
+    """Keeps `graph` as the trace of `model` (while `model` lives)."""
+    try:
+        _TRACES[model] = (_structure(model), graph)
+    except TypeError:
+        pass
