@@ -17,13 +17,7 @@ from keras_filterprune.exceptions import FilterPruneWarning
 
 if TYPE_CHECKING:  # pragma: no cover - the same names, for static tools
     from keras_filterprune import audio, criteria, datasets, models
-    from keras_filterprune.benchmark import (
-        LatencyStats,
-        benchmark_keras,
-        benchmark_tflite,
-    )
     from keras_filterprune.callbacks import PruningCallback
-    from keras_filterprune.compare import ComparisonReport, compare_models
     from keras_filterprune.export import (
         ExportReport,
         export_saved_model,
@@ -32,9 +26,9 @@ if TYPE_CHECKING:  # pragma: no cover - the same names, for static tools
     )
     from keras_filterprune.graph import ChannelGraph, ChannelGroup, trace_channels
     from keras_filterprune.handlers import LayerHandler, register_handler
-    from keras_filterprune.latency import LatencyTable, measure_latency_table
-    from keras_filterprune.latency_calibration import calibrate_latency_plan
-    from keras_filterprune.litert import run_tflite
+    from keras_filterprune.latency.calibration import calibrate_latency_plan
+    from keras_filterprune.latency.measure import measure_latency_table
+    from keras_filterprune.latency.table import LatencyTable
     from keras_filterprune.plan import GroupPlan, PruningPlan, plan_pruning
     from keras_filterprune.plots import plot_comparison, plot_sensitivity, plot_widths
     from keras_filterprune.profile import (
@@ -44,6 +38,13 @@ if TYPE_CHECKING:  # pragma: no cover - the same names, for static tools
         profile_model,
     )
     from keras_filterprune.recovery import Distiller, recalibrate_batchnorm
+    from keras_filterprune.runtime.benchmark import (
+        LatencyStats,
+        benchmark_keras,
+        benchmark_tflite,
+    )
+    from keras_filterprune.runtime.compare import ComparisonReport, compare_models
+    from keras_filterprune.runtime.litert import run_tflite
     from keras_filterprune.schedules import (
         ConstantRatio,
         PolynomialRatio,
@@ -117,20 +118,22 @@ __all__ = [
 
 _SUBPACKAGES = ("audio", "criteria", "datasets", "models")
 _MODULES = {
-    "keras_filterprune.benchmark": "LatencyStats benchmark_keras benchmark_tflite",
     "keras_filterprune.callbacks": "PruningCallback",
-    "keras_filterprune.compare": "ComparisonReport compare_models",
     "keras_filterprune.export": "ExportReport export_saved_model export_tflite "
     "save_keras",
     "keras_filterprune.graph": "ChannelGraph ChannelGroup trace_channels",
     "keras_filterprune.handlers": "LayerHandler register_handler",
-    "keras_filterprune.latency": "LatencyTable measure_latency_table",
-    "keras_filterprune.latency_calibration": "calibrate_latency_plan",
-    "keras_filterprune.litert": "run_tflite",
+    "keras_filterprune.latency.calibration": "calibrate_latency_plan",
+    "keras_filterprune.latency.measure": "measure_latency_table",
+    "keras_filterprune.latency.table": "LatencyTable",
     "keras_filterprune.plan": "GroupPlan PruningPlan plan_pruning",
     "keras_filterprune.plots": "plot_comparison plot_sensitivity plot_widths",
     "keras_filterprune.profile": "ModelProfile count_macs count_params profile_model",
     "keras_filterprune.recovery": "Distiller recalibrate_batchnorm",
+    "keras_filterprune.runtime.benchmark": "LatencyStats benchmark_keras "
+    "benchmark_tflite",
+    "keras_filterprune.runtime.compare": "ComparisonReport compare_models",
+    "keras_filterprune.runtime.litert": "run_tflite",
     "keras_filterprune.schedules": "ConstantRatio PolynomialRatio RatioSchedule",
     "keras_filterprune.scoring": "score_filters",
     "keras_filterprune.sensitivity": "SensitivityResult sensitivity_analysis",

@@ -55,15 +55,6 @@ from keras_filterprune._export_checks import (
     failure_message,
     judge,
 )
-from keras_filterprune._feeds import (
-    _feed,
-    _input_tensors,
-    _keras_outputs,
-    _samples,
-    _signature_names,
-    _sorted_outputs,
-    _verification_feed,
-)
 from keras_filterprune._files import (
     _check_target,
     _size,
@@ -72,10 +63,11 @@ from keras_filterprune._files import (
     without_temporary_paths,
 )
 from keras_filterprune._messages import say
-from keras_filterprune._tflite_convert import convert_tflite
 from keras_filterprune._validation import check_bool, check_int, check_number
 from keras_filterprune.exceptions import FilterPruneWarning
-from keras_filterprune.litert import _interpreter_class, _Runner
+from keras_filterprune.runtime import feeds
+from keras_filterprune.runtime.convert import convert_tflite
+from keras_filterprune.runtime.litert import Runner, interpreter_class, sorted_outputs
 
 __all__ = [
     "ExportCheckError",
@@ -102,7 +94,7 @@ def _prepare(model, path, kind: str, num_verify, tolerance, strict) -> str:
             "from a TensorFlow process, e.g. `KERAS_BACKEND=tensorflow "
             "keras-filterprune export model.keras --tflite model.tflite`."
         )
-    _input_tensors(model)
+    feeds.input_tensors(model)
     path = _check_target(path, kind)
     check_int(num_verify, "num_verify", minimum=1)
     check_bool(strict, "strict")
@@ -138,7 +130,7 @@ def _export(
         fields: dict[str, Any] = {}
         cause = None
         if feed is not None:
-            reference = _keras_outputs(model, feed)
+            reference = feeds.keras_outputs(model, feed)
             fields["num_verify"] = len(next(iter(feed.values())))
             fields["verify_data"] = verify_data
             try:
@@ -280,7 +272,7 @@ def save_keras(
     start = time.perf_counter()
     path = _prepare(model, path, "keras", num_verify, tolerance, strict)
     check_bool(include_optimizer, "include_optimizer")
-    feed = _feed(model, verify, num_verify, representative_data)
+    feed = feeds.feed_from_data(model, verify, num_verify, representative_data)
     saved = model if include_optimizer else _without_optimizer(model)
 
     def run(tmp: str, feed: dict) -> list:
@@ -296,8 +288,10 @@ def save_keras(
                 "`custom_objects=`.",
             ) from e
         # Input names are not kept by a reload (Sequential): match by order.
-        pairs = zip(_input_tensors(model), _input_tensors(reloaded), strict=True)
-        return _keras_outputs(reloaded, {b.name: feed[a.name] for a, b in pairs})
+        pairs = zip(
+            feeds.input_tensors(model), feeds.input_tensors(reloaded), strict=True
+        )
+        return feeds.keras_outputs(reloaded, {b.name: feed[a.name] for a, b in pairs})
 
     return _export(
         "keras",
@@ -368,7 +362,7 @@ def export_saved_model(
 
     start = time.perf_counter()
     path = _prepare(model, path, "saved_model", num_verify, tolerance, strict)
-    feed = _feed(model, verify, num_verify, representative_data)
+    feed = feeds.feed_from_data(model, verify, num_verify, representative_data)
 
     def write(tmp: str) -> None:
         try:
@@ -383,8 +377,8 @@ def export_saved_model(
     def run(tmp: str, feed: dict) -> list:
         with native_output_captured({tmp: path}):
             serve = tf.saved_model.load(tmp).signatures["serving_default"]
-        names = _signature_names(model, serve.structured_input_signature[1])
-        return _sorted_outputs(
+        names = feeds.signature_names(model, serve.structured_input_signature[1])
+        return sorted_outputs(
             serve(**{names[k]: tf.constant(v) for k, v in feed.items()})
         )
 
@@ -509,7 +503,7 @@ def export_tflite(
     (False, True)
     """
     start = time.perf_counter()
-    _input_tensors(model)
+    feeds.input_tensors(model)
     if quantization not in QUANTIZATIONS:
         raise ValueError(
             f"`quantization` must be one of {QUANTIZATIONS}. "
@@ -530,12 +524,14 @@ def export_tflite(
     path = _prepare(model, path, "tflite", num_verify, tolerance, strict)
     verbose = check_int(verbose, "verbose", minimum=0)
     samples = (
-        None if representative_data is None else _samples(representative_data, model)
+        None
+        if representative_data is None
+        else feeds.samples(representative_data, model)
     )
     feed = None
     if verify:
-        _interpreter_class()  # fail early, before converting
-        feed = _verification_feed(model, num_verify, samples)
+        interpreter_class()  # fail early, before converting
+        feed = feeds.verification_feed(model, num_verify, samples)
     if verbose:
         say(f"export_tflite: {_converting(model, quantization, samples)}...")
     content = convert_tflite(model, quantization, samples, int8_io)
@@ -545,9 +541,9 @@ def export_tflite(
             f.write(content)
 
     def run(tmp: str, feed: dict) -> list:
-        runner = _Runner(content, num_threads=2)
-        names = _signature_names(model, runner.input_details)
-        return _sorted_outputs(runner.run({names[k]: v for k, v in feed.items()}))
+        runner = Runner(content, num_threads=2)
+        names = feeds.signature_names(model, runner.input_details)
+        return sorted_outputs(runner.run({names[k]: v for k, v in feed.items()}))
 
     hint = " Check that representative_data covers the inputs' real range."
     return _export(

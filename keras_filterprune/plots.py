@@ -21,7 +21,7 @@ from keras_filterprune.plan import PruningPlan
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-    from keras_filterprune.compare import ComparisonReport
+    from keras_filterprune.runtime.compare import ComparisonReport
     from keras_filterprune.sensitivity import SensitivityResult
 
 __all__ = ["plot_comparison", "plot_sensitivity", "plot_widths"]

@@ -21,7 +21,8 @@ from keras_filterprune.export import (
     export_tflite,
     save_keras,
 )
-from keras_filterprune.runtime import run_tflite
+from keras_filterprune.runtime import feeds
+from keras_filterprune.runtime.litert import run_tflite
 
 BACKEND = keras.backend.backend()
 tensorflow_backend = pytest.mark.skipif(
@@ -298,18 +299,18 @@ def test_representative_data_forms():
         "dict": {"image": x},
     }
     for form, data in forms.items():
-        samples = export._samples(data, model)
+        samples = feeds.samples(data, model)
         assert len(samples) == 6, form
         np.testing.assert_array_equal(samples[5]["image"], x[5:6], err_msg=form)
     multi = two_io_model()
     a, b = inputs_like(multi, 3)
     pairs = tf.data.Dataset.from_tensor_slices(((a, b), np.zeros(3))).batch(2)
-    assert len(export._samples(pairs, multi)) == 3
-    assert len(export._samples([a, b], multi)) == 3
+    assert len(feeds.samples(pairs, multi)) == 3
+    assert len(feeds.samples([a, b], multi)) == 3
     with pytest.raises(ValueError, match="inputs"):
-        export._samples([a, b, a], multi)
+        feeds.samples([a, b, a], multi)
     with pytest.raises(ValueError, match="empty"):
-        export._samples([], model)
+        feeds.samples([], model)
 
 
 def test_nan_or_shape_mismatch_fails_the_check():

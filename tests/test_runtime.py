@@ -1,7 +1,8 @@
-"""Tests of keras_filterprune/runtime.py: running TFLite, benchmarks, comparison."""
+"""Tests of keras_filterprune/runtime/: running TFLite, benchmarks, comparison."""
 
 import json
 import os
+import subprocess
 import sys
 
 import keras
@@ -31,6 +32,25 @@ from tests.test_export import (
 # ----------------------------------------------------------------------------------
 # Running TFLite files
 # ----------------------------------------------------------------------------------
+def test_the_runner_loads_without_keras():
+    """The package loads its names on first use, and the LiteRT runner the
+    exporter and latency measuring share imports neither Keras nor TensorFlow."""
+    code = (
+        "import sys\n"
+        "import keras_filterprune.runtime as runtime\n"
+        "from keras_filterprune.runtime.litert import Runner, sorted_outputs\n"
+        "assert set(runtime.__all__) <= set(dir(runtime))\n"
+        "heavy = [m for m in ('keras', 'tensorflow') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "assert runtime.run_tflite.__module__ == 'keras_filterprune.runtime.litert'\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_")}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr
+
+
 def test_dict_outputs_come_back_as_dict(tmp_path):
     inp = keras.Input((5,), name="features")
     model = keras.Model(

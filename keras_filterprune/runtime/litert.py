@@ -1,5 +1,6 @@
 """Running TFLite files in the LiteRT interpreter (`ai_edge_litert`, the
-`litert` extra): `run_tflite`, and the runner the exporter and benchmarks share.
+`litert` extra): `run_tflite`, and the runner the exporter, the benchmarks and
+latency measuring share (`Runner`, `interpreter_class`, `sorted_outputs`).
 
 Float inputs are quantised for int8-input models and int8 outputs dequantised, so
 results compare directly with Keras. What LiteRT logs from C++ while it loads a
@@ -15,10 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from keras_filterprune._feeds import _sorted_outputs
 from keras_filterprune._files import native_output_captured
 
-__all__ = ["run_tflite"]
+__all__ = ["Runner", "interpreter_class", "run_tflite", "sorted_outputs"]
 
 _LITERT_HINT = (
     "Benchmarking and checking TFLite files needs the LiteRT runtime: "
@@ -26,7 +26,8 @@ _LITERT_HINT = (
 )
 
 
-def _interpreter_class():
+def interpreter_class():
+    """LiteRT's `Interpreter` class, or an ImportError with the install hint."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError as e:
@@ -34,7 +35,7 @@ def _interpreter_class():
     return Interpreter
 
 
-class _Runner:
+class Runner:
     """A LiteRT interpreter on one signature, inputs set by name."""
 
     def __init__(self, model: str | os.PathLike | bytes, num_threads: int) -> None:
@@ -52,9 +53,9 @@ class _Runner:
             )
         if not isinstance(num_threads, int) or num_threads < 1:
             raise ValueError(f"`num_threads` must be >= 1. Received: {num_threads!r}")
-        interpreter_class = _interpreter_class()
+        interpreter = interpreter_class()
         with native_output_captured():
-            self.interpreter = interpreter_class(
+            self.interpreter = interpreter(
                 model_content=content, num_threads=num_threads
             )
         signatures = self.interpreter.get_signature_list()
@@ -166,6 +167,16 @@ def _to_tensor(value: Any, detail: dict) -> np.ndarray:
     return value.astype(dtype)
 
 
+def sorted_outputs(outputs: dict[str, Any]) -> list[np.ndarray]:
+    """Signature outputs in Keras' flattening order (`output_0, output_1, …`)."""
+
+    def key(name: str):
+        m = re.fullmatch(r"output_(\d+)", name)
+        return (0, int(m.group(1)), "") if m else (1, 0, name)
+
+    return [np.asarray(outputs[k]) for k in sorted(outputs, key=key)]
+
+
 def run_tflite(
     path_or_bytes: str | os.PathLike | bytes,
     inputs: Any,
@@ -206,9 +217,9 @@ def run_tflite(
     >>> y.shape
     (3, 2)
     """
-    runner = _Runner(path_or_bytes, num_threads)
+    runner = Runner(path_or_bytes, num_threads)
     outputs = runner.run(runner.as_feed(inputs), dequantize)
-    ordered = _sorted_outputs(outputs)
+    ordered = sorted_outputs(outputs)
     if len(ordered) == 1:
         return ordered[0]
     if all(re.fullmatch(r"output_\d+", k) for k in outputs):

@@ -14,24 +14,18 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_filterprune._feeds import (
-    _element_to_feed,
-    _keras_inputs,
-    _signature_names,
-    _sorted_outputs,
-)
 from keras_filterprune._messages import say
 from keras_filterprune._validation import check_int
-from keras_filterprune.benchmark import (
-    LatencyStats,
-    _check_timing_args,
-    _keras_call,
-    _tflite_call,
-    _time_calls,
-)
 from keras_filterprune.exceptions import FilterPruneWarning
 from keras_filterprune.export import ExportReport, export_tflite, save_keras
-from keras_filterprune.litert import _Runner
+from keras_filterprune.runtime.benchmark import LatencyStats, keras_call, tflite_call
+from keras_filterprune.runtime.feeds import (
+    element_to_feed,
+    keras_inputs,
+    signature_names,
+)
+from keras_filterprune.runtime.litert import Runner, sorted_outputs
+from keras_filterprune.runtime.timing import check_timing_args, time_calls
 
 __all__ = ["ComparisonReport", "compare_models"]
 
@@ -144,7 +138,7 @@ def _eval_feed(model: keras.Model, x: Any, size: int) -> dict[str, np.ndarray]:
             f"(batch, classes), classes >= 2; {model.name!r} returns "
             f"{[tuple(o.shape) for o in outputs]}."
         )
-    feed = _element_to_feed(x, model)
+    feed = element_to_feed(x, model)
     n = len(next(iter(feed.values())))
     if n != size:
         raise ValueError(
@@ -154,19 +148,17 @@ def _eval_feed(model: keras.Model, x: Any, size: int) -> dict[str, np.ndarray]:
 
 
 def _keras_accuracy(model, feed, labels) -> float:
-    scores = model.predict(
-        _keras_inputs(model, feed), batch_size=_EVAL_BATCH, verbose=0
-    )
+    scores = model.predict(keras_inputs(model, feed), batch_size=_EVAL_BATCH, verbose=0)
     return float(np.mean(np.asarray(scores).argmax(axis=-1) == labels))
 
 
 def _tflite_accuracy(model, path, feed, labels, num_threads) -> float:
-    runner = _Runner(path, num_threads)
-    names = _signature_names(model, runner.input_details)
+    runner = Runner(path, num_threads)
+    names = signature_names(model, runner.input_details)
     hits = 0
     for i in range(0, len(labels), _EVAL_BATCH):
         chunk = {names[k]: v[i : i + _EVAL_BATCH] for k, v in feed.items()}
-        (scores,) = _sorted_outputs(runner.run(chunk))
+        (scores,) = sorted_outputs(runner.run(chunk))
         hits += int(np.sum(scores.argmax(axis=-1) == labels[i : i + _EVAL_BATCH]))
     return hits / len(labels)
 
@@ -262,7 +254,7 @@ def compare_models(
     """
     from keras_filterprune.profile import count_macs
 
-    _check_timing_args(runs, warmup, batch_size)
+    check_timing_args(runs, warmup, batch_size)
     verbose = check_int(verbose, "verbose", minimum=0)
     models = {"original": original, "pruned": pruned}
     evaluation = None
@@ -310,8 +302,8 @@ def compare_models(
                     verbose=0,
                 )
         stage(f"timing Keras, {runs} runs per model{_order(interleave)}")
-        keras_times = _time_calls(
-            [_keras_call(m, batch_size, None)[0] for m in models.values()],
+        keras_times = time_calls(
+            [keras_call(m, batch_size, None)[0] for m in models.values()],
             runs,
             max(warmup, 1),
             interleave,
@@ -320,11 +312,11 @@ def compare_models(
             f"timing TFLite in LiteRT ({num_threads} threads), {runs} runs per "
             f"model{_order(interleave)}"
         )
-        tflite_times = _time_calls(
+        tflite_times = time_calls(
             [
-                _tflite_call(
-                    exports[f"{k}.tflite"].path, num_threads, batch_size, None
-                )[0]
+                tflite_call(exports[f"{k}.tflite"].path, num_threads, batch_size, None)[
+                    0
+                ]
                 for k in models
             ],
             runs,

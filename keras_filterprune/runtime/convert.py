@@ -17,6 +17,8 @@ import numpy as np
 
 from keras_filterprune._files import native_output_captured, without_temporary_paths
 
+__all__ = ["convert_tflite"]
+
 
 def convert_tflite(
     model: keras.Model,
@@ -24,6 +26,9 @@ def convert_tflite(
     samples: list[dict[str, np.ndarray]] | None,
     int8_io: bool,
 ) -> bytes:
+    """The TFLite flatbuffer of `model`, converted with `quantization` (int8
+    calibrated on the batch-1 feeds `samples`; `int8_io` makes its inputs and
+    outputs int8). Raises a RuntimeError saying what failed."""
     import tensorflow as tf
 
     with tempfile.TemporaryDirectory(prefix="kfp-export-") as saved:

@@ -1,22 +1,36 @@
 """Model inputs as feeds: `{input name: array}` dicts from representative data,
-random verification inputs, and outputs in Keras' order. Shared by the exporters
-(`keras_filterprune.export`), the LiteRT runner and the benchmarks."""
+random verification inputs, and the Keras outputs on them. Shared by the
+exporters (`keras_filterprune.export`), the benchmarks, `compare_models` and
+latency measuring."""
 
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 import keras
 import numpy as np
+
+__all__ = [
+    "MAX_SAMPLES",
+    "element_to_feed",
+    "feed_from_data",
+    "input_names",
+    "input_tensors",
+    "keras_inputs",
+    "keras_outputs",
+    "random_feed",
+    "samples",
+    "signature_names",
+    "verification_feed",
+]
 
 logger = logging.getLogger(__name__)
 
 MAX_SAMPLES = 500  # representative samples kept (TF advises a few hundred)
 
 
-def _input_tensors(model: keras.Model) -> list:
+def input_tensors(model: keras.Model) -> list:
     if not isinstance(model, keras.Model):
         raise TypeError(f"Expected a keras.Model. Received: {type(model).__name__}")
     inputs = getattr(model, "inputs", None)
@@ -29,13 +43,13 @@ def _input_tensors(model: keras.Model) -> list:
     return list(inputs)
 
 
-def _input_names(model: keras.Model) -> list[str]:
-    return [t.name for t in _input_tensors(model)]
+def input_names(model: keras.Model) -> list[str]:
+    return [t.name for t in input_tensors(model)]
 
 
-def _keras_inputs(model: keras.Model, feed: dict[str, np.ndarray]) -> Any:
+def keras_inputs(model: keras.Model, feed: dict[str, np.ndarray]) -> Any:
     """Arranges `{input name: array}` in the structure `model` is called with."""
-    inputs = _input_tensors(model)
+    inputs = input_tensors(model)
     try:
         struct = model.input
     except (AttributeError, ValueError):
@@ -47,9 +61,9 @@ def _is_array(x: Any) -> bool:
     return hasattr(x, "shape") and hasattr(x, "dtype")
 
 
-def _element_to_feed(element: Any, model: keras.Model) -> dict[str, np.ndarray]:
+def element_to_feed(element: Any, model: keras.Model) -> dict[str, np.ndarray]:
     """One representative element (a batch or one sample) → `{name: batch array}`."""
-    tensors = _input_tensors(model)
+    tensors = input_tensors(model)
     names = [t.name for t in tensors]
     if isinstance(element, dict):
         missing = [n for n in names if n not in element]
@@ -61,7 +75,7 @@ def _element_to_feed(element: Any, model: keras.Model) -> dict[str, np.ndarray]:
         arrays = [element[n] for n in names]
     elif isinstance(element, (list, tuple)):
         if element and not _is_array(element[0]):  # (inputs, targets[, weights])
-            return _element_to_feed(element[0], model)
+            return element_to_feed(element[0], model)
         if len(names) == 1:  # [x] or (x, y) or (x, y, w)
             arrays = [element[0]]
         elif len(element) == len(names):
@@ -92,9 +106,9 @@ def _element_to_feed(element: Any, model: keras.Model) -> dict[str, np.ndarray]:
     return feed
 
 
-def _samples(data: Any, model: keras.Model) -> list[dict[str, np.ndarray]]:
+def samples(data: Any, model: keras.Model) -> list[dict[str, np.ndarray]]:
     """Splits representative data into at most `MAX_SAMPLES` batch-1 feeds."""
-    names = _input_names(model)
+    names = input_names(model)
     if callable(data):  # TF's own `representative_dataset` convention
         data = data()
     if _is_array(data) or isinstance(data, dict):
@@ -115,24 +129,24 @@ def _samples(data: Any, model: keras.Model) -> list[dict[str, np.ndarray]]:
                 "an iterable or tf.data.Dataset of inputs, or a generator function. "
                 f"Received: {type(data).__name__}"
             ) from None
-    samples: list[dict[str, np.ndarray]] = []
+    kept: list[dict[str, np.ndarray]] = []
     for element in elements:
-        feed = _element_to_feed(element, model)
+        feed = element_to_feed(element, model)
         n = len(next(iter(feed.values())))
         for i in range(n):
-            samples.append({k: v[i : i + 1] for k, v in feed.items()})
-            if len(samples) >= MAX_SAMPLES:
+            kept.append({k: v[i : i + 1] for k, v in feed.items()})
+            if len(kept) >= MAX_SAMPLES:
                 logger.info("Using the first %d representative samples.", MAX_SAMPLES)
-                return samples
-    if not samples:
+                return kept
+    if not kept:
         raise ValueError("`representative_data` is empty.")
-    return samples
+    return kept
 
 
-def _random_feed(model: keras.Model, batch: int, seed: int = 0) -> dict:
+def random_feed(model: keras.Model, batch: int, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     feed = {}
-    for t in _input_tensors(model):
+    for t in input_tensors(model):
         shape = (batch, *t.shape[1:])
         if any(d is None for d in shape):
             raise ValueError(
@@ -150,38 +164,30 @@ def _random_feed(model: keras.Model, batch: int, seed: int = 0) -> dict:
     return feed
 
 
-def _verification_feed(model, num_verify, samples) -> dict[str, np.ndarray]:
+def verification_feed(model, num_verify, samples) -> dict[str, np.ndarray]:
     if not samples:
-        return _random_feed(model, num_verify)
+        return random_feed(model, num_verify)
     chosen = samples[:num_verify]
     return {k: np.concatenate([s[k] for s in chosen]) for k in chosen[0]}
 
 
-def _feed(model, verify, num_verify, data) -> dict[str, np.ndarray] | None:
+def feed_from_data(model, verify, num_verify, data) -> dict[str, np.ndarray] | None:
+    """The verification feed from representative `data` (random inputs without
+    it); `None` when not verifying."""
     if not verify:
         return None
-    samples = None if data is None else _samples(data, model)
-    return _verification_feed(model, num_verify, samples)
+    data_samples = None if data is None else samples(data, model)
+    return verification_feed(model, num_verify, data_samples)
 
 
-def _keras_outputs(model: keras.Model, feed: dict) -> list[np.ndarray]:
-    out = model(_keras_inputs(model, feed), training=False)
+def keras_outputs(model: keras.Model, feed: dict) -> list[np.ndarray]:
+    out = model(keras_inputs(model, feed), training=False)
     return [np.asarray(keras.ops.convert_to_numpy(o)) for o in keras.tree.flatten(out)]
 
 
-def _sorted_outputs(outputs: dict[str, Any]) -> list[np.ndarray]:
-    """Signature outputs in Keras' flattening order (`output_0, output_1, …`)."""
-
-    def key(name: str):
-        m = re.fullmatch(r"output_(\d+)", name)
-        return (0, int(m.group(1)), "") if m else (1, 0, name)
-
-    return [np.asarray(outputs[k]) for k in sorted(outputs, key=key)]
-
-
-def _signature_names(model: keras.Model, signature_inputs: Any) -> dict[str, str]:
+def signature_names(model: keras.Model, signature_inputs: Any) -> dict[str, str]:
     """Maps Keras input names to signature input names (normally the same)."""
-    keras_names = _input_names(model)
+    keras_names = input_names(model)
     sig_names = list(signature_inputs)
     if set(keras_names) == set(sig_names):
         return {n: n for n in keras_names}

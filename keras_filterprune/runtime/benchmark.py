@@ -8,19 +8,24 @@ which would hide the effect of pruning), TFLite files in the LiteRT interpreter.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import os
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import keras
 import numpy as np
 
-from keras_filterprune._feeds import _input_names, _keras_inputs, _random_feed
-from keras_filterprune.litert import _Runner
+from keras_filterprune.runtime.feeds import input_names, keras_inputs, random_feed
+from keras_filterprune.runtime.litert import Runner
+from keras_filterprune.runtime.timing import check_timing_args, time_calls
 
-__all__ = ["LatencyStats", "benchmark_keras", "benchmark_tflite"]
+__all__ = [
+    "LatencyStats",
+    "benchmark_keras",
+    "benchmark_tflite",
+    "keras_call",
+    "tflite_call",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,64 +74,25 @@ class LatencyStats:
         )
 
 
-def _check_timing_args(runs: int, warmup: int, batch_size: int) -> None:
-    for name, value, low in (
-        ("runs", runs, 1),
-        ("warmup", warmup, 0),
-        ("batch_size", batch_size, 1),
-    ):
-        if not isinstance(value, int) or value < low:
-            raise ValueError(f"`{name}` must be an int >= {low}. Received: {value!r}")
-
-
 def _batch_of(inputs: Any) -> int:
     return len(keras.tree.flatten(inputs)[0])
 
 
-def _tflite_call(model, num_threads, batch_size, inputs):
+def tflite_call(model, num_threads, batch_size, inputs):
     """Returns `(invoke, batch size)` with the inputs set once."""
-    runner = _Runner(model, num_threads)
+    runner = Runner(model, num_threads)
     feed = runner.random_feed(batch_size) if inputs is None else runner.as_feed(inputs)
     runner.set_inputs(feed)
     return runner.invoke, _batch_of(feed)
 
 
-def _keras_call(model, batch_size, inputs):
+def keras_call(model, batch_size, inputs):
     """Returns `(predict_on_batch closure, batch size)`."""
     if inputs is None:
-        inputs = _keras_inputs(model, _random_feed(model, batch_size))
-    elif isinstance(inputs, dict) and set(inputs) == set(_input_names(model)):
-        inputs = _keras_inputs(model, inputs)
+        inputs = keras_inputs(model, random_feed(model, batch_size))
+    elif isinstance(inputs, dict) and set(inputs) == set(input_names(model)):
+        inputs = keras_inputs(model, inputs)
     return (lambda: model.predict_on_batch(inputs)), _batch_of(inputs)
-
-
-def _time_calls(calls: Sequence, runs: int, warmup: int, interleave: bool):
-    """Times each call `runs` times; interleaved runs alternate A B, B A, …"""
-    for call in calls:
-        for _ in range(warmup):
-            call()
-    times: list[list[float]] = [[] for _ in calls]
-    gc.collect()
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        if interleave:
-            for i in range(runs):
-                order = range(len(calls)) if i % 2 == 0 else reversed(range(len(calls)))
-                for j in order:
-                    t0 = time.perf_counter()
-                    calls[j]()
-                    times[j].append(time.perf_counter() - t0)
-        else:
-            for j, call in enumerate(calls):
-                for _ in range(runs):
-                    t0 = time.perf_counter()
-                    call()
-                    times[j].append(time.perf_counter() - t0)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    return times
 
 
 def benchmark_tflite(
@@ -168,9 +134,9 @@ def benchmark_tflite(
     >>> stats.runs, stats.median_ms > 0
     (5, True)
     """
-    _check_timing_args(runs, warmup, batch_size)
-    call, batch = _tflite_call(path_or_bytes, num_threads, batch_size, inputs)
-    (times,) = _time_calls([call], runs, warmup, interleave=False)
+    check_timing_args(runs, warmup, batch_size)
+    call, batch = tflite_call(path_or_bytes, num_threads, batch_size, inputs)
+    (times,) = time_calls([call], runs, warmup, interleave=False)
     return LatencyStats.from_times(
         times, batch_size=batch, num_threads=num_threads, runtime="tflite"
     )
@@ -209,9 +175,9 @@ def benchmark_keras(
     >>> benchmark_keras(model, runs=3).runs
     3
     """
-    _check_timing_args(runs, warmup, batch_size)
-    call, batch = _keras_call(model, batch_size, inputs)
-    (times,) = _time_calls([call], runs, max(warmup, 1), interleave=False)
+    check_timing_args(runs, warmup, batch_size)
+    call, batch = keras_call(model, batch_size, inputs)
+    (times,) = time_calls([call], runs, max(warmup, 1), interleave=False)
     return LatencyStats.from_times(
         times, batch_size=batch, num_threads=None, runtime="keras"
     )
