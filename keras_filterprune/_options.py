@@ -235,7 +235,7 @@ class PlanOptions:
     def latency(self) -> tuple[Any, float | None]:
         """The latency table (loaded when a path; `None` without one) and the
         target in milliseconds (`None` without `target_latency`)."""
-        from keras_filterprune._latency_plan import check_latency_args
+        from keras_filterprune.latency.budget import check_latency_args
 
         budgets = {k: getattr(self, k) for k in ("target_macs", "target_params")}
         return check_latency_args(

@@ -8,7 +8,10 @@ channels, linear input costs), so that its choices can be checked."""
 import functools
 import json
 import math
+import os
 import re
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -16,8 +19,9 @@ import pytest
 
 import keras_filterprune as kfp
 from keras_filterprune import LatencyTable, measure_latency_table, plan_pruning
-from keras_filterprune._latency_measure import detect_step, sample_widths, unit_specs
 from keras_filterprune.graph import graph_of
+from keras_filterprune.latency.measure import detect_step, sample_widths
+from keras_filterprune.latency.units import unit_specs
 
 STEPS = {"conv": {"in": 1, "out": 8}, "depthwise": {"in": 8}}
 
@@ -105,6 +109,38 @@ def test_prediction_follows_the_staircase():
     assert table.predict({g: 32}) < full
     assert table.predict({g: 32}) == pytest.approx(table.predict({g: 17}))
     assert table.group_step(g) == 32
+
+
+def test_a_table_is_plain_data_without_tensorflow_or_litert():
+    """`LatencyTable` (and the planner's use of it) imports neither TensorFlow
+    nor LiteRT: a table is read, checked, saved and asked for predictions in a
+    fresh process that never loads them."""
+    code = (
+        "import sys\n"
+        "from keras_filterprune.latency.table import LatencyTable, "
+        "parse_latency_target\n"
+        "import keras_filterprune.latency.budget\n"
+        "doc = {'format': 'keras-filterprune-latency-table', 'version': 1,\n"
+        "  'model_name': 'm', 'model_ms': 1.0, 'steps': {'conv': {'out': 4}},\n"
+        "  'settings': {'runtime': 'litert', 'num_threads': 2,\n"
+        "               'quantization': None},\n"
+        "  'groups': {'0': 8}, 'units': [{'path': 'c', 'layer': 'Conv2D',\n"
+        "    'kind': 'conv', 'in': {'fixed': 3, 'groups': {}},\n"
+        "    'out': {'fixed': 0, 'groups': {'0': 1.0}}, 'full_ms': 0.5,\n"
+        "    'curves': {'in': None,\n"
+        "               'out': {'step': 4, 'widths': [4, 8], 'ms': [0.3, 0.5]}}}]}\n"
+        "table = LatencyTable.from_json(LatencyTable.from_dict(doc).to_json())\n"
+        "assert abs(table.predict({0: 3}) - 0.6) < 1e-9, table.predict({0: 3})\n"
+        "assert parse_latency_target('50%', table) == 0.5\n"
+        "heavy = [m for m in ('keras', 'tensorflow', 'ai_edge_litert')\n"
+        "         if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_")}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def test_json_round_trip(tmp_path):

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_filterprune.latency import LatencyTable, parse_latency_target
+from keras_filterprune.latency.table import LatencyTable, parse_latency_target
 
 __all__ = ["check_latency_args", "latency_counts"]
 

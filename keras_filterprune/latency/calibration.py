@@ -20,7 +20,7 @@ from typing import Any
 from keras_filterprune._messages import say
 from keras_filterprune._validation import check_int
 from keras_filterprune.graph import graph_of
-from keras_filterprune.latency import LatencyTable, parse_latency_target
+from keras_filterprune.latency.table import LatencyTable, parse_latency_target
 from keras_filterprune.plan import plan_pruning
 from keras_filterprune.pruning_plan import PruningPlan
 from keras_filterprune.surgery import apply_plan
@@ -100,8 +100,8 @@ def calibrate_latency_plan(
     """
     import keras
 
-    from keras_filterprune import _latency_measure as lm
-    from keras_filterprune.litert import _interpreter_class
+    from keras_filterprune.latency import measure as lm
+    from keras_filterprune.runtime.litert import interpreter_class
 
     iterations = check_int(iterations, "iterations", 1)
     rounds = check_int(rounds, "rounds", 1)
@@ -133,7 +133,7 @@ def calibrate_latency_plan(
             "`plan_pruning(target_latency=..., latency_table=...)` alone. Current "
             f"backend: {keras.backend.backend()!r}"
         )
-    _interpreter_class()
+    interpreter_class()
     graph = graph_of(model, graph)
     threads = int(latency_table.settings.get("num_threads", 1))
     quantization = latency_table.settings.get("quantization")

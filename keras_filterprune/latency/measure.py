@@ -1,10 +1,10 @@
-"""Timing layers in LiteRT for `measure_latency_table`: which calls are timed
-(the units), one-layer models at given widths, their conversion, interleaved
-timing, and the probe that finds each kernel's block size."""
+"""`measure_latency_table`: timing layers in LiteRT. Which calls are timed (the
+units, `keras_filterprune.latency.units`), one-layer models at given widths,
+their conversion, rotating-round timing, and the probe that finds each kernel's
+block size. Needs the TensorFlow backend (conversion) and LiteRT."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -13,94 +13,203 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_filterprune._feeds import _samples
-from keras_filterprune._tflite_convert import convert_tflite
-from keras_filterprune.benchmark import _time_calls
+from keras_filterprune._messages import say
+from keras_filterprune._validation import check_int
+from keras_filterprune.export import QUANTIZATIONS
+from keras_filterprune.graph import graph_of
 from keras_filterprune.handlers import get_handler
-from keras_filterprune.handlers.base import channels_last
-from keras_filterprune.handlers.conv import DepthwiseHandler
-from keras_filterprune.latency import STEP_AXES
-from keras_filterprune.litert import _Runner
+from keras_filterprune.latency.schema import RUNTIMES, STEP_AXES
+from keras_filterprune.latency.table import LatencyTable
+from keras_filterprune.latency.units import unit_specs
+from keras_filterprune.runtime import feeds
+from keras_filterprune.runtime.convert import convert_tflite
+from keras_filterprune.runtime.litert import Runner, interpreter_class
+from keras_filterprune.runtime.timing import time_calls
 
-__all__ = ["detect_step", "unit_specs"]
+__all__ = [
+    "convert",
+    "detect_step",
+    "measure_latency_table",
+    "probe_models",
+    "probe_widths",
+    "sample_widths",
+    "time_contents",
+]
 
 STEP_CANDIDATES = (1, 2, 4, 8, 16, 32)
 PROBE_WIDTH = 64
-_CONFIG_NOISE = ("name", "trainable")
 
 
-def _kind(layer, handler) -> str | None:
-    if isinstance(handler, DepthwiseHandler):
-        return "depthwise"
-    if handler is not None and handler.produces and getattr(layer, "groups", 1) == 1:
-        return "conv"
-    return None
+def measure_latency_table(
+    model,
+    runtime: str = "litert",
+    *,
+    num_threads: int = 2,
+    quantization: str | None = None,
+    widths: int | Sequence[float] = 4,
+    steps: Mapping[str, Mapping[str, int]] | None = None,
+    rounds: int = 5,
+    verbose: int = 1,
+    graph=None,
+) -> LatencyTable:
+    """Measures how long each convolution and Dense layer of `model` takes in
+    the target runtime, at several widths.
 
+    Every timed layer is rebuilt alone (same config, same input shape, batch 1)
+    at its full width and at `widths` block boundaries along each axis that
+    pruning changes, converted to TFLite with `quantization` and timed in LiteRT
+    with `num_threads` threads (rotating rounds, one warm-up call and 5 timed
+    calls per model per round; a model's time is its lowest round median, less
+    the cost of an empty invocation). Layers of identical class, config and
+    input shape are measured once. The whole model is timed the same way.
 
-def _axis(graph, ids, shape, variable: set[int]) -> tuple[dict, int]:
-    """`{"fixed", "groups"}`: channels on the last axis as a linear function of
-    the kept channels of each group, and the full width."""
-    if ids is None:
-        width = int(shape[-1]) if shape is not None and shape[-1] else 0
-        return {"fixed": float(width), "groups": {}}, width
-    groups = graph.elem_group[ids]
-    axis: dict[str, Any] = {"fixed": 0.0, "groups": {}}
-    for g in np.unique(groups).tolist():
-        count = int(np.sum(groups == g))
-        if g in variable:
-            axis["groups"][int(g)] = count / graph.groups[g].width
-        else:
-            axis["fixed"] += count
-    return axis, len(ids)
+    The block size of each kernel (XNNPACK computes output channels in blocks,
+    e.g. 32 float32 channels) is found by a probe that times one 3x3 kernel at
+    widths 1 to 64 (about 30 s per kind of kernel) unless `steps` gives it,
+    e.g. `steps=other_table.steps` for a table measured with the same settings.
 
+    Measuring needs the TensorFlow backend (for conversion) and the LiteRT
+    runtime (`pip install keras-filterprune[litert]`). Run it on the device the
+    model will run on, or on the same kind of CPU, with nothing else running.
 
-def unit_specs(graph) -> list[dict[str, Any]]:
-    """The timed calls of a traced model: convolutions and Dense layers (not
-    grouped), with how their input and output widths follow the groups."""
-    variable = {g.id for g in graph.groups if g.frozen is None or g.approximate}
-    specs = []
-    for call in graph.walk.calls:
-        handler = get_handler(call.layer)
-        kind = _kind(call.layer, handler)
-        if kind is None or not call.inputs or not channels_last(call.layer):
-            continue
-        shape = graph.walk.shapes.get(call.inputs[0])
-        if shape is None or any(d is None for d in shape[1:]):
-            continue
-        in_axis, w_in = _axis(
-            graph, graph.tensor_ids.get(call.inputs[0]), shape, variable
+    Args:
+        model: A built Functional or Sequential `keras.Model` (only read).
+        runtime: `"litert"` (the only runtime so far).
+        num_threads: `int`. Interpreter threads. Defaults to `2`.
+        quantization: `None` (float32), `"float16"`, `"dynamic"` or `"int8"`, as
+            in `export_tflite`. Defaults to `None`.
+        widths: `int` (that many evenly spaced fractions of each width) or a
+            list of fractions in (0, 1]. Defaults to `4` (25 %, 50 %, 75 %, 100 %).
+        steps: Block sizes `{"conv": {"in": int, "out": int}, "depthwise":
+            {"in": int}}` to use instead of probing them.
+        rounds: `int`. Timing rounds. Defaults to `5`.
+        verbose: `int`. `1` shows a progress bar. Defaults to `1`.
+        graph: The model's `ChannelGraph`, if already traced.
+
+    Returns:
+        A `LatencyTable`.
+
+    Raises:
+        ValueError: an unknown runtime or quantization, bad `widths`/`steps`, or
+            a model with no layer to time.
+        RuntimeError: a backend other than TensorFlow.
+        ImportError: LiteRT is not installed.
+
+    Example (takes a minute, so it is not run here):
+
+    ```python
+    table = kfp.measure_latency_table(model, num_threads=4)
+    table.save("latency.json")
+    plan = kfp.plan_pruning(model, target_latency="50%", latency_table=table)
+    ```
+    """
+    if runtime not in RUNTIMES:
+        raise ValueError(
+            f"`runtime` must be one of {RUNTIMES}: keras-filterprune measures "
+            f"latency in LiteRT (TFLite). Received: runtime={runtime!r}"
         )
-        out_shape = graph.walk.shapes.get(call.outputs[0])
-        out_axis, w_out = _axis(
-            graph, graph.tensor_ids.get(call.outputs[0]), out_shape, variable
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(
+            f"`quantization` must be one of {QUANTIZATIONS}. "
+            f"Received: quantization={quantization!r}"
         )
-        axes = [a for a, ax in (("in", in_axis), ("out", out_axis)) if ax["groups"]]
-        if kind == "depthwise":  # its outputs follow its inputs
-            axes = [a for a in axes if a == "in"]
-        config = {
-            k: v for k, v in call.layer.get_config().items() if k not in _CONFIG_NOISE
-        }
-        key = json.dumps(
-            [type(call.layer).__name__, config, list(shape[1:]), w_in, w_out, axes],
-            sort_keys=True,
-            default=str,
+    num_threads = check_int(num_threads, "num_threads", 1)
+    rounds = check_int(rounds, "rounds", 1)
+    widths = check_widths(widths)
+    steps = check_steps(steps)
+    if keras.backend.backend() != "tensorflow":
+        raise RuntimeError(
+            "measure_latency_table converts layers to TFLite with TensorFlow: run "
+            "it with KERAS_BACKEND=tensorflow (the table it saves plans pruning "
+            f"on any backend). Current backend: {keras.backend.backend()!r}"
         )
-        specs.append(
+    interpreter_class()
+    graph = graph_of(model, graph)
+    specs = unit_specs(graph)
+    if not specs:
+        raise ValueError(
+            f"Model '{model.name}' has no convolution or Dense layer with known "
+            "input shapes to time (channels_last, fixed spatial size)."
+        )
+    needed = sorted({(s["kind"], a) for s in specs for a in s["axes"]})
+    unique = {s["key"]: s for s in specs}
+    found = {k: dict(v) for k, v in (steps or {}).items()}
+    probes = [(k, a) for k, a in needed if a not in found.get(k, {})]
+    bars: list = []  # the progress bar of the current phase
+
+    def tick() -> None:
+        bars[-1].add(1)
+
+    def converted(m) -> bytes:
+        content = convert(m, quantization)
+        tick()
+        return content
+
+    for kind, axis in probes:
+        if verbose:
+            say(f"Probing the block size of {kind} kernels along {axis}put channels")
+        bars.append(keras.utils.Progbar(len(probe_widths()) + 3, verbose=verbose))
+        probe = [converted(m) for m in probe_models(kind, axis)]
+        ms = time_contents(probe, num_threads, 3, 5, tick)
+        found.setdefault(kind, {})[axis] = detect_step(probe_widths(), ms)
+    jobs = [  # (key, axis, width) of every curve point below full width
+        (key, axis, w)
+        for key, spec in unique.items()
+        for axis in spec["axes"]
+        for w in sample_widths(
+            spec["widths"][axis], axis_step(found, spec, axis, widths), widths
+        )[:-1]
+    ]
+    if verbose:
+        say(f"Timing {len(specs)} layers ({len(unique)} distinct) of '{model.name}'")
+    bars.append(
+        keras.utils.Progbar(2 + len(unique) + len(jobs) + rounds, verbose=verbose)
+    )
+    contents = [converted(null_model()), converted(model)]
+    index: dict[tuple, int] = {}
+    for key, spec in unique.items():
+        index[key, "full"] = len(contents)
+        full = (spec["widths"]["in"], spec["widths"]["out"])
+        contents.append(converted(unit_model(spec, *full)))
+    for key, axis, w in jobs:
+        spec = unique[key]
+        c_in, c_out = (w, None) if axis == "in" else (spec["widths"]["in"], w)
+        index[key, axis, w] = len(contents)
+        contents.append(converted(unit_model(spec, c_in, c_out)))
+    ms = time_contents(contents, num_threads, rounds, 5, tick)
+    overhead = ms[0]
+
+    def net(i: int) -> float:
+        return max(ms[i] - overhead, 1e-6)
+
+    units = []
+    for spec in specs:
+        key, full_ms = spec["key"], net(index[spec["key"], "full"])
+        curves: dict[str, Any] = {"in": None, "out": None}
+        for axis in spec["axes"]:
+            step = axis_step(found, spec, axis, widths)
+            points = sample_widths(spec["widths"][axis], step, widths)
+            times = [net(index[key, axis, w]) for w in points[:-1]] + [full_ms]
+            curves[axis] = {"step": step, "widths": points, "ms": times}
+        units.append(
             {
-                "path": call.path,
-                "layer": type(call.layer).__name__,
-                "kind": kind,
-                "in": in_axis,
-                "out": out_axis,
-                "widths": {"in": w_in, "out": w_out},
-                "axes": axes,
-                "key": key,
-                "call": call,
-                "handler": handler,
-                "shape": (1, *shape[1:]),
+                "path": spec["path"],
+                "layer": spec["layer"],
+                "kind": spec["kind"],
+                "in": spec["in"],
+                "out": spec["out"],
+                "full_ms": full_ms,
+                "curves": curves,
             }
         )
-    return specs
+    return LatencyTable(
+        model_name=graph.model_name,
+        model_ms=ms[1],
+        settings=settings_of(runtime, num_threads, quantization, rounds, overhead),
+        steps=found,
+        groups={g.id: g.width for g in graph.groups},
+        units=units,
+    )
 
 
 def sample_widths(full: int, step: int, widths: int | Sequence[float]) -> list[int]:
@@ -147,7 +256,7 @@ def convert(model, quantization: str | None) -> bytes:
             rng.standard_normal((4, *tuple(i.shape)[1:])).astype("float32")
             for i in model.inputs
         ]
-        samples = _samples(batch if len(batch) > 1 else batch[0], model)
+        samples = feeds.samples(batch if len(batch) > 1 else batch[0], model)
     return convert_tflite(model, quantization, samples, int8_io=False)
 
 
@@ -164,14 +273,14 @@ def time_contents(
     that a round median alone does not survive)."""
     calls = []
     for content in contents:
-        runner = _Runner(content, num_threads)
+        runner = Runner(content, num_threads)
         runner.set_inputs(runner.random_feed(1))
         calls.append(runner.invoke)
     best = [math.inf] * len(calls)
     for r in range(rounds):
         shift = r * len(calls) // rounds
         for j in list(range(shift, len(calls))) + list(range(shift)):
-            (times,) = _time_calls([calls[j]], runs, 1, interleave=False)
+            (times,) = time_calls([calls[j]], runs, 1, interleave=False)
             best[j] = min(best[j], float(np.median(times)) * 1e3)
         if on_round is not None:
             on_round()

@@ -18,6 +18,21 @@ from typing import Any
 
 import numpy as np
 
+from keras_filterprune._export_checks import QUANTIZATIONS
+
+__all__ = [
+    "FIELDS",
+    "FORMAT",
+    "RUNTIMES",
+    "STEP_AXES",
+    "VERSION",
+    "axis_width",
+    "checked_fields",
+    "parse_json",
+    "read_fields",
+    "unit_difference",
+]
+
 FORMAT = "keras-filterprune-latency-table"
 VERSION = 1
 RUNTIMES = ("litert",)
@@ -198,8 +213,6 @@ def _fields_of(data: Mapping) -> dict[str, Any]:
 
 
 def _settings(value: Any) -> dict[str, Any]:
-    from keras_filterprune.export import QUANTIZATIONS
-
     settings = dict(_mapping(value, "settings"))
     _keys(settings, ("runtime", "num_threads", "quantization"), "settings")
     runtime = settings["runtime"]
@@ -381,7 +394,8 @@ def unit_difference(
     other: str,
 ) -> str | None:
     """How a timed layer of the table differs from the calls of `other` at
-    its path (`specs`: path → `unit_specs`), in words; None when one matches."""
+    its path (`specs`: path → the `unit_specs` of `other` there, see
+    `keras_filterprune.latency.units`), in words; None when one matches."""
     calls = specs.get(unit["path"])
     if not calls:
         return (

@@ -1,11 +1,11 @@
 """Latency tables: how long each layer takes in the target runtime at each width.
 
-`measure_latency_table` times every convolution and Dense layer of a model in
-small converted models (one layer each) at sampled widths, in LiteRT with the
-settings the model will run with, and returns a `LatencyTable`. The planner spends
-a latency budget with it (`plan_pruning(target_latency=..., latency_table=...)`)
-the way it spends a MAC budget; `LatencyTable.latency_ms(plan)` predicts the
-latency of a plan without building or converting the pruned model.
+A `LatencyTable` is plain data, made by `measure_latency_table`
+(`keras_filterprune.latency.measure`) and saved as JSON: importing this module
+imports neither TensorFlow nor LiteRT. The planner spends a latency budget with
+it (`plan_pruning(target_latency=..., latency_table=...)`) the way it spends a
+MAC budget; `LatencyTable.latency_ms(plan)` predicts the latency of a plan
+without building or converting the pruned model.
 
 The cost model per layer is step-aware: XNNPACK computes output channels in
 blocks (of 32 float32 channels on AVX-512 CPUs, for instance), so 40 filters cost
@@ -26,11 +26,9 @@ from typing import Any
 import numpy as np
 
 from keras_filterprune._files import check_writable, write_text
-from keras_filterprune._latency_schema import (
+from keras_filterprune.latency.schema import (
     FIELDS,
     FORMAT,
-    RUNTIMES,
-    STEP_AXES,  # noqa: F401 - imported from here by _latency_measure
     VERSION,
     axis_width,
     checked_fields,
@@ -38,11 +36,9 @@ from keras_filterprune._latency_schema import (
     read_fields,
     unit_difference,
 )
-from keras_filterprune._messages import say
-from keras_filterprune._validation import check_int
 from keras_filterprune.pruning_plan import PruningPlan, check_plan
 
-__all__ = ["LatencyTable", "measure_latency_table", "parse_latency_target"]
+__all__ = ["LatencyTable", "parse_latency_target"]
 
 
 def _snap(curve: Mapping[str, Any], width: float) -> float:
@@ -252,7 +248,7 @@ class LatencyTable:
         table's model: a channel group (missing, extra, or of another width), a
         timed layer the model does not have, or the channels a timed layer
         reads or writes."""
-        from keras_filterprune._latency_measure import unit_specs
+        from keras_filterprune.latency.units import unit_specs  # imports Keras
 
         other = f"model '{graph.model_name}'"
         difference = self._group_difference(graph.groups, other)
@@ -392,185 +388,6 @@ def _json_axis(axis: Mapping[str, Any]) -> dict[str, Any]:
         "fixed": axis["fixed"],
         "groups": {str(g): c for g, c in axis["groups"].items()},
     }
-
-
-def measure_latency_table(
-    model,
-    runtime: str = "litert",
-    *,
-    num_threads: int = 2,
-    quantization: str | None = None,
-    widths: int | Sequence[float] = 4,
-    steps: Mapping[str, Mapping[str, int]] | None = None,
-    rounds: int = 5,
-    verbose: int = 1,
-    graph=None,
-) -> LatencyTable:
-    """Measures how long each convolution and Dense layer of `model` takes in
-    the target runtime, at several widths.
-
-    Every timed layer is rebuilt alone (same config, same input shape, batch 1)
-    at its full width and at `widths` block boundaries along each axis that
-    pruning changes, converted to TFLite with `quantization` and timed in LiteRT
-    with `num_threads` threads (rotating rounds, one warm-up call and 5 timed
-    calls per model per round; a model's time is its lowest round median, less
-    the cost of an empty invocation). Layers of identical class, config and
-    input shape are measured once. The whole model is timed the same way.
-
-    The block size of each kernel (XNNPACK computes output channels in blocks,
-    e.g. 32 float32 channels) is found by a probe that times one 3x3 kernel at
-    widths 1 to 64 (about 30 s per kind of kernel) unless `steps` gives it,
-    e.g. `steps=other_table.steps` for a table measured with the same settings.
-
-    Measuring needs the TensorFlow backend (for conversion) and the LiteRT
-    runtime (`pip install keras-filterprune[litert]`). Run it on the device the
-    model will run on, or on the same kind of CPU, with nothing else running.
-
-    Args:
-        model: A built Functional or Sequential `keras.Model` (only read).
-        runtime: `"litert"` (the only runtime so far).
-        num_threads: `int`. Interpreter threads. Defaults to `2`.
-        quantization: `None` (float32), `"float16"`, `"dynamic"` or `"int8"`, as
-            in `export_tflite`. Defaults to `None`.
-        widths: `int` (that many evenly spaced fractions of each width) or a
-            list of fractions in (0, 1]. Defaults to `4` (25 %, 50 %, 75 %, 100 %).
-        steps: Block sizes `{"conv": {"in": int, "out": int}, "depthwise":
-            {"in": int}}` to use instead of probing them.
-        rounds: `int`. Timing rounds. Defaults to `5`.
-        verbose: `int`. `1` shows a progress bar. Defaults to `1`.
-        graph: The model's `ChannelGraph`, if already traced.
-
-    Returns:
-        A `LatencyTable`.
-
-    Raises:
-        ValueError: an unknown runtime or quantization, bad `widths`/`steps`, or
-            a model with no layer to time.
-        RuntimeError: a backend other than TensorFlow.
-        ImportError: LiteRT is not installed.
-
-    Example (takes a minute, so it is not run here):
-
-    ```python
-    table = kfp.measure_latency_table(model, num_threads=4)
-    table.save("latency.json")
-    plan = kfp.plan_pruning(model, target_latency="50%", latency_table=table)
-    ```
-    """
-    import keras
-
-    from keras_filterprune import _latency_measure as lm
-    from keras_filterprune.export import QUANTIZATIONS
-    from keras_filterprune.graph import graph_of
-    from keras_filterprune.litert import _interpreter_class
-
-    if runtime not in RUNTIMES:
-        raise ValueError(
-            f"`runtime` must be one of {RUNTIMES}: keras-filterprune measures "
-            f"latency in LiteRT (TFLite). Received: runtime={runtime!r}"
-        )
-    if quantization not in QUANTIZATIONS:
-        raise ValueError(
-            f"`quantization` must be one of {QUANTIZATIONS}. "
-            f"Received: quantization={quantization!r}"
-        )
-    num_threads = check_int(num_threads, "num_threads", 1)
-    rounds = check_int(rounds, "rounds", 1)
-    widths = lm.check_widths(widths)
-    steps = lm.check_steps(steps)
-    if keras.backend.backend() != "tensorflow":
-        raise RuntimeError(
-            "measure_latency_table converts layers to TFLite with TensorFlow: run "
-            "it with KERAS_BACKEND=tensorflow (the table it saves plans pruning "
-            f"on any backend). Current backend: {keras.backend.backend()!r}"
-        )
-    _interpreter_class()
-    graph = graph_of(model, graph)
-    specs = lm.unit_specs(graph)
-    if not specs:
-        raise ValueError(
-            f"Model '{model.name}' has no convolution or Dense layer with known "
-            "input shapes to time (channels_last, fixed spatial size)."
-        )
-    needed = sorted({(s["kind"], a) for s in specs for a in s["axes"]})
-    unique = {s["key"]: s for s in specs}
-    found = {k: dict(v) for k, v in (steps or {}).items()}
-    probes = [(k, a) for k, a in needed if a not in found.get(k, {})]
-    bars: list = []  # the progress bar of the current phase
-
-    def tick() -> None:
-        bars[-1].add(1)
-
-    def converted(m) -> bytes:
-        content = lm.convert(m, quantization)
-        tick()
-        return content
-
-    for kind, axis in probes:
-        if verbose:
-            say(f"Probing the block size of {kind} kernels along {axis}put channels")
-        bars.append(keras.utils.Progbar(len(lm.probe_widths()) + 3, verbose=verbose))
-        probe = [converted(m) for m in lm.probe_models(kind, axis)]
-        ms = lm.time_contents(probe, num_threads, 3, 5, tick)
-        found.setdefault(kind, {})[axis] = lm.detect_step(lm.probe_widths(), ms)
-    jobs = [  # (key, axis, width) of every curve point below full width
-        (key, axis, w)
-        for key, spec in unique.items()
-        for axis in spec["axes"]
-        for w in lm.sample_widths(
-            spec["widths"][axis], lm.axis_step(found, spec, axis, widths), widths
-        )[:-1]
-    ]
-    if verbose:
-        say(f"Timing {len(specs)} layers ({len(unique)} distinct) of '{model.name}'")
-    bars.append(
-        keras.utils.Progbar(2 + len(unique) + len(jobs) + rounds, verbose=verbose)
-    )
-    contents = [converted(lm.null_model()), converted(model)]
-    index: dict[tuple, int] = {}
-    for key, spec in unique.items():
-        index[key, "full"] = len(contents)
-        full = (spec["widths"]["in"], spec["widths"]["out"])
-        contents.append(converted(lm.unit_model(spec, *full)))
-    for key, axis, w in jobs:
-        spec = unique[key]
-        c_in, c_out = (w, None) if axis == "in" else (spec["widths"]["in"], w)
-        index[key, axis, w] = len(contents)
-        contents.append(converted(lm.unit_model(spec, c_in, c_out)))
-    ms = lm.time_contents(contents, num_threads, rounds, 5, tick)
-    overhead = ms[0]
-
-    def net(i: int) -> float:
-        return max(ms[i] - overhead, 1e-6)
-
-    units = []
-    for spec in specs:
-        key, full_ms = spec["key"], net(index[spec["key"], "full"])
-        curves: dict[str, Any] = {"in": None, "out": None}
-        for axis in spec["axes"]:
-            step = lm.axis_step(found, spec, axis, widths)
-            points = lm.sample_widths(spec["widths"][axis], step, widths)
-            times = [net(index[key, axis, w]) for w in points[:-1]] + [full_ms]
-            curves[axis] = {"step": step, "widths": points, "ms": times}
-        units.append(
-            {
-                "path": spec["path"],
-                "layer": spec["layer"],
-                "kind": spec["kind"],
-                "in": spec["in"],
-                "out": spec["out"],
-                "full_ms": full_ms,
-                "curves": curves,
-            }
-        )
-    return LatencyTable(
-        model_name=graph.model_name,
-        model_ms=ms[1],
-        settings=lm.settings_of(runtime, num_threads, quantization, rounds, overhead),
-        steps=found,
-        groups={g.id: g.width for g in graph.groups},
-        units=units,
-    )
 
 
 def parse_latency_target(value: Any, table: LatencyTable) -> float:
