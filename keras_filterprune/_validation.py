@@ -22,7 +22,6 @@ __all__ = [
     "check_number",
     "check_ratio",
     "check_scores",
-    "resolve_layer_names",
 ]
 
 
@@ -218,31 +217,3 @@ def check_scores(scores: Any, path: str, width: int, source: str) -> np.ndarray:
             "criterion and the weights or data it scored."
         )
     return array
-
-
-def resolve_layer_names(
-    paths: Iterable[str], names: Iterable[str] | None, arg: str
-) -> dict[str, list[str]]:
-    """Each name → the layer paths it means: the path itself, or every path
-    whose last part is the name (`"conv1"` matches `"backbone/conv1"`).
-
-    Raises:
-        ValueError: a name matches no layer; the message lists known layers.
-    """
-    paths = list(paths)
-    by_short: dict[str, list[str]] = {}
-    for p in paths:
-        by_short.setdefault(p.rsplit("/", 1)[-1], []).append(p)
-    known = set(paths)
-    result = {}
-    for name in names or ():
-        matches = sorted(set(by_short.get(name, [])) | ({name} & known))
-        if not matches:
-            listed = sorted(known)
-            more = " …" if len(listed) > 20 else ""
-            raise ValueError(
-                f"`{arg}` names layer '{name}', which is not in the model. Known "
-                f"layers: {listed[:20]}{more}"
-            )
-        result[name] = matches
-    return result

@@ -20,8 +20,9 @@ from collections.abc import Iterable
 import keras
 import numpy as np
 
+from keras_filterprune._paths import resolve_layer_names
 from keras_filterprune._traces import remember, remembered
-from keras_filterprune._validation import check_layer_names, resolve_layer_names
+from keras_filterprune._validation import check_layer_names
 from keras_filterprune.exceptions import FilterPruneWarning
 from keras_filterprune.handlers import FreezeHandler, LayerHandler, get_handler
 from keras_filterprune.profile import ModelProfile, profile_walk

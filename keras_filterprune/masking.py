@@ -48,9 +48,12 @@ def graph_masks(graph: ChannelGraph, flags: np.ndarray) -> dict[str, list]:
             continue
         in_keep, out_keep = masks[path]
         ones = [np.ones(v.shape, dtype=np.float32) for v in variables]
+        statistics = {
+            id(getattr(layer, name)) for name in handler.statistics_weights(layer)
+        }
 
-        def zero(w, axis, mask, i, variables=variables):
-            if variables[i].name.startswith("moving_"):
+        def zero(w, axis, mask, i, variables=variables, statistics=statistics):
+            if id(variables[i]) in statistics:
                 return w  # running statistics: keep them for regrowing channels
             shape = [1] * w.ndim
             shape[axis] = len(mask)

@@ -38,19 +38,19 @@ def sliced_kernel(
     keep_out: list[int] | None = None,
 ) -> np.ndarray:
     """A producer's kernel restricted to kept input channels (element keep
-    `flags`, repeated as the handler says) and to its kept filters `keep_out`:
-    the kernel the physically pruned model would have."""
+    `flags`, mapped to kernel rows by the handler's `kernel_input_keep`) and to
+    its kept filters `keep_out`: the kernel the physically pruned model would
+    have."""
     layer = graph.walk.layers[path]
     kernel = producer_kernel(layer)
     if flags is not None:
         call = graph.first_calls()[path]
         ids = graph.tensor_ids.get(call.inputs[0]) if call.inputs else None
-        repeat = get_handler(layer).kernel_input_repeat(layer)
-        if ids is not None and len(ids) * repeat == kernel.shape[-2]:
-            kernel = kernel[..., np.repeat(flags[ids], repeat), :]
-        elif ids is not None and len(ids) % kernel.shape[-2] == 0:
-            # a grouped conv: its input slots are kept alike in every group
-            kernel = kernel[..., flags[ids][: kernel.shape[-2]], :]
+        rows = None
+        if ids is not None:  # the handler says which rows the kept inputs feed
+            rows = get_handler(layer).kernel_input_keep(layer, flags[ids])
+        if rows is not None and len(rows) == kernel.shape[-2]:
+            kernel = kernel[..., rows, :]
     if keep_out is not None:
         kernel = kernel[..., np.asarray(keep_out, dtype=np.int64)]
     return kernel

@@ -32,7 +32,7 @@ from keras_filterprune._paths import all_layers, layer_by_path
 from keras_filterprune._validation import check_bool, check_int, check_number
 from keras_filterprune.masking import weight_masks
 from keras_filterprune.plan import GroupPlan, PruningPlan, plan_pruning
-from keras_filterprune.recovery import recalibrate_batchnorm
+from keras_filterprune.recovery import has_statistics, recalibrate_batchnorm
 from keras_filterprune.scoring import score_filters
 
 __all__ = ["SensitivityResult", "sensitivity_analysis"]
@@ -452,7 +452,7 @@ def sensitivity_analysis(
     statistics = {
         id(layer): (layer, layer.get_weights())
         for layer in all_layers(clone)
-        if isinstance(layer, keras.layers.BatchNormalization)
+        if has_statistics(layer)
     }
     curves, members, widths = {}, {}, {}
     originals: dict[str, list[np.ndarray]] = {}
