@@ -17,32 +17,35 @@ __all__ = ["remember", "remembered"]
 _TRACES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _structure(model) -> tuple:
-    """What a trace depends on that can change on a live model: its layer objects
-    (`Sequential.add`/`pop`, a reassigned attribute of a subclassed model) and its
-    input shapes. Weights never change a trace."""
+def _structure(model, version: int) -> tuple:
+    """What a trace depends on that can change: the model's layer objects
+    (`Sequential.add`/`pop`, a reassigned attribute of a subclassed model), its
+    input shapes, and the handler registry (`version`). Weights never change a
+    trace."""
     try:
         inputs = model.inputs or ()
     except (AttributeError, ValueError):  # a subclassed model has no inputs
         inputs = ()
     shapes = tuple(str(getattr(x, "shape", None)) for x in inputs)
-    return tuple(id(layer) for layer in getattr(model, "layers", ())), shapes
+    layers = tuple(id(layer) for layer in getattr(model, "layers", ()))
+    return layers, shapes, version
 
 
-def remembered(model):
-    """The graph traced from `model` in its current structure, or `None`."""
+def remembered(model, version: int):
+    """The graph traced from `model` in its current structure with the handler
+    registry at `version` (`handlers.registry_version()`), or `None`."""
     try:
         entry = _TRACES.get(model)
     except TypeError:  # not weakly referenceable: not a model, never traced
         return None
-    if entry is None or entry[0] != _structure(model):
+    if entry is None or entry[0] != _structure(model, version):
         return None
     return entry[1]
 
 
-def remember(model, graph) -> None:
+def remember(model, graph, version: int) -> None:
     """Keeps `graph` as the trace of `model` (while `model` lives)."""
     try:
-        _TRACES[model] = (_structure(model), graph)
+        _TRACES[model] = (_structure(model, version), graph)
     except TypeError:
         pass

@@ -24,7 +24,12 @@ from keras_filterprune._paths import resolve_layer_names
 from keras_filterprune._traces import remember, remembered
 from keras_filterprune._validation import check_layer_names
 from keras_filterprune.exceptions import FilterPruneWarning
-from keras_filterprune.handlers import FreezeHandler, LayerHandler, get_handler
+from keras_filterprune.handlers import (
+    FreezeHandler,
+    LayerHandler,
+    get_handler,
+    registry_version,
+)
 from keras_filterprune.profile import ModelProfile, profile_walk
 from keras_filterprune.walk import Call, ModelWalk, walk_model
 
@@ -464,10 +469,10 @@ def graph_of(
     """
     if graph is not None and graph.is_graph_of(model):  # pragma: no cover
         return graph  # TODO(#29): callers in latency/ still pass their graph
-    graph = remembered(model)
+    graph = remembered(model, registry_version())
     if graph is None:
         graph = trace_channels(model, warn=False)
-        remember(model, graph)
+        remember(model, graph, registry_version())
     if warn:
         graph.warn(stacklevel=3)
     return graph

@@ -40,7 +40,11 @@ from keras_filterprune._config import check_model
 from keras_filterprune._deprecation import graph_argument_removed
 from keras_filterprune._traces import remembered
 from keras_filterprune.exceptions import FilterPruneWarning
-from keras_filterprune.handlers import UnknownShapeError, get_handler
+from keras_filterprune.handlers import (
+    UnknownShapeError,
+    get_handler,
+    registry_version,
+)
 from keras_filterprune.walk import ModelWalk, walk_model
 
 __all__ = [
@@ -305,7 +309,7 @@ def profile_model(
     Total                                              122  4,040
     Params: 122 (trainable 122, non-trainable 0); MACs per example: 4,040
     """
-    graph = remembered(model) if input_shape is None else None
+    graph = remembered(model, registry_version()) if input_shape is None else None
     if graph is not None:  # traced already (a plan was made): its walk is reused
         return graph.profile
     walk = walk_model(model, input_shape)

@@ -96,6 +96,7 @@ __all__ = [
 ]
 
 _REGISTRY: dict[type, LayerHandler] = {}
+_CHANGES = [0]  # registrations so far (`registry_version`)
 _BY_NAME: dict[str, LayerHandler] = {}
 # Keras ops (operations that are not layers: `x + y`, `keras.ops.mean` in a
 # Functional graph or a traced `call`), by class name; never matched to layers.
@@ -233,10 +234,17 @@ def register_handler(layer_cls: type | str, handler: LayerHandler) -> None:
             f"Received: handler of type {type(handler).__name__}."
         )
     _check_layer_cls(layer_cls)
+    _CHANGES[0] += 1  # remembered traces made with the old handlers are stale
     if isinstance(layer_cls, str):
         _BY_NAME[layer_cls] = handler
     else:
         _REGISTRY[layer_cls] = handler
+
+
+def registry_version() -> int:
+    """A number that changes whenever a handler is registered or unregistered
+    (a remembered trace is valid for the registry it was made with)."""
+    return _CHANGES[0]
 
 
 def unregister_handler(layer_cls: type | str) -> LayerHandler | None:
@@ -252,6 +260,7 @@ def unregister_handler(layer_cls: type | str) -> LayerHandler | None:
         TypeError: `layer_cls` is not a layer class or a string.
     """
     _check_layer_cls(layer_cls)
+    _CHANGES[0] += 1
     if isinstance(layer_cls, str):
         return _BY_NAME.pop(layer_cls, None)
     return _REGISTRY.pop(layer_cls, None)
