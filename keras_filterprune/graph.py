@@ -448,9 +448,7 @@ def trace_channels(
     return graph
 
 
-def graph_of(
-    model: keras.Model, graph: ChannelGraph | None = None, *, warn: bool = False
-) -> ChannelGraph:
+def graph_of(model: keras.Model, *, warn: bool = False) -> ChannelGraph:
     """The `ChannelGraph` of `model`, traced on first use and remembered.
 
     The package's functions take a model, never a graph: they all ask here, so a
@@ -467,8 +465,6 @@ def graph_of(
     Returns:
         The `ChannelGraph` (shared: callers must not change it).
     """
-    if graph is not None and graph.is_graph_of(model):  # pragma: no cover
-        return graph  # TODO(#29): callers in latency/ still pass their graph
     graph = remembered(model, registry_version())
     if graph is None:
         graph = trace_channels(model, warn=False)

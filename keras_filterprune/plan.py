@@ -41,8 +41,8 @@ __all__ = [
 ]
 
 
-@document_options()
 @graph_argument_removed
+@document_options()
 def plan_pruning(
     model: keras.Model,
     ratio: float = 0.5,
@@ -396,7 +396,7 @@ class _Planner:
 
     def _latency_keep(self, target_ms: float, scores) -> tuple[dict, dict]:
         """Widths from the latency table's greedy descent (see
-        `keras_filterprune._latency_plan`); frozen and `per_layer` groups are
+        `keras_filterprune.latency.budget`); frozen and `per_layer` groups are
         decided as usual and do not move."""
         keep, all_scores = self.decide(0.0, scores)
         movable = {}

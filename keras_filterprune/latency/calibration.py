@@ -17,6 +17,7 @@ import math
 import os
 from typing import Any
 
+from keras_filterprune._deprecation import graph_argument_removed
 from keras_filterprune._messages import say
 from keras_filterprune._validation import check_int
 from keras_filterprune.graph import graph_of
@@ -32,6 +33,7 @@ def _clip(factor: float) -> float:
     return min(2.0, max(0.5, factor))
 
 
+@graph_argument_removed
 def calibrate_latency_plan(
     model,
     target_latency: float | str,
@@ -41,7 +43,6 @@ def calibrate_latency_plan(
     tolerance: float = 0.05,
     rounds: int = 7,
     verbose: int = 1,
-    graph=None,
     **plan_options: Any,
 ) -> PruningPlan:
     """Plans pruning to a latency target, checked by timing the pruned model.
@@ -71,7 +72,6 @@ def calibrate_latency_plan(
             `0.05` for ±5 %. Defaults to `0.05`.
         rounds: `int`. Timing rounds per iteration. Defaults to `7`.
         verbose: `int`. `1` prints one line per iteration. Defaults to `1`.
-        graph: The model's `ChannelGraph`, if already traced.
         **plan_options: Other arguments of `plan_pruning` (`criterion`, `scores`,
             `data`, `exclude`, `per_layer`, `round_to`, …).
 
@@ -134,7 +134,7 @@ def calibrate_latency_plan(
             f"backend: {keras.backend.backend()!r}"
         )
     interpreter_class()
-    graph = graph_of(model, graph)
+    graph_of(model)  # traced (once, remembered): a bad model fails before converting
     threads = int(latency_table.settings.get("num_threads", 1))
     quantization = latency_table.settings.get("quantization")
     base = None  # converted after the first plan: bad options fail fast
@@ -147,7 +147,6 @@ def calibrate_latency_plan(
                 model,
                 target_latency=ask * latency_table.model_ms,
                 latency_table=latency_table,
-                graph=graph,
                 **plan_options,
             )
         except ValueError:

@@ -13,6 +13,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from keras_filterprune._deprecation import graph_argument_removed
 from keras_filterprune._messages import say
 from keras_filterprune._validation import check_int
 from keras_filterprune.export import QUANTIZATIONS
@@ -40,6 +41,7 @@ STEP_CANDIDATES = (1, 2, 4, 8, 16, 32)
 PROBE_WIDTH = 64
 
 
+@graph_argument_removed
 def measure_latency_table(
     model,
     runtime: str = "litert",
@@ -50,7 +52,6 @@ def measure_latency_table(
     steps: Mapping[str, Mapping[str, int]] | None = None,
     rounds: int = 5,
     verbose: int = 1,
-    graph=None,
 ) -> LatencyTable:
     """Measures how long each convolution and Dense layer of `model` takes in
     the target runtime, at several widths.
@@ -84,7 +85,6 @@ def measure_latency_table(
             {"in": int}}` to use instead of probing them.
         rounds: `int`. Timing rounds. Defaults to `5`.
         verbose: `int`. `1` shows a progress bar. Defaults to `1`.
-        graph: The model's `ChannelGraph`, if already traced.
 
     Returns:
         A `LatencyTable`.
@@ -124,7 +124,7 @@ def measure_latency_table(
             f"on any backend). Current backend: {keras.backend.backend()!r}"
         )
     interpreter_class()
-    graph = graph_of(model, graph)
+    graph = graph_of(model)
     specs = unit_specs(graph)
     if not specs:
         raise ValueError(

@@ -13,7 +13,6 @@ import numpy as np
 
 from keras_filterprune.handlers import get_handler
 from keras_filterprune.handlers.base import channels_last
-from keras_filterprune.handlers.conv import DepthwiseHandler
 
 __all__ = ["unit_specs"]
 
@@ -21,11 +20,8 @@ _CONFIG_NOISE = ("name", "trainable")
 
 
 def _kind(layer, handler) -> str | None:
-    if isinstance(handler, DepthwiseHandler):
-        return "depthwise"
-    if handler is not None and handler.produces and getattr(layer, "groups", 1) == 1:
-        return "conv"
-    return None
+    """How the layer is timed: the handler declares it (`latency_kind`)."""
+    return None if handler is None else handler.latency_kind(layer)
 
 
 def _axis(graph, ids, shape, variable: set[int]) -> tuple[dict, int]:
