@@ -73,18 +73,35 @@ def test_benchmark_tflite_and_keras(tmp_path):
     path = export_tflite(model, tmp_path / "m.tflite", verify=False).path
     stats = benchmark_tflite(path, runs=7, warmup=1)
     assert isinstance(stats, LatencyStats)
-    assert stats.runs == len(stats.times_ms) == 7 and stats.runtime == "tflite"
+    # `runs` is a minimum: rounds of >= 20 ms call a fast model many times.
+    assert stats.runs >= 7 and stats.runtime == "tflite"
+    assert stats.runs == stats.rounds * stats.calls_per_round
+    assert len(stats.times_ms) == stats.rounds >= 6
     assert 0 < stats.min_ms <= stats.median_ms <= stats.p90_ms
+    assert stats.ci_low_ms <= stats.median_ms <= stats.ci_high_ms
+    assert stats.ci_rel >= 0 and isinstance(stats.converged, bool)
+    assert "95 % CI" in str(stats)
+    fixed = benchmark_tflite(path, runs=3, min_round_ms=0, target_ci=None)
+    assert (fixed.runs, fixed.rounds, fixed.calls_per_round) == (3, 3, 1)
+    assert fixed.ci_rel is None and fixed.converged
     with open(path, "rb") as f:
         stats = benchmark_tflite(f.read(), runs=3, batch_size=4, num_threads=1)
     assert (stats.batch_size, stats.num_threads) == (4, 1)
     x = inputs_like(model, 2)
     assert benchmark_tflite(path, runs=2, inputs=x).batch_size == 2
-    stats = benchmark_keras(model, runs=4, warmup=1)
-    assert stats.runs == 4 and stats.runtime == "keras" and stats.median_ms > 0
+    stats = benchmark_keras(model, runs=4, warmup=1, max_seconds=5)
+    assert stats.runs >= 4 and stats.runtime == "keras" and stats.median_ms > 0
     assert benchmark_keras(model, runs=2, inputs=x).batch_size == 2
     with pytest.raises(ValueError, match="runs"):
         benchmark_tflite(path, runs=0)
+    for bad, match in (
+        (dict(min_round_ms=-1), "min_round_ms"),
+        (dict(target_ci=0), "target_ci"),
+        (dict(target_ci=1.5), "target_ci"),
+        (dict(max_seconds=0), "max_seconds"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            benchmark_tflite(path, **bad)
     with pytest.raises(ValueError, match="num_threads"):
         benchmark_tflite(path, num_threads=0)
     with pytest.raises(FileNotFoundError):
@@ -137,7 +154,12 @@ def test_compare_models_table(tmp_path):
         "pruned.keras",
         "pruned.tflite",
     ]
-    assert report.latency["pruned.tflite"].runs == 15
+    assert report.latency["pruned.tflite"].runs >= 15
+    assert all(s.rounds >= 6 for s in report.latency.values())
+    latency_json = json.loads(json.dumps(report.to_dict()))["latency"]
+    assert {"ci_low_ms", "ci_high_ms", "ci_rel", "converged"} <= set(
+        latency_json["pruned.tflite"]
+    )
     assert sorted(os.listdir(tmp_path)) == [
         "original.keras",
         "original.tflite",
@@ -240,11 +262,113 @@ def test_compare_models_progress_and_no_native_noise(capfd):
         "compare_models: saving 'narrow' as .keras (no optimizer state) and "
         "checking the reload...",
         "compare_models: converting 'narrow' to TFLite (int8) and checking it...",
-        "compare_models: timing Keras, 2 runs per model, interleaved...",
-        "compare_models: timing TFLite in LiteRT (2 threads), 2 runs per model, "
-        "interleaved...",
+        "compare_models: timing Keras, at least 2 runs per model, interleaved...",
+        "compare_models: timing TFLite in LiteRT (2 threads), at least 2 runs per "
+        "model, interleaved...",
         "compare_models: evaluating both models on 4 samples, Keras and TFLite...",
     ]
     assert err == ""
     compare_models(original, pruned, runs=1, verbose=0)
     assert capfd.readouterr() == ("", "")
+
+
+# ----------------------------------------------------------------------------------
+# Adaptive timing: the statistics and the stopping rule (no clock is asserted on)
+# ----------------------------------------------------------------------------------
+def test_median_ci_from_order_statistics():
+    from keras_filterprune.runtime.timing import median_ci, relative_halfwidth
+
+    # Below 6 samples no pair of order statistics covers the median with 95 %.
+    median, low, high = median_ci([3.0, 1.0, 2.0, 5.0, 4.0])
+    assert median == 3.0 and (low, high) == (-np.inf, np.inf)
+    assert relative_halfwidth(median, low, high) == np.inf
+    # 6 to 8 samples: the extremes; 9 to 11: the second smallest and largest
+    # (P(Binomial(9, 1/2) <= 1) = 10/512 <= 2.5 %).
+    assert median_ci([1, 2, 3, 4, 5, 6]) == (3.5, 1.0, 6.0)
+    assert median_ci(list(range(1, 10))) == (5.0, 2.0, 8.0)
+    # One burst of noise does not move a wide sample's interval.
+    samples = [1.0] * 19 + [1.01] * 20 + [50.0]
+    median, low, high = median_ci(samples)
+    assert (low, high) == (1.0, 1.01)
+    assert relative_halfwidth(median, low, high) == pytest.approx(0.01 / 1.01)
+    with pytest.raises(ValueError, match="empty"):
+        median_ci([])
+
+
+class _FakeClock:
+    """A clock that each call of a fake model advances by the model's cost."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def model(self, costs):
+        costs = iter(costs)
+
+        def call():
+            self.now += next(costs)
+
+        return call
+
+
+def test_timing_stops_when_the_interval_is_narrow():
+    from keras_filterprune.runtime.timing import time_rounds
+
+    clock = _FakeClock()
+    steady = clock.model(iter(lambda: 0.001, None))  # 1 ms, every call
+    (timing,) = time_rounds(
+        [steady], runs=1, warmup=0, target_ci=0.02, max_rounds=100, clock=clock
+    )
+    assert timing.converged and len(timing.rounds) == 6  # the fewest with a CI
+    assert timing.calls_per_round == 1 and timing.runs == 6
+
+
+def test_timing_stops_at_the_round_cap_when_noisy():
+    from keras_filterprune.runtime.timing import time_rounds
+
+    clock = _FakeClock()
+    rng = np.random.default_rng(0)
+    noisy = clock.model(iter(lambda: float(rng.uniform(0.5, 1.5)), None))
+    steady = clock.model(iter(lambda: 1.0, None))
+    timings = time_rounds(
+        [noisy, steady], warmup=0, target_ci=0.01, max_rounds=12, clock=clock
+    )
+    assert [len(t.rounds) for t in timings] == [12, 12]  # interleaved: together
+    assert [t.converged for t in timings] == [False, True]
+
+
+def test_timing_stops_at_the_time_cap():
+    from keras_filterprune.runtime.timing import time_rounds
+
+    clock = _FakeClock()
+    rng = np.random.default_rng(1)
+    noisy = clock.model(iter(lambda: float(rng.uniform(0.5, 1.5)), None))
+    (timing,) = time_rounds(
+        [noisy], warmup=0, target_ci=0.001, max_rounds=1000, max_seconds=20.0,
+        clock=clock,
+    )  # fmt: skip
+    assert not timing.converged and 14 <= len(timing.rounds) <= 40
+
+
+def test_rounds_last_at_least_the_minimum_and_runs_are_a_minimum():
+    from keras_filterprune.runtime.timing import time_rounds
+
+    clock = _FakeClock()
+    fast = clock.model(iter(lambda: 0.0004, None))  # 0.4 ms
+    (timing,) = time_rounds(
+        [fast], runs=500, warmup=3, min_round_s=0.02, target_ci=0.02, clock=clock
+    )
+    assert timing.calls_per_round == 50  # 20 ms / 0.4 ms
+    assert timing.runs >= 500 and len(timing.rounds) == 10
+    assert timing.rounds == pytest.approx([0.0004] * 10)
+    # A converged call drops out of later rounds when asked; the others go on.
+    rng = np.random.default_rng(2)
+    noisy = clock.model(iter(lambda: float(rng.uniform(0.5, 1.5)), None))
+    steady = clock.model(iter(lambda: 1.0, None))
+    timings = time_rounds(
+        [steady, noisy], warmup=0, target_ci=0.01, max_rounds=12,
+        drop_converged=True, clock=clock,
+    )  # fmt: skip
+    assert [len(t.rounds) for t in timings] == [6, 12]

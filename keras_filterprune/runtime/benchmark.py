@@ -8,6 +8,7 @@ which would hide the effect of pruning), TFLite files in the LiteRT interpreter.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -17,10 +18,18 @@ import numpy as np
 
 from keras_filterprune.runtime.feeds import input_names, keras_inputs, random_feed
 from keras_filterprune.runtime.litert import Runner
-from keras_filterprune.runtime.timing import check_timing_args, time_calls
+from keras_filterprune.runtime.timing import (
+    Timing,
+    check_adaptive_args,
+    check_timing_args,
+    median_ci,
+    relative_halfwidth,
+    time_rounds,
+)
 
 __all__ = [
     "LatencyStats",
+    "adaptive",
     "benchmark_keras",
     "benchmark_tflite",
     "keras_call",
@@ -32,14 +41,29 @@ __all__ = [
 class LatencyStats:
     """Latency of one model, in milliseconds per call.
 
+    Timing runs in rounds (see `keras_filterprune.runtime.timing`): each round
+    calls the model back to back for at least `min_round_ms`, and its sample is
+    the mean time per call. The statistics are over the rounds' samples.
+
     Attributes:
-        median_ms, mean_ms, p90_ms, min_ms, std_ms: `float`. Statistics over runs.
-        runs: `int`. Timed calls (after `warmup` untimed ones).
+        median_ms, mean_ms, p90_ms, min_ms, std_ms: `float`. Statistics over the
+            rounds.
+        runs: `int`. Timed calls in all (after `warmup` untimed ones).
         batch_size: `int`. Samples per call.
         num_threads: `int` or `None`. Interpreter threads (`None` for Keras, which
             uses TensorFlow's thread pool).
         runtime: `str`. `"tflite"` or `"keras"`.
-        times_ms: `tuple[float, ...]`. Every timed call, in order.
+        times_ms: `tuple[float, ...]`. Each round's time per call, in order (one
+            call per round: every timed call).
+        ci_low_ms, ci_high_ms: `float` or `None`. The 95 % confidence interval
+            of the median (distribution-free, from the rounds; `None` with fewer
+            than 6 rounds).
+        ci_rel: `float` or `None`. Its larger half-width relative to the
+            median, e.g. `0.02` for ±2 % (`None` without an interval).
+        rounds: `int`. Timed rounds.
+        calls_per_round: `int`. Calls timed back to back in each round.
+        converged: `bool`. The interval met the requested `target_ci` before the
+            limits on rounds or time (`True` when no `target_ci` was asked).
     """
 
     median_ms: float
@@ -52,25 +76,55 @@ class LatencyStats:
     num_threads: int | None
     runtime: str
     times_ms: tuple[float, ...] = dataclasses.field(repr=False, default=())
+    ci_low_ms: float | None = None
+    ci_high_ms: float | None = None
+    ci_rel: float | None = None
+    rounds: int = 0
+    calls_per_round: int = 1
+    converged: bool = True
 
     @classmethod
-    def from_times(cls, seconds: Sequence[float], **info: Any) -> LatencyStats:
+    def from_times(
+        cls, seconds: Sequence[float], *, calls_per_round: int = 1, **info: Any
+    ) -> LatencyStats:
+        """Statistics of round samples in seconds per call (one call per round
+        unless `calls_per_round` says otherwise)."""
         ms = np.asarray(seconds, dtype=np.float64) * 1e3
+        median, low, high = median_ci(ms)
+        bounded = math.isfinite(low) and math.isfinite(high)
+        info.setdefault("converged", True)
         return cls(
-            median_ms=float(np.median(ms)),
+            median_ms=median,
             mean_ms=float(ms.mean()),
             p90_ms=float(np.percentile(ms, 90)),
             min_ms=float(ms.min()),
             std_ms=float(ms.std()),
-            runs=len(ms),
+            runs=len(ms) * calls_per_round,
             times_ms=tuple(float(t) for t in ms),
+            ci_low_ms=low if bounded else None,
+            ci_high_ms=high if bounded else None,
+            ci_rel=relative_halfwidth(median, low, high) if bounded else None,
+            rounds=len(ms),
+            calls_per_round=calls_per_round,
+            **info,
+        )
+
+    @classmethod
+    def from_timing(cls, timing: Timing, **info: Any) -> LatencyStats:
+        """Statistics of a `Timing` (`keras_filterprune.runtime.timing`)."""
+        return cls.from_times(
+            timing.rounds,
+            calls_per_round=timing.calls_per_round,
+            converged=timing.converged,
             **info,
         )
 
     def __str__(self) -> str:
+        spread = "" if self.ci_rel is None else f" ±{self.ci_rel:.1%} (95 % CI)"
         return (
-            f"{self.runtime}: median {self.median_ms:.3f} ms, mean {self.mean_ms:.3f}, "
-            f"p90 {self.p90_ms:.3f} ({self.runs} runs, batch {self.batch_size})"
+            f"{self.runtime}: median {self.median_ms:.3f} ms{spread}, mean "
+            f"{self.mean_ms:.3f}, p90 {self.p90_ms:.3f} ({self.runs} runs in "
+            f"{self.rounds} rounds, batch {self.batch_size})"
         )
 
 
@@ -103,22 +157,38 @@ def benchmark_tflite(
     warmup: int = 5,
     batch_size: int = 1,
     inputs: Any = None,
+    min_round_ms: float = 20.0,
+    target_ci: float | None = 0.02,
+    max_seconds: float | None = 30.0,
 ) -> LatencyStats:
     """Measures the latency of a TFLite model in the LiteRT interpreter.
 
-    Inputs are set once; each timed run is one `interpreter.invoke()` (XNNPACK
+    Inputs are set once; each timed call is one `interpreter.invoke()` (XNNPACK
     delegate, as on device), the way TFLite's `benchmark_model` measures.
+    Timing adapts to the model: calls are timed in rounds of at least
+    `min_round_ms` (a sub-millisecond model is called many times per round), and
+    rounds go on until the 95 % confidence interval of the median is within
+    `±target_ci` of it (at least 6 rounds and `runs` calls; at most 200 rounds or
+    `max_seconds`). The stats report the interval and whether it converged.
 
     Args:
         path_or_bytes: a `.tflite` path or the flatbuffer bytes.
         num_threads: int. Interpreter threads. Defaults to `2`.
-        runs: int. Timed runs. Defaults to `50`.
-        warmup: int. Untimed runs first. Defaults to `5`.
+        runs: int. Timed calls, at least. Defaults to `50`.
+        warmup: int. Untimed calls first. Defaults to `5`.
         batch_size: int. Batch of the random inputs. Defaults to `1`.
         inputs: array, dict `{name: array}` or `None` (random normal inputs).
+        min_round_ms: float. Each round lasts at least this long. `0` times one
+            call per round. Defaults to `20.0`.
+        target_ci: float or `None`. Relative half-width of the 95 % interval of
+            the median to reach, e.g. `0.02` for ±2 %; `None` stops after `runs`
+            calls. Defaults to `0.02`.
+        max_seconds: float or `None`. Stop timing after about this long even if
+            the interval is wider (`converged=False`). Defaults to `30.0`.
 
     Returns:
-        `LatencyStats` (median, mean, p90, ... in milliseconds).
+        `LatencyStats` (median with its 95 % interval, mean, p90, ... in
+        milliseconds).
 
     Raises:
         ImportError: `ai-edge-litert` is not installed.
@@ -131,14 +201,19 @@ def benchmark_tflite(
     >>> with tempfile.TemporaryDirectory() as d:
     ...     path = export_tflite(model, os.path.join(d, "m.tflite"), verbose=0).path
     ...     stats = benchmark_tflite(path, runs=5)
-    >>> stats.runs, stats.median_ms > 0
-    (5, True)
+    >>> stats.runs >= 5, stats.ci_low_ms <= stats.median_ms <= stats.ci_high_ms
+    (True, True)
+    >>> stats.ci_rel is not None  # the interval's half-width / median
+    True
     """
     check_timing_args(runs, warmup, batch_size)
+    check_adaptive_args(min_round_ms, target_ci, max_seconds)
     call, batch = tflite_call(path_or_bytes, num_threads, batch_size, inputs)
-    (times,) = time_calls([call], runs, warmup, interleave=False)
-    return LatencyStats.from_times(
-        times, batch_size=batch, num_threads=num_threads, runtime="tflite"
+    (timing,) = time_rounds(
+        [call], **adaptive(runs, warmup, min_round_ms, target_ci, max_seconds)
+    )
+    return LatencyStats.from_timing(
+        timing, batch_size=batch, num_threads=num_threads, runtime="tflite"
     )
 
 
@@ -149,21 +224,30 @@ def benchmark_keras(
     warmup: int = 5,
     batch_size: int = 1,
     inputs: Any = None,
+    min_round_ms: float = 20.0,
+    target_ci: float | None = 0.02,
+    max_seconds: float | None = 30.0,
 ) -> LatencyStats:
     """Measures the latency of `model.predict_on_batch` (compiled, low overhead).
 
     `predict_on_batch` runs Keras' compiled predict function (a `tf.function` on
     TensorFlow) in inference mode; it costs ~0.1 ms more than a bare
     `tf.function` call, whereas eager `model(x, training=False)` adds several ms of
-    per-layer Python overhead. Threads: TensorFlow's intra-op pool.
+    per-layer Python overhead. Threads: TensorFlow's intra-op pool. Timing
+    adapts to the model as in `benchmark_tflite`.
 
     Args:
         model: `keras.Model`.
-        runs: int. Timed calls. Defaults to `50`.
+        runs: int. Timed calls, at least. Defaults to `50`.
         warmup: int. Untimed calls first. Defaults to `5`.
         batch_size: int. Batch of the random inputs. Defaults to `1`.
         inputs: what `model` is called with, a dict `{input name: array}`, or
             `None` (random normal inputs).
+        min_round_ms: float. As in `benchmark_tflite`. Defaults to `20.0`.
+        target_ci: float or `None`. As in `benchmark_tflite`. Defaults to
+            `0.02`.
+        max_seconds: float or `None`. As in `benchmark_tflite`. Defaults to
+            `30.0`.
 
     Returns:
         `LatencyStats`.
@@ -172,12 +256,35 @@ def benchmark_keras(
 
     >>> import keras
     >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
-    >>> benchmark_keras(model, runs=3).runs
-    3
+    >>> benchmark_keras(model, runs=3, target_ci=None).runs >= 3
+    True
     """
     check_timing_args(runs, warmup, batch_size)
+    check_adaptive_args(min_round_ms, target_ci, max_seconds)
     call, batch = keras_call(model, batch_size, inputs)
-    (times,) = time_calls([call], runs, max(warmup, 1), interleave=False)
-    return LatencyStats.from_times(
-        times, batch_size=batch, num_threads=None, runtime="keras"
+    (timing,) = time_rounds(
+        [call],
+        **adaptive(runs, max(warmup, 1), min_round_ms, target_ci, max_seconds),
     )
+    return LatencyStats.from_timing(
+        timing, batch_size=batch, num_threads=None, runtime="keras"
+    )
+
+
+def adaptive(
+    runs: int,
+    warmup: int,
+    min_round_ms: float,
+    target_ci: float | None,
+    max_seconds: float | None,
+    interleave: bool = False,
+) -> dict[str, Any]:
+    """`time_rounds` keywords of the public timing arguments."""
+    return {
+        "runs": runs,
+        "warmup": warmup,
+        "interleave": interleave,
+        "min_round_s": min_round_ms / 1e3,
+        "target_ci": target_ci,
+        "max_seconds": max_seconds,
+    }

@@ -18,14 +18,23 @@ from keras_filterprune._messages import say
 from keras_filterprune._validation import check_int
 from keras_filterprune.exceptions import FilterPruneWarning
 from keras_filterprune.export import ExportReport, export_tflite, save_keras
-from keras_filterprune.runtime.benchmark import LatencyStats, keras_call, tflite_call
+from keras_filterprune.runtime.benchmark import (
+    LatencyStats,
+    adaptive,
+    keras_call,
+    tflite_call,
+)
 from keras_filterprune.runtime.feeds import (
     element_to_feed,
     keras_inputs,
     signature_names,
 )
 from keras_filterprune.runtime.litert import Runner, sorted_outputs
-from keras_filterprune.runtime.timing import check_timing_args, time_calls
+from keras_filterprune.runtime.timing import (
+    check_adaptive_args,
+    check_timing_args,
+    time_rounds,
+)
 
 __all__ = ["ComparisonReport", "compare_models"]
 
@@ -177,6 +186,9 @@ def compare_models(
     interleave: bool = True,
     eval_data: Any = None,
     verbose: int = 1,
+    min_round_ms: float = 20.0,
+    target_ci: float | None = 0.02,
+    max_seconds: float | None = 60.0,
 ) -> ComparisonReport:
     """Compares two models: params, MACs, file sizes, latencies, export checks.
 
@@ -185,9 +197,11 @@ def compare_models(
     and exported to TFLite, each file checked against its Keras model as
     `save_keras` and `export_tflite` do (a failed check warns, naming the model;
     the report keeps the numbers and says which check failed). Latencies are
-    medians of `runs` calls, measured with the runs of the two models
+    medians of rounds of at least `min_round_ms`, the rounds of the two models
     alternating (A B, B A, …) when `interleave=True`, so that machine noise hits
-    both equally.
+    both equally, until the 95 % interval of each median is within
+    `±target_ci` of it (see `benchmark_tflite`); `report.latency` holds the
+    intervals.
 
     Args:
         original: `keras.Model`, the reference.
@@ -195,7 +209,7 @@ def compare_models(
         tmpdir: where to keep the files (`original.keras`, `pruned.tflite`, …);
             `None` writes them to a temporary directory that is removed.
         num_threads: int. LiteRT threads. Defaults to `2`.
-        runs: int. Timed calls per model. Defaults to `50`.
+        runs: int. Timed calls per model, at least. Defaults to `50`.
         warmup: int. Untimed calls first. Defaults to `5`.
         batch_size: int. Batch of the timed inputs. Defaults to `1`.
         quantization: TFLite quantization, as in `export_tflite`.
@@ -208,6 +222,13 @@ def compare_models(
         verbose: int. `1` prints a line as each stage starts (saving,
             converting, timing, evaluating), as Keras prints its progress; `0`
             is silent. Defaults to `1`.
+        min_round_ms: float. Each round of a model lasts at least this long
+            (`0`: one call). Defaults to `20.0`.
+        target_ci: float or `None`. Relative half-width of the 95 % interval of
+            each median to reach (`None`: stop after `runs` calls). Defaults to
+            `0.02`.
+        max_seconds: float or `None`. Time limit of each of the two timings
+            (Keras, TFLite). Defaults to `60.0`.
 
     Returns:
         `ComparisonReport`; `print(report)` shows a Markdown table and the
@@ -235,9 +256,9 @@ def compare_models(
     compare_models: saving 'narrow' as .keras (no optimizer state) and checking
     the reload...
     compare_models: converting 'narrow' to TFLite (float32) and checking it...
-    compare_models: timing Keras, 3 runs per model, interleaved...
-    compare_models: timing TFLite in LiteRT (2 threads), 3 runs per model,
-    interleaved...
+    compare_models: timing Keras, at least 3 runs per model, interleaved...
+    compare_models: timing TFLite in LiteRT (2 threads), at least 3 runs per
+    model, interleaved...
     >>> round(report.ratio("params"), 2)
     0.51
 
@@ -255,6 +276,7 @@ def compare_models(
     from keras_filterprune.profile import count_macs
 
     check_timing_args(runs, warmup, batch_size)
+    check_adaptive_args(min_round_ms, target_ci, max_seconds)
     verbose = check_int(verbose, "verbose", minimum=0)
     models = {"original": original, "pruned": pruned}
     evaluation = None
@@ -301,27 +323,26 @@ def compare_models(
                     strict=False,
                     verbose=0,
                 )
-        stage(f"timing Keras, {runs} runs per model{_order(interleave)}")
-        keras_times = time_calls(
+        timing = adaptive(
+            runs, warmup, min_round_ms, target_ci, max_seconds, interleave
+        )
+        stage(f"timing Keras, at least {runs} runs per model{_order(interleave)}")
+        keras_times = time_rounds(
             [keras_call(m, batch_size, None)[0] for m in models.values()],
-            runs,
-            max(warmup, 1),
-            interleave,
+            **{**timing, "warmup": max(warmup, 1)},
         )
         stage(
-            f"timing TFLite in LiteRT ({num_threads} threads), {runs} runs per "
-            f"model{_order(interleave)}"
+            f"timing TFLite in LiteRT ({num_threads} threads), at least {runs} "
+            f"runs per model{_order(interleave)}"
         )
-        tflite_times = time_calls(
+        tflite_times = time_rounds(
             [
                 tflite_call(exports[f"{k}.tflite"].path, num_threads, batch_size, None)[
                     0
                 ]
                 for k in models
             ],
-            runs,
-            warmup,
-            interleave,
+            **timing,
         )
         accuracy = {}
         if evaluation is not None:
@@ -353,7 +374,7 @@ def compare_models(
         ("tflite", tflite_times, num_threads),
     ):
         for key, t in zip(models, times, strict=True):
-            latency[f"{key}.{fmt}"] = LatencyStats.from_times(
+            latency[f"{key}.{fmt}"] = LatencyStats.from_timing(
                 t, batch_size=batch_size, num_threads=threads, runtime=fmt
             )
 
@@ -428,6 +449,9 @@ def compare_models(
         "batch_size": batch_size,
         "quantization": quantization,
         "interleave": interleave,
+        "min_round_ms": min_round_ms,
+        "target_ci": target_ci,
+        "max_seconds": max_seconds,
         "original": original.name,
         "pruned": pruned.name,
         "keras_size": "without optimizer state",
