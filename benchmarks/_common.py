@@ -394,14 +394,9 @@ def prune_grid(
     """
     import keras
 
-    from keras_filterprune import (
-        apply_plan,
-        count_macs,
-        count_params,
-        plan_pruning,
-        score_filters,
-    )
+    from keras_filterprune import apply_plan, count_macs, plan_pruning, score_filters
     from keras_filterprune import criteria as criteria_lib
+    from keras_filterprune.profile import count_params
 
     base_macs, base_params = count_macs(base), count_params(base)
     cells = []

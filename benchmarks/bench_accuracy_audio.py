@@ -240,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
                     label=name,
                 )
             )
-        from keras_filterprune import count_macs, count_params
+        from keras_filterprune import count_macs
+        from keras_filterprune.profile import count_params
 
         model = build()
         sections += [

@@ -420,7 +420,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 common.log(f"sensitivity seed {seed}: {sens[-1]}")
         base_model = builders[name]()
-        from keras_filterprune import count_macs, count_params
+        from keras_filterprune import count_macs
+        from keras_filterprune.profile import count_params
 
         title = (
             f"## {base_model.name}: {count_params(base_model):,} parameters, "

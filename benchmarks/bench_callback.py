@@ -55,14 +55,13 @@ def run_schedule(kind, build, train, test, fit, seed, ratio, criterion, total, f
     import keras
 
     from keras_filterprune import (
-        ConstantRatio,
-        PolynomialRatio,
         PruningCallback,
         apply_plan,
         count_macs,
         plan_pruning,
         recalibrate_batchnorm,
     )
+    from keras_filterprune.schedules import ConstantRatio, PolynomialRatio
 
     def compile_for(model, epochs):
         decay = fit.decay_steps(len(train[1]), epochs)

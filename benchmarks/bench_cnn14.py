@@ -30,14 +30,9 @@ def main(argv=None) -> int:
     watch = _common.Stopwatch()
     import numpy as np
 
-    from keras_filterprune import (
-        apply_plan,
-        compare_models,
-        count_macs,
-        mask_model,
-        plan_pruning,
-    )
+    from keras_filterprune import apply_plan, count_macs, mask_model, plan_pruning
     from keras_filterprune.models import cnn14
+    from keras_filterprune.runtime import compare_models
 
     seconds = 1 if args.quick else 10
     samples = 32000 * seconds

@@ -6,7 +6,7 @@
 
 For each (original, pruned) pair `measure()` exports both models to TFLite (float32,
 verified against Keras) and times them in LiteRT (XNNPACK) with interleaved A/B runs
-(`keras_filterprune.compare_models`), so that machine noise hits both alike.
+(`keras_filterprune.runtime.compare_models`), so that machine noise hits both alike.
 
 Part 2 measures whether channel counts that are not multiples of 4 / 8 cost extra
 latency in XNNPACK: one 3x3 conv with c output (or input) channels, c = 32 ... 65,
@@ -30,11 +30,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_filterprune import (  # noqa: E402
-    benchmark_tflite,
-    compare_models,
-    export_tflite,
-)
+from keras_filterprune import export_tflite
+from keras_filterprune.runtime import benchmark_tflite, compare_models
 
 CHANNELS = [32, 33, 40, 48, 56, 60, 61, 62, 63, 64, 65]
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")

@@ -144,13 +144,8 @@ def plot_sweep(curves: dict, path: str) -> None:
 def run_model(name, args, fit, steps, quantizations, data) -> dict:
     import keras
 
-    from keras_filterprune import (
-        apply_plan,
-        calibrate_latency_plan,
-        count_macs,
-        measure_latency_table,
-        plan_pruning,
-    )
+    from keras_filterprune import apply_plan, count_macs, plan_pruning
+    from keras_filterprune.latency import calibrate_latency_plan, measure_latency_table
 
     train, test = data
     watch = common.Stopwatch()

@@ -152,10 +152,10 @@ def _cmd_prune(args) -> int:
         count_macs,
         criteria,
         plan_pruning,
-        save_keras,
     )
     from keras_filterprune._files import write_text
     from keras_filterprune._training import compile_like
+    from keras_filterprune.export import save_keras
 
     if not args.output.endswith(".keras"):
         raise CommandError(f"-o/--output must end with .keras: '{args.output}'")
@@ -191,7 +191,7 @@ def _cmd_prune(args) -> int:
             gradients = criteria.needs_gradients(args.criterion or "operator_norm")
             kwargs["data"] = (x, y) if gradients else x
         if args.measure_latency:
-            from keras_filterprune import calibrate_latency_plan
+            from keras_filterprune.latency import calibrate_latency_plan
 
             target, table = kwargs.pop("target_latency"), kwargs.pop("latency_table")
             plan = calibrate_latency_plan(model, target, table, **kwargs)
@@ -252,8 +252,9 @@ def _native_logs_for_export(debug: bool) -> Iterator[None]:
 
 
 def _cmd_export(args) -> int:
-    from keras_filterprune import benchmark_tflite, export_tflite
+    from keras_filterprune import export_tflite
     from keras_filterprune.export import ExportCheckError
+    from keras_filterprune.runtime import benchmark_tflite
 
     if args.quantize == "int8" and not args.representative:
         raise CommandError(
@@ -293,7 +294,7 @@ def _cmd_export(args) -> int:
 
 
 def _cmd_latency(args) -> int:
-    from keras_filterprune import measure_latency_table
+    from keras_filterprune.latency import measure_latency_table
 
     if not args.output.endswith(".json"):
         raise CommandError(f"-o/--output must end with '.json': '{args.output}'")

@@ -190,22 +190,18 @@ def run_demo(
         A `DemoResult`.
     """
     from keras_filterprune import (
-        ComparisonReport,
         Distiller,
-        PolynomialRatio,
         PruningCallback,
         apply_plan,
-        compare_models,
         count_macs,
         plan_pruning,
-        plot_comparison,
-        plot_sensitivity,
-        plot_widths,
         recalibrate_batchnorm,
-        run_tflite,
         sensitivity_analysis,
     )
     from keras_filterprune.plan import estimate_macs
+    from keras_filterprune.plots import plot_comparison, plot_sensitivity, plot_widths
+    from keras_filterprune.runtime import ComparisonReport, compare_models, run_tflite
+    from keras_filterprune.schedules import PolynomialRatio
 
     start = time.perf_counter()
     cfg = _QUICK if quick else _FULL

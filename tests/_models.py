@@ -18,8 +18,7 @@ from collections.abc import Callable
 import keras
 import numpy as np
 
-from keras_filterprune import register_handler
-from keras_filterprune.handlers import PassThroughHandler
+from keras_filterprune.handlers import PassThroughHandler, register_handler
 from tests.oracle import flat_rows, randomize, removed, repeat_rows
 
 L = keras.layers

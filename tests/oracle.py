@@ -290,7 +290,7 @@ def dead_channels_model(model: keras.Model, plan) -> keras.Model:
     Flatten, depthwise multipliers, concatenations and merges by the model's own
     arithmetic. The pruned model must compute exactly what this one computes.
     """
-    from keras_filterprune import trace_channels
+    from keras_filterprune.graph import trace_channels
 
     copy = keras.models.clone_model(model, recursive=True)  # never call its layers
     _copy_weights(model, copy)

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 import keras_filterprune as kfp
 from keras_filterprune import _validation as v
-from keras_filterprune import cli
+from keras_filterprune import cli, masking
 from keras_filterprune.handlers import PassThroughHandler, unregister_handler
 from tests import oracle
 from tests._models import case_model
@@ -438,7 +438,7 @@ API = [
     ("apply_none_model", lambda m, p, t: kfp.apply_plan(None, p), TypeError, "`model`"),
     (
         "masks_not_plan",
-        lambda m, p, t: kfp.weight_masks(m, "plan"),
+        lambda m, p, t: masking.weight_masks(m, "plan"),
         TypeError,
         "`plan`",
     ),
@@ -493,13 +493,13 @@ API = [
     # trace_channels, profile
     (
         "trace_exclude_unknown",
-        lambda m, p, t: kfp.trace_channels(m, exclude=["nope"]),
+        lambda m, p, t: kfp.graph.trace_channels(m, exclude=["nope"]),
         ValueError,
         "`exclude` names layer 'nope'",
     ),
     (
         "trace_subclassed",
-        lambda m, p, t: kfp.trace_channels(_subclassed()),
+        lambda m, p, t: kfp.graph.trace_channels(_subclassed()),
         TypeError,
         "subclassed model that cannot be traced",
     ),
@@ -551,7 +551,7 @@ API = [
     (
         "cb_unit",
         lambda m, p, t: kfp.PruningCallback(
-            schedule=kfp.ConstantRatio(0.5), schedule_unit="batch"
+            schedule=kfp.schedules.ConstantRatio(0.5), schedule_unit="batch"
         ),
         ValueError,
         "`schedule_unit`",
@@ -593,34 +593,39 @@ API = [
         r"per_layer\['c1'\]",
     ),
     # schedules
-    ("constant_ratio", lambda m, p, t: kfp.ConstantRatio(1.2), ValueError, "`ratio`"),
+    (
+        "constant_ratio",
+        lambda m, p, t: kfp.schedules.ConstantRatio(1.2),
+        ValueError,
+        "`ratio`",
+    ),
     (
         "constant_begin",
-        lambda m, p, t: kfp.ConstantRatio(0.5, begin_step=-1),
+        lambda m, p, t: kfp.schedules.ConstantRatio(0.5, begin_step=-1),
         ValueError,
         "`begin_step`",
     ),
     (
         "constant_frequency",
-        lambda m, p, t: kfp.ConstantRatio(0.5, frequency=0),
+        lambda m, p, t: kfp.schedules.ConstantRatio(0.5, frequency=0),
         ValueError,
         "`frequency`",
     ),
     (
         "poly_final",
-        lambda m, p, t: kfp.PolynomialRatio(0.1, float("nan"), 0, 10),
+        lambda m, p, t: kfp.schedules.PolynomialRatio(0.1, float("nan"), 0, 10),
         ValueError,
         "`final_ratio`",
     ),
     (
         "poly_steps",
-        lambda m, p, t: kfp.PolynomialRatio(0.1, 0.5, 10, 5),
+        lambda m, p, t: kfp.schedules.PolynomialRatio(0.1, 0.5, 10, 5),
         ValueError,
         "`end_step`",
     ),
     (
         "poly_step_float",
-        lambda m, p, t: kfp.PolynomialRatio(0.1, 0.5, 0.5, 5),
+        lambda m, p, t: kfp.schedules.PolynomialRatio(0.1, 0.5, 0.5, 5),
         TypeError,
         "`begin_step`",
     ),
@@ -666,13 +671,13 @@ API = [
     # registries
     (
         "handler_class",
-        lambda m, p, t: kfp.register_handler(L.Dense, PassThroughHandler),
+        lambda m, p, t: kfp.handlers.register_handler(L.Dense, PassThroughHandler),
         TypeError,
         "`handler` must be",
     ),
     (
         "handler_layer_cls",
-        lambda m, p, t: kfp.register_handler(3, PassThroughHandler()),
+        lambda m, p, t: kfp.handlers.register_handler(3, PassThroughHandler()),
         TypeError,
         "`layer_cls`",
     ),
@@ -983,38 +988,45 @@ API = [
     ),
     (
         "keras_suffix",
-        lambda m, p, t: kfp.save_keras(m, t / "m.h5"),
+        lambda m, p, t: kfp.export.save_keras(m, t / "m.h5"),
         ValueError,
         "'.keras'",
     ),
     (
         "keras_tolerance",
-        lambda m, p, t: kfp.save_keras(m, t / "m.keras", tolerance=-1),
+        lambda m, p, t: kfp.export.save_keras(m, t / "m.keras", tolerance=-1),
         ValueError,
         "`tolerance`",
     ),
-    ("keras_path_int", lambda m, p, t: kfp.save_keras(m, 3), TypeError, "`path`"),
+    (
+        "keras_path_int",
+        lambda m, p, t: kfp.export.save_keras(m, 3),
+        TypeError,
+        "`path`",
+    ),
     (
         "saved_model_file",
-        lambda m, p, t: kfp.export_saved_model(m, t / "m.tflite"),
+        lambda m, p, t: kfp.export.export_saved_model(m, t / "m.tflite"),
         ValueError,
         "SavedModel is a directory",
     ),
     (
         "run_tflite_missing",
-        lambda m, p, t: kfp.run_tflite(t / "none.tflite", np.ones((1, 12, 12, 3))),
+        lambda m, p, t: kfp.runtime.run_tflite(
+            t / "none.tflite", np.ones((1, 12, 12, 3))
+        ),
         FileNotFoundError,
         "none.tflite",
     ),
     (
         "run_tflite_type",
-        lambda m, p, t: kfp.run_tflite(3.5, None),
+        lambda m, p, t: kfp.runtime.run_tflite(3.5, None),
         TypeError,
         "Expected a .tflite path",
     ),
     (
         "benchmark_runs",
-        lambda m, p, t: kfp.benchmark_keras(m, runs=0),
+        lambda m, p, t: kfp.runtime.benchmark_keras(m, runs=0),
         ValueError,
         "`runs`",
     ),
@@ -1490,7 +1502,7 @@ def _latency_table_doc() -> dict:
                 "curves": curves,
             }
         )
-    table = kfp.LatencyTable(
+    table = kfp.latency.LatencyTable(
         model_name=graph.model_name,
         model_ms=1.0,
         settings={"runtime": "litert", "num_threads": 2, "quantization": None},
@@ -1595,7 +1607,7 @@ def test_random_latency_tables_are_valid_or_a_value_error(data, value, delete):
     else:
         target[last] = value
     try:
-        table = kfp.LatencyTable.from_dict(doc)
+        table = kfp.latency.LatencyTable.from_dict(doc)
     except ValueError as e:
         known = ("Corrupt latency table: ", "Not a keras-filterprune latency table")
         assert str(e).startswith((*known, "Latency table has format version")), e
@@ -1608,7 +1620,7 @@ def test_random_latency_tables_are_valid_or_a_value_error(data, value, delete):
         counts = {g: min(keep, w) for g, w in table.groups.items()}
         predicted = table.predict(counts)
         assert math.isfinite(predicted) and predicted >= lowest * (1 - 1e-9)
-    again = kfp.LatencyTable.from_json(table.to_json())
+    again = kfp.latency.LatencyTable.from_json(table.to_json())
     assert again.to_dict() == table.to_dict()
 
 

@@ -12,8 +12,9 @@ import keras
 import numpy as np
 import pytest
 
-from keras_filterprune import FilterPruneWarning, weight_masks
+from keras_filterprune import FilterPruneWarning
 from keras_filterprune.callbacks import PruningCallback
+from keras_filterprune.masking import weight_masks
 from keras_filterprune.schedules import ConstantRatio, PolynomialRatio
 
 N, SIZE, CLASSES = 128, 10, 3

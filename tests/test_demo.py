@@ -67,7 +67,7 @@ def test_fashion_mnist_is_used_when_installed(capsys):
 
 def test_demo_model_is_fully_prunable():
     """Every conv of the demo CNN can be pruned (the classifier head is frozen)."""
-    from keras_filterprune import trace_channels
+    from keras_filterprune.graph import trace_channels
 
     graph = trace_channels(demo.build_model(), warn=False)
     prunable = {p for g in graph.prunable_groups for p in g.producers}

@@ -26,7 +26,11 @@ import keras_filterprune
 ROOT = Path(__file__).resolve().parents[1]
 SITE = ROOT / "site"
 API_DOCS = ROOT / "docs" / "api"
-SUBPACKAGES = ("audio", "criteria", "datasets", "handlers", "models")
+SUBPACKAGES = tuple(  # the namespaces of the top level
+    name
+    for name in keras_filterprune.__all__
+    if inspect.ismodule(getattr(keras_filterprune, name))
+)
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
@@ -78,7 +82,11 @@ def _documented() -> dict[str, list[str]]:
 
 # Documented in prose, not by a `:::` block: a type alias (mkdocstrings cannot
 # load `tuple[...]` by inspection) and the version string.
-PROSE = {"keras_filterprune.handlers.AxisRule": "handlers"}
+PROSE = {
+    "keras_filterprune.handlers.AxisRule": "handlers",
+    "keras_filterprune.export.MIN_TOP1_AGREEMENT": "export",
+    "keras_filterprune.export.TOLERANCES": "export",
+}
 
 
 def test_api_reference_covers_every_public_name():

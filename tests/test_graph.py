@@ -9,7 +9,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_filterprune import FilterPruneWarning, trace_channels
+from keras_filterprune import FilterPruneWarning
+from keras_filterprune.graph import trace_channels
 from tests._models import CASES, case_model
 
 L = keras.layers

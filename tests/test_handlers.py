@@ -4,12 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_filterprune import (
-    FilterPruneWarning,
-    plan_pruning,
-    register_handler,
-    trace_channels,
-)
+from keras_filterprune import FilterPruneWarning, plan_pruning
+from keras_filterprune.graph import trace_channels
 from keras_filterprune.handlers import (
     DepthwiseHandler,
     FreezeHandler,
@@ -19,6 +15,7 @@ from keras_filterprune.handlers import (
     PassThroughHandler,
     ProducerHandler,
     get_handler,
+    register_handler,
 )
 from tests._models import case_model
 
@@ -247,7 +244,7 @@ def test_merge_handler_freezes_array_constants():
     inputs = keras.Input((4, 4, 3))
     x = L.Conv2D(3, 1, name="conv")(inputs)
     y = x * np.array([1.0, 2.0, 3.0], dtype="float32")
-    from keras_filterprune import trace_channels
+    from keras_filterprune.graph import trace_channels
 
     graph = trace_channels(keras.Model(inputs, L.Conv2D(2, 1, name="h")(y)))
     assert "an array constant takes part" in graph.group_of("conv").frozen

@@ -25,6 +25,7 @@ from keras_filterprune import (
     prune_keras_model,
     score_filters,
 )
+from keras_filterprune.graph import graph_of
 from tests import oracle
 from tests._hub_models import HUB_BACKBONES, hub_backbone, hub_inputs
 from tests._hub_presets import HUB_TASKS, build_task
@@ -73,7 +74,7 @@ def test_backbone_prunes_exactly(name):
         lambda t: None, ref
     )
     if name in COMPOSITE:  # pruned inside the blocks
-        composites = plan.graph_for(model).walk.composites.values()
+        composites = graph_of(model).walk.composites.values()
         assert COMPOSITE[name] in {type(layer).__name__ for layer in composites}
         assert any(
             g.removed and any("/" in p for p in g.producers) for g in plan.groups

@@ -18,8 +18,8 @@ from keras_filterprune import (
     profile_model,
     prune_keras_model,
     score_filters,
-    trace_channels,
 )
+from keras_filterprune.graph import trace_channels
 from tests import oracle
 
 L, ops = keras.layers, keras.ops

@@ -9,17 +9,17 @@ import numpy as np
 import pytest
 
 from keras_filterprune import (
-    GroupPlan,
     PruningPlan,
     apply_plan,
     count_macs,
     mask_model,
     plan_pruning,
     score_filters,
-    trace_channels,
 )
 from keras_filterprune._cost import cost_model
+from keras_filterprune.graph import trace_channels
 from keras_filterprune.plan import estimate_macs, recover_plan
+from keras_filterprune.pruning_plan import GroupPlan
 from tests import oracle
 from tests._models import case_model, inputs_for, width
 

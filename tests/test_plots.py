@@ -9,15 +9,10 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from keras_filterprune import (
-    ComparisonReport,
-    SensitivityResult,
-    apply_plan,
-    plan_pruning,
-    plot_comparison,
-    plot_sensitivity,
-    plot_widths,
-)
+from keras_filterprune import apply_plan, plan_pruning
+from keras_filterprune.plots import plot_comparison, plot_sensitivity, plot_widths
+from keras_filterprune.runtime import ComparisonReport
+from keras_filterprune.sensitivity import SensitivityResult
 
 
 def _model():

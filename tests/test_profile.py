@@ -9,13 +9,8 @@ import json
 import keras
 import pytest
 
-from keras_filterprune import (
-    FilterPruneWarning,
-    ModelProfile,
-    count_macs,
-    count_params,
-    profile_model,
-)
+from keras_filterprune import FilterPruneWarning, count_macs, profile_model
+from keras_filterprune.profile import ModelProfile, count_params
 
 L = keras.layers
 

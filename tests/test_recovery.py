@@ -66,7 +66,7 @@ def test_recalibration_asks_the_handler_which_layers_keep_statistics():
     model = keras.Sequential([keras.Input((3,)), SubclassedNorm(name="norm")])
     x = np.random.default_rng(0).normal(size=(8, 3)).astype("float32")
     assert recalibrate_batchnorm(model, x, batch_size=8) == 1  # BatchNorm's handler
-    kfp.register_handler(SubclassedNorm, PassThroughHandler())  # no statistics
+    kfp.handlers.register_handler(SubclassedNorm, PassThroughHandler())  # no statistics
     try:
         before = model.get_layer("norm").moving_mean.numpy().copy()
         assert recalibrate_batchnorm(model, np.zeros_like(x)) == 0

@@ -10,11 +10,11 @@ import pytest
 
 from keras_filterprune import (
     PruningPlan,
-    SensitivityResult,
     apply_plan,
     plan_pruning,
     sensitivity_analysis,
 )
+from keras_filterprune.sensitivity import SensitivityResult
 
 RATIOS = (0.25, 0.5, 0.75, 0.9)
 

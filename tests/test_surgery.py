@@ -20,9 +20,9 @@ from keras_filterprune import (
     plan_pruning,
     prune_keras_model,
     score_filters,
-    trace_channels,
-    weight_masks,
 )
+from keras_filterprune.graph import trace_channels
+from keras_filterprune.masking import weight_masks
 from tests import oracle
 from tests._models import CASES, case_model, inputs_for, width
 

@@ -4,9 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_filterprune import register_handler
 from keras_filterprune._config import check_model
-from keras_filterprune.handlers import FreezeHandler
+from keras_filterprune.handlers import FreezeHandler, register_handler
 from keras_filterprune.walk import walk_model
 from tests._models import CASES, case_model
 

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_filterprune import GroupPlan
+from keras_filterprune.pruning_plan import GroupPlan
 from tests import oracle
 from tests._models import ZOO, width, zoo_report
 

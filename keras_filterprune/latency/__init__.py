@@ -9,36 +9,12 @@ package's internal API: `latency.schema` (validation of table documents),
 `latency.units` (the timed calls of a traced model) and `latency.budget` (how
 the planner spends a latency budget).
 
-Names are loaded on first use (PEP 562), so that the planner can read tables
+Names are declared once, in `__init__.pyi`, and loaded on first use
+(`lazy_loader.attach_stub`, PEP 562), so that the planner can read tables
 without importing the measuring code, and `latency.calibration`, which calls
 the planner, makes no import cycle.
 """
 
-from typing import TYPE_CHECKING
+import lazy_loader
 
-if TYPE_CHECKING:  # pragma: no cover - the same names, for static tools
-    from keras_filterprune.latency.calibration import calibrate_latency_plan
-    from keras_filterprune.latency.measure import measure_latency_table
-    from keras_filterprune.latency.table import LatencyTable
-
-__all__ = ["LatencyTable", "calibrate_latency_plan", "measure_latency_table"]
-
-_MODULES = {
-    "LatencyTable": "table",
-    "calibrate_latency_plan": "calibration",
-    "measure_latency_table": "measure",
-}
-
-
-def __getattr__(name: str):
-    if name not in _MODULES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f"{__name__}.{_MODULES[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)

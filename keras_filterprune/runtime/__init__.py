@@ -8,50 +8,12 @@ internal API, shared with `keras_filterprune.export` and
 `sorted_outputs`), `runtime.feeds` (model inputs as `{name: array}` feeds),
 `runtime.timing` (`time_calls`) and `runtime.convert` (`convert_tflite`).
 
-Names are loaded on first use (PEP 562): importing one module of the package
+Names are declared once, in `__init__.pyi`, and loaded on first use
+(`lazy_loader.attach_stub`, PEP 562): importing one module of the package
 (the exporter imports `runtime.litert`) does not import the others, so that
 `runtime.compare`, which uses the exporter, makes no import cycle.
 """
 
-from typing import TYPE_CHECKING
+import lazy_loader
 
-if TYPE_CHECKING:  # pragma: no cover - the same names, for static tools
-    from keras_filterprune.runtime.benchmark import (
-        LatencyStats,
-        benchmark_keras,
-        benchmark_tflite,
-    )
-    from keras_filterprune.runtime.compare import ComparisonReport, compare_models
-    from keras_filterprune.runtime.litert import run_tflite
-
-__all__ = [
-    "ComparisonReport",
-    "LatencyStats",
-    "benchmark_keras",
-    "benchmark_tflite",
-    "compare_models",
-    "run_tflite",
-]
-
-_MODULES = {
-    "ComparisonReport": "compare",
-    "LatencyStats": "benchmark",
-    "benchmark_keras": "benchmark",
-    "benchmark_tflite": "benchmark",
-    "compare_models": "compare",
-    "run_tflite": "litert",
-}
-
-
-def __getattr__(name: str):
-    if name not in _MODULES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f"{__name__}.{_MODULES[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)
