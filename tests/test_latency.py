@@ -283,6 +283,11 @@ def _drop(path):
 CORRUPT = [
     (_set("model_ms", math.inf), "model_ms"),
     (_set("model_ms", math.nan), "model_ms"),
+    (_set("units.1.full_ms_ci", -0.1), r"units\[1\]\.full_ms_ci"),
+    (_set("units.1.full_ms_ci", "2%"), r"units\[1\]\.full_ms_ci"),
+    (_set("units.1.curves.out.ms_ci", [0.01]), r"units\[1\]\.curves\.out\.ms_ci"),
+    (_set("settings.model_ms_ci", math.nan), r"settings\.model_ms_ci"),
+    (_set("settings.timing", 3), r"settings\.timing"),
     (_set("model_ms", 0), "model_ms"),
     (_set("model_ms", "12"), "model_ms"),
     (_set("model_ms", True), "model_ms"),
@@ -421,6 +426,13 @@ def test_tables_as_measured_load_as_before(tmp_path):
     table = LatencyTable.from_dict(data)
     assert json.loads(table.to_json()) == data
     table.save(tmp_path / "t.json")
+    assert "full_ms_ci" not in table.units[0]  # tables before #30: no spreads
+    spread = json.loads(json.dumps(data))
+    spread["settings"].update(model_ms_ci=0.01, timing={"target_ci": 0.02})
+    spread["units"][1]["full_ms_ci"] = 0.015
+    out = spread["units"][1]["curves"]["out"]
+    out["ms_ci"] = [None] * (len(out["widths"]) - 1) + [0.015]
+    assert json.loads(LatencyTable.from_dict(spread).to_json()) == spread
     assert LatencyTable.load(tmp_path / "t.json").to_dict() == table.to_dict()
     curve = table.units[1]["curves"]["out"]
     units = [dict(u) for u in table.units]
@@ -599,6 +611,14 @@ def test_measure_a_tiny_model(tmp_path):
     assert c2["curves"]["in"]["widths"] == [1, 32, 64]
     assert c2["curves"]["out"]["ms"][-1] == c2["full_ms"]
     settings = table.settings
+    # Each time's spread: the relative half-width of its 95 % interval.
+    for unit in table.units:
+        assert unit["full_ms_ci"] is None or unit["full_ms_ci"] >= 0
+        for curve in unit["curves"].values():
+            if curve is not None:
+                assert len(curve["ms_ci"]) == len(curve["widths"])
+    assert table.settings["timing"]["target_ci"] == 0.02
+    assert table.settings["model_ms_ci"] >= 0  # at least 6 rounds: an interval
     assert settings["runtime"] == "litert" and settings["num_threads"] == 2
     assert settings["runtime_version"] and settings["machine"]["cpus"] >= 1
     assert table.predict({}) == pytest.approx(table.model_ms)
@@ -654,6 +674,7 @@ def test_calibrate_times_the_plans_and_corrects_the_target():
         plan.meta["measured_latency_ms"] / plan.meta["measured_base_ms"], rel=1e-4
     )
     assert kfp.PruningPlan.from_json(plan.to_json()).meta["latency_iterations"]
+    assert all(ci >= 0 for ci in plan.meta["measured_latency_ci"])
     with pytest.raises(ValueError, match="cannot be reached"):  # before any timing
         kfp.calibrate_latency_plan(model, "0.1%", table, verbose=0)
 

@@ -33,6 +33,12 @@ def _clip(factor: float) -> float:
     return min(2.0, max(0.5, factor))
 
 
+def _spread(timing) -> float | None:
+    """The relative half-width of a timing's interval (None without one)."""
+    rel = timing.relative_ci()
+    return round(rel, 6) if math.isfinite(rel) else None
+
+
 @graph_argument_removed
 def calibrate_latency_plan(
     model,
@@ -43,6 +49,8 @@ def calibrate_latency_plan(
     tolerance: float = 0.05,
     rounds: int = 7,
     verbose: int = 1,
+    target_ci: float | None = 0.02,
+    max_seconds: float | None = 120.0,
     **plan_options: Any,
 ) -> PruningPlan:
     """Plans pruning to a latency target, checked by timing the pruned model.
@@ -50,7 +58,9 @@ def calibrate_latency_plan(
     Each iteration calls `plan_pruning(model, target_latency=t,
     latency_table=latency_table, **plan_options)`, builds the pruned model, and
     times it and the unpruned model in LiteRT with the table's settings
-    (threads, quantization; rotating rounds, lowest round median). The measured
+    (threads, quantization; interleaved rounds of at least 20 ms each, until
+    the 95 % interval of each median round is within `±target_ci` of it, as
+    `benchmark_tflite` times). The measured
     ratio `pruned / unpruned` is compared with the requested ratio `r`; if it is
     off by more than `tolerance`, the next iteration asks the planner for
     `r · predicted / measured`: the table's error on the last plan is taken to
@@ -70,17 +80,24 @@ def calibrate_latency_plan(
         iterations: `int`. Pruned models to time at most. Defaults to `3`.
         tolerance: `float`. Accepted relative error of the measured ratio, e.g.
             `0.05` for ±5 %. Defaults to `0.05`.
-        rounds: `int`. Timing rounds per iteration. Defaults to `7`.
+        rounds: `int`. Timing rounds per iteration, at least. Defaults to `7`.
         verbose: `int`. `1` prints one line per iteration. Defaults to `1`.
+        target_ci: `float` or `None`. Relative half-width of the 95 % interval
+            of each timed median to reach (`None`: exactly `rounds` rounds).
+            Defaults to `0.02`.
+        max_seconds: `float` or `None`. Time limit of each timing. Defaults to
+            `120.0`.
         **plan_options: Other arguments of `plan_pruning` (`criterion`, `scores`,
             `data`, `exclude`, `per_layer`, `round_to`, …).
 
     Returns:
         A `PruningPlan`. Its `meta` adds `measured_latency_ratio`,
         `measured_latency_ms` (the pruned model, this run), `measured_base_ms`
-        (the unpruned model, this run) and `latency_iterations` (requested,
-        predicted and measured ratio of every planner call; `timed` is false
-        when the plan repeated an earlier one, whose measurement is reused).
+        (the unpruned model, this run), `measured_latency_ci` (the relative
+        half-widths of the 95 % intervals of those two medians, `[pruned,
+        unpruned]`) and `latency_iterations` (requested, predicted and measured
+        ratio of every planner call; `timed` is false when the plan repeated an
+        earlier one, whose measurement is reused).
 
     Raises:
         ValueError: bad arguments, a corrupt `latency_table` ("Corrupt latency
@@ -102,9 +119,11 @@ def calibrate_latency_plan(
 
     from keras_filterprune.latency import measure as lm
     from keras_filterprune.runtime.litert import interpreter_class
+    from keras_filterprune.runtime.timing import check_adaptive_args
 
     iterations = check_int(iterations, "iterations", 1)
     rounds = check_int(rounds, "rounds", 1)
+    check_adaptive_args(20.0, target_ci, max_seconds)
     if (
         isinstance(tolerance, bool)
         or not isinstance(tolerance, (int, float))
@@ -161,11 +180,18 @@ def calibrate_latency_plan(
             pruned = apply_plan(model, plan)
             if base is None:
                 base = lm.convert(model, quantization)
-            base_ms, pruned_ms = lm.time_contents(
-                [base, lm.convert(pruned, quantization)], threads, rounds, 10
+            timed = lm.time_flatbuffers(
+                [base, lm.convert(pruned, quantization)],
+                threads,
+                rounds,
+                10,
+                target_ci=target_ci,
+                max_seconds=max_seconds,
             )
+            base_ms, pruned_ms = (t.ci()[0] * 1e3 for t in timed)
+            spreads = [_spread(timed[1]), _spread(timed[0])]
             measured = pruned_ms / base_ms
-            seen[widths] = (plan, measured, pruned_ms, base_ms)
+            seen[widths] = (plan, measured, pruned_ms, base_ms, spreads)
         predicted = latency_table.latency_ms(plan) / latency_table.model_ms
         tried.append(
             {
@@ -196,13 +222,14 @@ def calibrate_latency_plan(
             break  # a cycle: nothing new to learn
         ask = new_ask
         asked.add(ask)
-    plan, measured, pruned_ms, base_ms = min(
+    plan, measured, pruned_ms, base_ms, spreads = min(
         seen.values(), key=lambda item: abs(item[1] / requested - 1)
     )
     plan.meta.update(
         measured_latency_ratio=round(measured, 6),
         measured_latency_ms=round(pruned_ms, 6),
         measured_base_ms=round(base_ms, 6),
+        measured_latency_ci=spreads,
         latency_iterations=tried,
     )
     return plan

@@ -25,7 +25,11 @@ from keras_filterprune.latency.units import unit_specs
 from keras_filterprune.runtime import feeds
 from keras_filterprune.runtime.convert import convert_tflite
 from keras_filterprune.runtime.litert import Runner, interpreter_class
-from keras_filterprune.runtime.timing import time_calls
+from keras_filterprune.runtime.timing import (
+    Timing,
+    check_adaptive_args,
+    time_rounds,
+)
 
 __all__ = [
     "convert",
@@ -35,6 +39,7 @@ __all__ = [
     "probe_widths",
     "sample_widths",
     "time_contents",
+    "time_flatbuffers",
 ]
 
 STEP_CANDIDATES = (1, 2, 4, 8, 16, 32)
@@ -52,6 +57,9 @@ def measure_latency_table(
     steps: Mapping[str, Mapping[str, int]] | None = None,
     rounds: int = 5,
     verbose: int = 1,
+    min_round_ms: float = 20.0,
+    target_ci: float | None = 0.02,
+    max_seconds: float | None = 600.0,
 ) -> LatencyTable:
     """Measures how long each convolution and Dense layer of `model` takes in
     the target runtime, at several widths.
@@ -59,10 +67,15 @@ def measure_latency_table(
     Every timed layer is rebuilt alone (same config, same input shape, batch 1)
     at its full width and at `widths` block boundaries along each axis that
     pruning changes, converted to TFLite with `quantization` and timed in LiteRT
-    with `num_threads` threads (rotating rounds, one warm-up call and 5 timed
-    calls per model per round; a model's time is its lowest round median, less
-    the cost of an empty invocation). Layers of identical class, config and
-    input shape are measured once. The whole model is timed the same way.
+    with `num_threads` threads, less the cost of an empty invocation. Timing
+    adapts to each model: rotating rounds in which each model is called back to
+    back for at least `min_round_ms`, until the 95 % confidence interval of each
+    model's median round is within `±target_ci` of it (a model that gets there
+    stops; at least `rounds` and 6 rounds, at most 200 rounds or `max_seconds`).
+    The table records each time's interval (`full_ms_ci`, each curve's `ms_ci`
+    and `settings["model_ms_ci"]`: relative half-widths). Layers of identical
+    class, config and input shape are measured once. The whole model is timed
+    the same way.
 
     The block size of each kernel (XNNPACK computes output channels in blocks,
     e.g. 32 float32 channels) is found by a probe that times one 3x3 kernel at
@@ -83,8 +96,16 @@ def measure_latency_table(
             list of fractions in (0, 1]. Defaults to `4` (25 %, 50 %, 75 %, 100 %).
         steps: Block sizes `{"conv": {"in": int, "out": int}, "depthwise":
             {"in": int}}` to use instead of probing them.
-        rounds: `int`. Timing rounds. Defaults to `5`.
+        rounds: `int`. Timing rounds, at least. Defaults to `5`.
         verbose: `int`. `1` shows a progress bar. Defaults to `1`.
+        min_round_ms: `float`. Each model's part of a round lasts at least this
+            long (`0`: one call). Defaults to `20.0`.
+        target_ci: `float` or `None`. Relative half-width of the 95 % interval
+            of each median to reach (`None`: exactly `rounds` rounds). Defaults
+            to `0.02`.
+        max_seconds: `float` or `None`. Time limit of the layers' timing (the
+            times then have wider intervals, which the table records). Defaults
+            to `600.0`.
 
     Returns:
         A `LatencyTable`.
@@ -115,6 +136,12 @@ def measure_latency_table(
         )
     num_threads = check_int(num_threads, "num_threads", 1)
     rounds = check_int(rounds, "rounds", 1)
+    check_adaptive_args(min_round_ms, target_ci, max_seconds)
+    timing = {
+        "min_round_ms": min_round_ms,
+        "target_ci": target_ci,
+        "max_seconds": max_seconds,
+    }
     widths = check_widths(widths)
     steps = check_steps(steps)
     if keras.backend.backend() != "tensorflow":
@@ -150,7 +177,7 @@ def measure_latency_table(
             say(f"Probing the block size of {kind} kernels along {axis}put channels")
         bars.append(keras.utils.Progbar(len(probe_widths()) + 3, verbose=verbose))
         probe = [converted(m) for m in probe_models(kind, axis)]
-        ms = time_contents(probe, num_threads, 3, 5, tick)
+        ms = time_contents(probe, num_threads, 3, 5, tick, **timing)
         found.setdefault(kind, {})[axis] = detect_step(probe_widths(), ms)
     jobs = [  # (key, axis, width) of every curve point below full width
         (key, axis, w)
@@ -176,11 +203,17 @@ def measure_latency_table(
         c_in, c_out = (w, None) if axis == "in" else (spec["widths"]["in"], w)
         index[key, axis, w] = len(contents)
         contents.append(converted(unit_model(spec, c_in, c_out)))
-    ms = time_contents(contents, num_threads, rounds, 5, tick)
+    timed = time_flatbuffers(contents, num_threads, rounds, 5, tick, **timing)
+    ms = [t.ci()[0] * 1e3 for t in timed]
     overhead = ms[0]
 
     def net(i: int) -> float:
         return max(ms[i] - overhead, 1e-6)
+
+    def spread(i: int) -> float | None:
+        """The relative half-width of the interval of `net(i)`."""
+        rel = timed[i].relative_ci()
+        return round(rel * ms[i] / net(i), 6) if math.isfinite(rel) else None
 
     units = []
     for spec in specs:
@@ -190,7 +223,14 @@ def measure_latency_table(
             step = axis_step(found, spec, axis, widths)
             points = sample_widths(spec["widths"][axis], step, widths)
             times = [net(index[key, axis, w]) for w in points[:-1]] + [full_ms]
-            curves[axis] = {"step": step, "widths": points, "ms": times}
+            spreads = [spread(index[key, axis, w]) for w in points[:-1]]
+            spreads.append(spread(index[key, "full"]))
+            curves[axis] = {
+                "step": step,
+                "widths": points,
+                "ms": times,
+                "ms_ci": spreads,
+            }
         units.append(
             {
                 "path": spec["path"],
@@ -199,13 +239,22 @@ def measure_latency_table(
                 "in": spec["in"],
                 "out": spec["out"],
                 "full_ms": full_ms,
+                "full_ms_ci": spread(index[key, "full"]),
                 "curves": curves,
             }
         )
+    settings = settings_of(runtime, num_threads, quantization, rounds, overhead)
+    model_ci = timed[1].relative_ci()
+    settings["model_ms_ci"] = round(model_ci, 6) if math.isfinite(model_ci) else None
+    settings["timing"] = {
+        **timing,
+        "unconverged": sum(not t.converged for t in timed),
+        "max_rounds_used": max(len(t.rounds) for t in timed),
+    }
     return LatencyTable(
         model_name=graph.model_name,
         model_ms=ms[1],
-        settings=settings_of(runtime, num_threads, quantization, rounds, overhead),
+        settings=settings,
         steps=found,
         groups={g.id: g.width for g in graph.groups},
         units=units,
@@ -260,31 +309,59 @@ def convert(model, quantization: str | None) -> bytes:
     return convert_tflite(model, quantization, samples, int8_io=False)
 
 
+def time_flatbuffers(
+    contents: Sequence[bytes],
+    num_threads: int,
+    rounds: int = 5,
+    runs: int = 5,
+    on_round: Callable[[], None] | None = None,
+    *,
+    min_round_ms: float = 20.0,
+    target_ci: float | None = 0.02,
+    max_seconds: float | None = None,
+) -> list[Timing]:
+    """How each flatbuffer was timed: rounds in alternating order (each model
+    called back to back for at least `min_round_ms`; at least `rounds` rounds
+    and `runs` calls), until each model's 95 % interval of its median round is
+    within `±target_ci` (a model that gets there stops), at most 200 rounds or
+    `max_seconds`. `on_round` is called after each of the first `rounds`
+    rounds (a progress bar's steps)."""
+    calls = []
+    for content in contents:
+        runner = Runner(content, num_threads)
+        runner.set_inputs(runner.random_feed(1))
+        calls.append(runner.invoke)
+
+    def tick(r: int) -> None:
+        if on_round is not None and r < rounds:
+            on_round()
+
+    return time_rounds(
+        calls,
+        runs=runs,
+        warmup=1,
+        interleave=True,
+        min_rounds=rounds,
+        min_round_s=min_round_ms / 1e3,
+        target_ci=target_ci,
+        max_seconds=max_seconds,
+        drop_converged=True,
+        on_round=tick,
+    )
+
+
 def time_contents(
     contents: Sequence[bytes],
     num_threads: int,
     rounds: int = 5,
     runs: int = 5,
     on_round: Callable[[], None] | None = None,
+    **timing,
 ) -> list[float]:
-    """Latency in ms of each flatbuffer: `rounds` rounds in rotating order, each
-    one warm-up call then `runs` timed calls per model; a model's latency is its
-    lowest round median (machine noise only ever adds time, and comes in bursts
-    that a round median alone does not survive)."""
-    calls = []
-    for content in contents:
-        runner = Runner(content, num_threads)
-        runner.set_inputs(runner.random_feed(1))
-        calls.append(runner.invoke)
-    best = [math.inf] * len(calls)
-    for r in range(rounds):
-        shift = r * len(calls) // rounds
-        for j in list(range(shift, len(calls))) + list(range(shift)):
-            (times,) = time_calls([calls[j]], runs, 1, interleave=False)
-            best[j] = min(best[j], float(np.median(times)) * 1e3)
-        if on_round is not None:
-            on_round()
-    return best
+    """Latency in ms of each flatbuffer: the median round of
+    `time_flatbuffers` (same arguments)."""
+    timed = time_flatbuffers(contents, num_threads, rounds, runs, on_round, **timing)
+    return [t.ci()[0] * 1e3 for t in timed]
 
 
 def detect_step(widths: Sequence[int], ms: Sequence[float]) -> int:

@@ -165,6 +165,20 @@ def _ms(value: Any, field: str) -> float:
     return float(value)
 
 
+def _spread(value: Any, field: str) -> float | None:
+    """An optional recorded spread: the relative half-width of a time's 95 %
+    confidence interval (`null`: no interval was computed)."""
+    if value is None:
+        return None
+    _require(
+        _is_real(value) and math.isfinite(value) and value >= 0,
+        field,
+        "must be null or a finite number >= 0 (the relative half-width of the "
+        f"time's 95 % interval). Received: {_shown(value)}",
+    )
+    return float(value)
+
+
 def _group_id(key: Any, field: str) -> int:
     if isinstance(key, str) and re.fullmatch(r"[0-9]+", key):
         return int(key)
@@ -246,6 +260,11 @@ def _settings(value: Any) -> dict[str, Any]:
             f"must be a finite number >= 0. Received: {_shown(overhead)}",
         )
         settings["invoke_overhead_ms"] = float(overhead)
+    if "model_ms_ci" in settings:
+        spread = _spread(settings["model_ms_ci"], "settings.model_ms_ci")
+        settings["model_ms_ci"] = spread
+    if settings.get("timing") is not None:
+        settings["timing"] = dict(_mapping(settings["timing"], "settings.timing"))
     if settings.get("machine") is not None:
         machine = dict(_mapping(settings["machine"], "settings.machine"))
         for key in ("cpu", "platform"):
@@ -305,6 +324,9 @@ def _unit(value: Any, field: str, groups: Mapping[int, int]) -> dict[str, Any]:
     )
     axes = {a: _axis(unit[a], f"{field}.{a}", groups) for a in _AXES}
     full_ms = _ms(unit["full_ms"], f"{field}.full_ms")
+    spread = {}
+    if "full_ms_ci" in unit:  # optional: tables measured before #30 lack it
+        spread["full_ms_ci"] = _spread(unit["full_ms_ci"], f"{field}.full_ms_ci")
     curves = _mapping(unit["curves"], f"{field}.curves")
     extra = [k for k in curves if k not in _AXES]
     _require(
@@ -316,7 +338,7 @@ def _unit(value: Any, field: str, groups: Mapping[int, int]) -> dict[str, Any]:
         else _curve(curves[a], f"{field}.curves.{a}", axis_width(axes[a], groups))
         for a in _AXES
     }
-    return {**unit, **axes, "full_ms": full_ms, "curves": checked}
+    return {**unit, **axes, "full_ms": full_ms, **spread, "curves": checked}
 
 
 def _axis(value: Any, field: str, groups: Mapping[int, int]) -> dict[str, Any]:
@@ -383,7 +405,18 @@ def _curve(value: Any, field: str, full: float) -> dict[str, Any]:
         f"must hold one time per width ({len(widths)}). Received: {len(times)}",
     )
     times = [_ms(t, f"{field}.ms[{j}]") for j, t in enumerate(times)]
-    return {**curve, "step": step, "widths": widths, "ms": times}
+    checked = {**curve, "step": step, "widths": widths, "ms": times}
+    if "ms_ci" in curve:  # optional: tables measured before #30 lack it
+        spreads = _list(curve["ms_ci"], f"{field}.ms_ci")
+        _require(
+            len(spreads) == len(widths),
+            f"{field}.ms_ci",
+            f"must hold one spread per width ({len(widths)}). Received: {len(spreads)}",
+        )
+        checked["ms_ci"] = [
+            _spread(v, f"{field}.ms_ci[{j}]") for j, v in enumerate(spreads)
+        ]
+    return checked
 
 
 # -- whether a table fits a model ------------------------------------------------
