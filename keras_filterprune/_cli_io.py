@@ -31,12 +31,39 @@ def _load_model(path: str):
             f"'{path}' is not a Keras model file (expected MODEL.keras; convert "
             "SavedModels with keras.layers.TFSMLayer first)"
         )
+    problem = _model_file_problem(path)
+    if problem:
+        raise CommandError(f"cannot load model '{path}': {problem}")
     try:
         return keras.saving.load_model(path, safe_mode=True)
     except Exception as e:
         raise CommandError(
             f"cannot load model '{path}': {type(e).__name__}: {e}"
         ) from e
+
+
+def _model_file_problem(path: str) -> str | None:
+    """Why `path` cannot be a Keras model file, read from its first bytes (Keras'
+    own messages for such files say 'File not found' or name a zip member)."""
+    import zipfile
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        return f"cannot read it ({e.strerror})"
+    if path.endswith(".keras"):
+        if not zipfile.is_zipfile(path):
+            return (
+                "it is not a zip archive, as a .keras file is (damaged or truncated?)"
+            )
+        with zipfile.ZipFile(path) as archive:
+            if "config.json" not in archive.namelist():
+                return "the zip archive has no 'config.json': not a saved Keras model"
+        return None
+    if head != b"\x89HDF\r\n\x1a\n":
+        return "it is not an HDF5 file, as a legacy .h5 model is (damaged?)"
+    return None
 
 
 def _load_arrays(path: str, need_y: bool = False):
@@ -61,9 +88,80 @@ def _load_arrays(path: str, need_y: bool = False):
         )
     if need_y and y is None:
         raise CommandError(f"'{path}' has no 'y' array (labels)")
-    if y is not None and len(x) != len(y):
-        raise CommandError(f"'{path}': x has {len(x)} samples but y has {len(y)}")
+    _check_numbers(path, x, "x")
+    if y is not None:
+        if y.ndim == 0 or y.dtype.kind not in "biuf":
+            raise CommandError(
+                f"'{path}': y must be numeric labels (class indices or one-hot "
+                f"rows); found {y.dtype} of shape {y.shape}"
+            )
+        if len(x) != len(y):
+            raise CommandError(f"'{path}': x has {len(x)} samples but y has {len(y)}")
     return x, y
+
+
+def _check_numbers(path: str, x, name: str = "x") -> None:
+    """An array of at least one example, numbers, no NaN or Inf."""
+    import numpy as np
+
+    if x.ndim == 0 or len(x) == 0:
+        raise CommandError(f"'{path}': {name} holds no example (shape {x.shape})")
+    if x.dtype.kind not in "biuf":
+        raise CommandError(
+            f"'{path}': {name} must hold numbers (model inputs); found dtype {x.dtype}"
+        )
+    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+        raise CommandError(
+            f"'{path}': {name} holds NaN or Inf values; clean the data first "
+            "(e.g. np.nan_to_num)"
+        )
+
+
+def _check_fits(path: str, x, model, what: str) -> None:
+    """`x` (one array) can feed the model's (single) input: same rank, same
+    known dimensions after the batch axis."""
+    inputs = getattr(model, "inputs", None) or []
+    if len(inputs) != 1:
+        return  # several inputs: the library checks them
+    want = tuple(inputs[0].shape)
+    fits = x.ndim == len(want) and all(
+        w is None or int(w) == d for d, w in zip(x.shape[1:], want[1:])
+    )
+    if not fits:
+        shape = tuple(None if d is None else int(d) for d in want)
+        raise CommandError(
+            f"{what} '{path}': x has shape {x.shape} but the model takes inputs of "
+            f"shape {shape} (the first axis is the batch)"
+        )
+
+
+def _check_labels(path: str, y, model) -> None:
+    """Labels are class indices in [0, classes) or one-hot rows of the model's
+    output width (when the model has one output)."""
+    import numpy as np
+
+    outputs = getattr(model, "outputs", None) or []
+    if len(outputs) != 1 or outputs[0].shape[-1] is None:
+        return
+    classes = int(outputs[0].shape[-1])
+    if y.ndim >= 2 and y.shape[-1] == classes:
+        return  # one-hot (or soft) rows
+    if y.ndim != 1:
+        raise CommandError(
+            f"'{path}': y must be class indices (shape (N,)) or one-hot rows (shape "
+            f"(N, {classes})); found shape {y.shape}"
+        )
+    if y.dtype.kind == "f" and not np.all(np.equal(np.mod(y, 1), 0)):
+        raise CommandError(
+            f"'{path}': y must hold class indices (integers); found values such as "
+            f"{y[np.mod(y, 1) != 0][0].item()!r}"
+        )
+    if classes > 1 and (y.min() < 0 or y.max() >= classes):
+        bad = y[(y < 0) | (y >= classes)][0].item()
+        raise CommandError(
+            f"'{path}': y holds label {bad!r} but the model has {classes} classes "
+            f"(labels 0 to {classes - 1})"
+        )
 
 
 def _load_representative(path: str, model):
@@ -97,8 +195,20 @@ def _load_representative(path: str, model):
         ]
         return np.stack(images).astype("float32") / 255.0
     if path.endswith(".npz"):
-        return _load_arrays(path)[0]
-    try:
-        return np.load(path, allow_pickle=False)
-    except Exception as e:
-        raise CommandError(f"cannot read representative data '{path}': {e}") from e
+        x = _load_arrays(path)[0]
+    else:
+        try:
+            x = np.load(path, allow_pickle=False)
+        except Exception as e:
+            raise CommandError(f"cannot read representative data '{path}': {e}") from e
+        if not isinstance(x, np.ndarray):
+            raise CommandError(
+                f"representative data '{path}' must be one array (.npy) or an .npz "
+                "holding 'x'"
+            )
+        try:
+            _check_numbers(path, x)
+        except CommandError as e:
+            raise CommandError(f"representative data {e}") from None
+    _check_fits(path, x, model, "representative data")
+    return x

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 
 PROG = "keras-filterprune"
 QUANTIZATIONS = ("float16", "dynamic", "int8")
@@ -61,10 +62,39 @@ def _count(text: str) -> float:
 
 
 def _budget(text: str) -> float | str:
-    """`_count`, or a percentage (`50%`) passed on as the string it is."""
+    """`_count`, or a percentage in (0%, 100%] (`50%`) passed on as the string
+    it is."""
     if text.strip().endswith("%"):
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*%\s*", text)
+        if match is None:
+            raise argparse.ArgumentTypeError(
+                f"not a percentage: {text!r} (use e.g. 50%)"
+            ) from None
+        if not 0 < float(match.group(1)) <= 100:
+            raise argparse.ArgumentTypeError(
+                f"must be a percentage of the unpruned model in (0%, 100%]: {text}"
+            )
         return text.strip()
     return _count(text)
+
+
+def _latency(text: str) -> float | str:
+    """`12.5ms` or `50%` (passed on as the string it is), or a bare number of
+    milliseconds; positive and finite."""
+    stripped = text.strip().lower()
+    number, unit = stripped, None
+    for suffix in ("ms", "%"):
+        if stripped.endswith(suffix):
+            number, unit = stripped[: -len(suffix)].strip(), suffix
+    try:
+        value = float(number)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a latency: {text!r} (use e.g. 12.5ms, 12.5 or 50%)"
+        ) from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0: {text}")
+    return value if unit is None else f"{number}{unit}"
 
 
 def _layer_ratio(text: str) -> tuple[str, float]:
@@ -87,6 +117,7 @@ def _criterion_help() -> str:
 _TYPES = {
     "ratio": _ratio,
     "budget": _budget,
+    "latency": _latency,
     "layer_ratio": _layer_ratio,
     "round_to": _round_to,
     "positive_int": _positive_int,

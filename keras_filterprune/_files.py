@@ -35,6 +35,12 @@ def _check_target(path: Any, kind: str) -> str:
             )
         if os.path.exists(path) and not os.path.isdir(path):
             raise FileExistsError(f"{path!r} is a file; a SavedModel is a directory.")
+        if os.path.isdir(path) and _holds_other_files(path):
+            raise FileExistsError(
+                f"`path` {path!r} is a directory holding files that are not a "
+                "SavedModel; the export replaces the whole directory, so it would "
+                "delete them. Pass a new directory (or an old SavedModel's)."
+            )
     else:
         want = {"tflite": ".tflite", "keras": ".keras"}[kind]
         if suffix != want:
@@ -46,6 +52,14 @@ def _check_target(path: Any, kind: str) -> str:
             raise IsADirectoryError(f"{path!r} is a directory; pass a file path.")
     _check_parent(path, "path")
     return path
+
+
+def _holds_other_files(directory: str) -> bool:
+    """Whether `directory` is neither empty nor a SavedModel (`saved_model.pb`
+    or `saved_model.pbtxt` at its top)."""
+    entries = os.listdir(directory)
+    saved_model = {"saved_model.pb", "saved_model.pbtxt"} & set(entries)
+    return bool(entries) and not saved_model
 
 
 def _check_parent(path: str, name: str) -> None:

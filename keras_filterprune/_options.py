@@ -108,8 +108,9 @@ class PlanOptions:
         "of score (widths land where the runtime's kernels actually save time, "
         "e.g. multiples of 32 filters), not at a uniform ratio; `ratio` is "
         "ignored. Not with `global_ranking` or `greedy`. Defaults to `None`.",
-        cli=dict(metavar="MS|PCT%", help="predicted latency to reach (e.g. 12.5ms, "
-                 "or 50%% of the unpruned); needs --latency-table"),
+        cli=dict(type="latency", metavar="MS|PCT%", help="predicted latency to "
+                 "reach (e.g. 12.5ms, or 50%% of the unpruned); needs "
+                 "--latency-table"),
     )  # fmt: skip
     latency_table: Any = _option(
         None,

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import keras
+import numpy as np
 
 from keras_filterprune import _validation as check
 from keras_filterprune import plan as planning
@@ -202,7 +203,12 @@ class PruningCallback(keras.callbacks.Callback):
         self.mode = check.check_choice(mode, "mode", ("soft", "hard"))
         self.data = self._options.check_data(data)
         self.calibration_data = _check_calibration_data(calibration_data)
-        self.verbose = check.check_int(verbose, "verbose")
+        self.verbose = check.check_int(verbose, "verbose", 0)
+        if self.verbose > 2:
+            raise ValueError(
+                "`verbose` must be 0 (silent), 1 (one line per event) or 2 (also "
+                f"progress bars). Received: verbose={verbose}"
+            )
         self._reset()
 
     def _reset(self) -> None:
@@ -436,6 +442,11 @@ class PruningCallback(keras.callbacks.Callback):
 
     @classmethod
     def from_config(cls, config: Mapping) -> PruningCallback:
+        if not isinstance(config, Mapping):
+            raise TypeError(
+                "`config` must be a dict from `PruningCallback.get_config()`. "
+                f"Received: config of type {type(config).__name__}"
+            )
         config = dict(config)
         config["schedule"] = schedules._deserialize_schedule(config.get("schedule"))
         if isinstance(config.get("latency_table"), Mapping):
@@ -464,4 +475,32 @@ def _check_calibration_data(data: Any) -> Any:
             "arrays, a tf.data.Dataset or a keras.utils.PyDataset. Received: "
             f"calibration_data of type {type(data).__name__}"
         )
+    _check_calibration_arrays(data)
     return data
+
+
+def _check_calibration_arrays(data: Any) -> None:
+    """Arrays (or a tuple/list/dict of them) are checked now, not after the
+    first training epoch: at least one example, numbers, no NaN or Inf."""
+    x = data[0] if isinstance(data, tuple) and 1 <= len(data) <= 3 else data
+    arrays = list(x.values()) if isinstance(x, Mapping) else x
+    arrays = list(arrays) if isinstance(arrays, (list, tuple)) else [arrays]
+    if not arrays or not all(isinstance(a, np.ndarray) for a in arrays):
+        return  # datasets, tensors, PyDatasets: recalibrate_batchnorm checks them
+    for array in arrays:
+        if array.ndim == 0 or len(array) == 0:
+            raise ValueError(
+                "`calibration_data` holds no example (an array of shape "
+                f"{array.shape}): pass a few hundred model inputs, or None."
+            )
+        if array.dtype.kind not in "biuf":
+            raise ValueError(
+                f"`calibration_data` must hold numbers (model inputs). Received: "
+                f"an array of dtype {array.dtype}"
+            )
+        if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+            raise ValueError(
+                "`calibration_data` holds NaN or Inf values: BatchNorm statistics "
+                "estimated from them would be NaN and every output with them. "
+                "Clean the data (e.g. `np.nan_to_num`) or leave those examples out."
+            )

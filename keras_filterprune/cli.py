@@ -22,6 +22,8 @@ from typing import Any
 
 from keras_filterprune._cli_io import (
     CommandError,
+    _check_fits,
+    _check_labels,
     _existing,
     _load_arrays,
     _load_model,
@@ -60,6 +62,27 @@ def _writable(path: str, what: str) -> None:
         check_writable(path, what.lstrip("-").split("/")[-1].lstrip("-"))
     except (OSError, TypeError) as e:
         raise CommandError(f"{what}: {e}") from None
+
+
+_PLOT_SUFFIXES = ("png", "pdf", "svg", "svgz", "jpg", "jpeg", "eps", "ps", "tif",
+                  "tiff", "webp", "pgf", "raw", "rgba", "gif", "avif")  # fmt: skip
+
+
+def _check_plot_suffix(path: str) -> None:
+    """Checks `--plot`'s format before any work (matplotlib says it only when
+    saving, after the whole analysis)."""
+    suffix = os.path.splitext(path)[1].lower().lstrip(".")
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+
+        formats = tuple(FigureCanvasBase.get_supported_filetypes())
+    except ImportError:
+        formats = _PLOT_SUFFIXES
+    if suffix not in formats:
+        raise CommandError(
+            f"--plot '{path}': the image format comes from the file name; use one "
+            f"of {', '.join('.' + f for f in sorted(formats))}"
+        )
 
 
 def _fmt_count(n: float) -> str:
@@ -119,6 +142,9 @@ def _cmd_score(args) -> int:
     data = None
     if args.data:
         x, y = _load_arrays(args.data, need_y=criteria.needs_gradients(args.criterion))
+        _check_fits(args.data, x, model, "--data")
+        if criteria.needs_gradients(args.criterion):
+            _check_labels(args.data, y, model)
         data = (x, y) if criteria.needs_gradients(args.criterion) else x
     graph = graph_of(model)
     scores = score_filters(model, args.criterion, data)
@@ -172,6 +198,8 @@ def _cmd_prune(args) -> int:
     if args.calibration_data:
         calibration = _load_arrays(args.calibration_data)[0]
     model = _load_model(args.model)
+    if calibration is not None:
+        _check_fits(args.calibration_data, calibration, model, "--calibration-data")
     if args.plan:
         _existing(args.plan, "plan file")
         try:
@@ -187,8 +215,11 @@ def _cmd_prune(args) -> int:
         if args.per_layer:
             kwargs["per_layer"] = dict(args.per_layer)
         if args.data:
-            x, y = _load_arrays(args.data)
             gradients = criteria.needs_gradients(args.criterion or "operator_norm")
+            x, y = _load_arrays(args.data, need_y=gradients)
+            _check_fits(args.data, x, model, "--data")
+            if gradients:
+                _check_labels(args.data, y, model)
             kwargs["data"] = (x, y) if gradients else x
         if args.measure_latency:
             from keras_filterprune.latency import calibrate_latency_plan
@@ -319,11 +350,15 @@ def _cmd_sensitivity(args) -> int:
 
     if args.max_drop is not None and not args.max_drop >= 0:
         raise CommandError(f"--max-drop must be >= 0: {args.max_drop}")
+    if args.plot:
+        _check_plot_suffix(args.plot)
     for path, what in ((args.plot, "--plot"), (args.json, "--json")):
         if path:
             _writable(path, what)
     model = _load_model(args.model)
     x, y = _load_arrays(args.data, need_y=True)
+    _check_fits(args.data, x, model, "--data")
+    _check_labels(args.data, y, model)
     options = {
         name: getattr(args, name)
         for name in option_names("sensitivity")
@@ -360,6 +395,22 @@ def _cmd_sensitivity(args) -> int:
 def _cmd_demo(args) -> int:
     from keras_filterprune.demo import run_demo
 
+    if args.data_dir is not None and not os.path.isdir(args.data_dir):
+        raise CommandError(
+            f"--data-dir '{args.data_dir}' is not a directory (it must hold the "
+            "Fashion-MNIST idx files; leave it out to use Debian's)"
+        )
+    if os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
+        raise CommandError(
+            f"--output-dir '{args.output_dir}' is a file, not a directory"
+        )
+    parent = os.path.dirname(os.path.abspath(args.output_dir))
+    if not os.path.isdir(parent):
+        raise CommandError(
+            f"--output-dir: the directory '{parent}' of '{args.output_dir}' does not "
+            "exist"
+        )
+
     run_demo(quick=args.quick, output_dir=args.output_dir, data_dir=args.data_dir)
     return 0
 
@@ -380,6 +431,29 @@ def _one_line(error: BaseException) -> str:
     if not isinstance(error, CommandError):
         text = f"{type(error).__name__}: {text}"
     return text if len(text) <= 400 else text[:397] + "..."
+
+
+def _usage_problem(args) -> str | None:
+    """Flags that only work together, checked before anything runs (exit 2)."""
+    table = getattr(args, "latency_table", None)
+    if args.command == "sensitivity" and getattr(args, "round_to", None) == "auto":
+        return (
+            "--round-to auto takes block sizes from a latency table, which "
+            "sensitivity does not read; pass a number such as 8"
+        )
+    if args.command != "prune" or table is not None:
+        return None
+    if args.round_to == "auto":
+        return (
+            "--round-to auto takes each group's block size from a latency table: "
+            "add --latency-table TABLE.json (see the `latency` command)"
+        )
+    if args.target_latency is not None:
+        return (
+            "--target-latency needs --latency-table TABLE.json (the model's "
+            "latency table, see the `latency` command)"
+        )
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -404,6 +478,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # --help, --version, usage errors
         return e.code if isinstance(e.code, int) else 2
     debug = bool(getattr(args, "debug", False))
+    usage = _usage_problem(args)
+    if usage:
+        parser.print_usage(sys.stderr)
+        print(f"{PROG} {args.command}: error: {usage}", file=sys.stderr)
+        return 2
     if args.command == "prune" and args.plan:
         shaping = [
             opt

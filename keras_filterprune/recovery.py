@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import itertools
 import numbers
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import keras
@@ -189,9 +190,10 @@ def recalibrate_batchnorm(
         batches = _batches(data, batch_size)
         for k, x in enumerate(itertools.islice(batches, steps)):
             _check_finite_batch(x, k)
+            _check_batch_fits(model, x, k)
             for layer in norms:
                 layer.momentum = k / (k + 1)
-            model(x, training=True)
+            _run_batch(model, x, k)
             used = k + 1
             if progbar is not None:
                 progbar.update(used, finalize=False)
@@ -209,8 +211,119 @@ def recalibrate_batchnorm(
         for layer, name, value in noisy:
             setattr(layer, name, value)
     if not used:
-        raise ValueError("`data` yielded no batch: pass at least one example.")
+        raise ValueError(
+            "The calibration `data` yielded no batch: pass at least one example."
+        )
     return used
+
+
+def _input_structure(model: keras.Model) -> Any:
+    """The model's inputs (KerasTensors, in their structure), or `None` when
+    they are not known before a call (a subclassed model)."""
+    try:
+        return model.input
+    except (AttributeError, ValueError):
+        return None
+
+
+def _shape_text(shape: Any) -> str:
+    return str(tuple(None if d is None else int(d) for d in shape))
+
+
+def _check_batch_fits(model: keras.Model, x: Any, k: int) -> None:
+    """Raises a ValueError naming batch `k` of the calibration data when its
+    structure, dtypes or shapes cannot feed the model's inputs (checked here,
+    before Keras or the backend fail deep inside the model)."""
+    expected = _input_structure(model)
+    if expected is None:
+        return
+    if isinstance(expected, (list, tuple)) and len(expected) == 1:
+        expected = expected[0]
+    if isinstance(x, (list, tuple)) and len(x) == 1 and not isinstance(expected, list):
+        x = x[0]
+    where = f"The calibration `data` batch {k} (0-based)"
+    if isinstance(expected, dict) and isinstance(x, dict):
+        missing = sorted(set(expected) - set(x))
+        extra = sorted(set(x) - set(expected))
+        if missing:  # extra keys: Keras warns and ignores them
+            raise ValueError(
+                f"{where} is a dict with keys {sorted(x)} but model '{model.name}' "
+                f"takes the inputs {sorted(expected)}"
+                + (f" (missing: {missing})" if missing else "")
+                + (f" (unknown: {extra})" if extra else "")
+                + ". Name each array after its model input."
+            )
+        pairs = [(repr(key), x[key], expected[key]) for key in sorted(expected)]
+    elif isinstance(expected, (list, tuple)) and isinstance(x, (list, tuple)):
+        if len(x) != len(expected):
+            raise ValueError(
+                f"{where} holds {len(x)} arrays but model '{model.name}' takes "
+                f"{len(expected)} inputs. Pass one array per input, in order."
+            )
+        pairs = [(str(i), a, t) for i, (a, t) in enumerate(zip(x, expected))]
+    elif not isinstance(expected, (dict, list, tuple)) and not isinstance(
+        x, (dict, list, tuple)
+    ):
+        pairs = [("", x, expected)]
+    else:
+        return  # another structure: Keras decides (errors are named by _run_batch)
+    lengths = set()
+    for label, array, spec in pairs:
+        shape = getattr(array, "shape", None)
+        dtype = getattr(array, "dtype", None)
+        if shape is None or dtype is None:
+            continue
+        input_text = f"input {label} " if label else "input "
+        try:
+            kind = np.dtype(keras.backend.standardize_dtype(dtype)).kind
+        except (TypeError, ValueError):  # "string" and other non-NumPy dtypes
+            kind = "O"
+        if kind not in "biuf":
+            raise ValueError(
+                f"{where} feeds the model's {input_text}an array of dtype {dtype}: "
+                "calibration data must be numbers (the model's inputs, "
+                "preprocessed as in training)."
+            )
+        shape = tuple(shape)
+        want = tuple(spec.shape)
+        fits = len(shape) == len(want) and all(
+            w is None or s is None or int(s) == int(w)
+            for s, w in zip(shape[1:], want[1:])
+        )
+        if not fits:
+            raise ValueError(
+                f"{where} has shape {_shape_text(shape)} but model '{model.name}' "
+                f"takes its {input_text}of shape {_shape_text(want)} (the first "
+                "axis is the batch). Pass examples shaped like the model's input."
+            )
+        if shape and shape[0] is not None:
+            lengths.add(int(shape[0]))
+    if len(lengths) > 1:
+        raise ValueError(
+            f"{where} holds arrays of different lengths {sorted(lengths)}: every "
+            "input needs the same number of examples."
+        )
+
+
+def _run_batch(model: keras.Model, x: Any, k: int) -> None:
+    """Calls the model in training mode; a failure names batch `k` of the
+    calibration data (the model's own error follows, shortened)."""
+    try:
+        model(x, training=True)
+    except (ValueError, TypeError) as e:
+        raise type(e)(_batch_failed(model, k, e)) from e
+    except Exception as e:  # noqa: BLE001 - backend errors (InvalidArgumentError, …)
+        raise ValueError(_batch_failed(model, k, e)) from e
+
+
+def _batch_failed(model: keras.Model, k: int, error: Exception) -> str:
+    detail = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(error)).split())
+    detail = detail if len(detail) <= 300 else detail[:297] + "..."
+    return (
+        f"The calibration `data` batch {k} (0-based) could not be fed to model "
+        f"'{model.name}': check that it holds the model's inputs (shapes, dtypes, "
+        f"names). The model was left as it was. ({type(error).__name__}: {detail})"
+    )
 
 
 def _check_finite_batch(x: Any, k: int) -> None:
@@ -222,10 +335,10 @@ def _check_finite_batch(x: Any, k: int) -> None:
             continue
         if value.dtype.kind in "fc" and not np.all(np.isfinite(value)):
             raise ValueError(
-                f"`data` batch {k} (0-based) holds NaN or Inf values: BatchNorm "
-                "statistics estimated from it would be NaN and every output with "
-                "them. Clean the data (e.g. `np.nan_to_num`) or leave those "
-                "examples out. The model was left as it was."
+                f"The calibration `data` batch {k} (0-based) holds NaN or Inf "
+                "values: BatchNorm statistics estimated from it would be NaN and "
+                "every output with them. Clean the data (e.g. `np.nan_to_num`) or "
+                "leave those examples out. The model was left as it was."
             )
 
 
@@ -330,6 +443,45 @@ def _paired_outputs(student: Any, teacher: Any) -> list[tuple[str, Any, Any]]:
     else:
         labels = [f"output {i}" for i in range(len(s_flat))]
     return list(zip(labels, s_flat, t_flat))
+
+
+def _check_same_inputs(student: keras.Model, teacher: keras.Model) -> None:
+    """Raises a ValueError naming both models when their inputs differ (count,
+    dict keys, or shapes after the batch axis); unknown inputs pass."""
+    s_in, t_in = _input_structure(student), _input_structure(teacher)
+    if s_in is None or t_in is None:
+        return
+    s_in, t_in = _unwrap(s_in), _unwrap(t_in)
+    s_flat, t_flat = keras.tree.flatten(s_in), keras.tree.flatten(t_in)
+    same = isinstance(s_in, dict) == isinstance(t_in, dict)
+    same = same and len(s_flat) == len(t_flat)
+    if same and isinstance(s_in, dict):
+        same = sorted(s_in) == sorted(t_in)
+    for s, t in zip(s_flat, t_flat) if same else ():
+        s_shape, t_shape = tuple(s.shape)[1:], tuple(t.shape)[1:]
+        same = same and len(s_shape) == len(t_shape)
+        same = same and all(
+            a is None or b is None or a == b for a, b in zip(s_shape, t_shape)
+        )
+    if not same:
+        raise ValueError(
+            "`student` and `teacher` must take the same inputs (the teacher sees "
+            "every batch the student trains on). Received: student inputs "
+            f"{_describe(s_in)}, teacher inputs {_describe(t_in)}"
+        )
+
+
+def _check_finite_weights(model: keras.Model, name: str) -> None:
+    """Raises a ValueError naming the first weight of `model` holding NaN or Inf:
+    a distillation from (or of) it would train on a NaN loss without a word."""
+    for variable in model.weights:
+        value = keras.ops.convert_to_numpy(variable)
+        if value.dtype.kind in "fc" and not np.all(np.isfinite(value)):
+            path = getattr(variable, "path", None) or variable.name
+            raise ValueError(
+                f"`{name}` has NaN or Inf weights (`{path}`): the distillation "
+                "loss would be NaN. Reload or retrain that model first."
+            )
 
 
 def _head_kind(
@@ -521,9 +673,12 @@ keys and shapes after the batch axis) to be distilled. Received: student outputs
             [_head_activation(layer) for layer in _head_layers(model)]
             for model in (student, teacher)
         ]
+        _check_same_inputs(student, teacher)
         outputs = [_output_structure(model) for model in (student, teacher)]
         if all(o is not None for o in outputs):
             self._heads(*outputs)  # refuse mismatched models now, not in fit
+        for name, model in (("teacher", teacher), ("student", student)):
+            _check_finite_weights(model, name)
 
     def _heads(self, student: Any, teacher: Any) -> list[tuple]:
         """`(student output, teacher output, kind, student probabilities, teacher
@@ -604,6 +759,17 @@ keys and shapes after the batch axis) to be distilled. Received: student outputs
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
+        if not isinstance(config, Mapping):
+            raise TypeError(
+                "`config` must be a dict from `Distiller.get_config()`. Received: "
+                f"config of type {type(config).__name__}"
+            )
+        missing = [key for key in ("student", "teacher") if config.get(key) is None]
+        if missing:
+            raise ValueError(
+                f"A Distiller config needs the serialized `student` and `teacher` "
+                f"models (from `Distiller.get_config()`); {missing} missing."
+            )
         config = dict(config)
         for key in ("student", "teacher"):
             config[key] = keras.saving.deserialize_keras_object(

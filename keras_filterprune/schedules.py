@@ -246,11 +246,28 @@ def _deserialize_schedule(config: Any) -> Any:
                 "tensorflow-model-optimization: pip install "
                 "'keras-filterprune[tfmot]'"
             ) from e
-        cls = getattr(tfmot.sparsity.keras, config["tfmot_schedule"])
-        return cls(**config["config"])
+        try:
+            cls = getattr(tfmot.sparsity.keras, config["tfmot_schedule"])
+            return cls(**config["config"])
+        except (AttributeError, KeyError, TypeError) as e:
+            raise _unreadable(config, e) from e
     if isinstance(config, Mapping):
-        return keras.saving.deserialize_keras_object(dict(config))
+        try:
+            return keras.saving.deserialize_keras_object(dict(config))
+        except (AttributeError, KeyError, TypeError) as e:
+            raise _unreadable(config, e) from e
     return config
+
+
+def _unreadable(config: Any, error: Exception) -> TypeError:
+    text = " ".join(str(error).split())
+    text = text if len(text) <= 200 else text[:197] + "..."
+    return TypeError(
+        "`schedule` in the config is not a schedule this installation can rebuild "
+        "(a keras_filterprune schedule or a TFMOT PruningSchedule, as "
+        f"`get_config()` wrote it). Received: schedule={dict(config)!r:.200} "
+        f"({type(error).__name__}: {text})"
+    )
 
 
 def check_schedule(schedule: Any, *, epochs=None, ratio=None) -> Any:

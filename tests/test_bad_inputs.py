@@ -1631,3 +1631,784 @@ def test_options_that_keep_every_channel_are_said(model, options):
     with pytest.warns(kfp.FilterPruneWarning, match=f"`{name}={value}`"):
         plan = kfp.plan_pruning(model, 0.5, **options)
     assert plan.num_removed == 0
+
+
+# ---------------------------------------------------------------------------
+# Issue #28: the newer surface (recovery, callback arguments, audio, model
+# builders, datasets, SavedModel destinations, the command line's data files).
+# Same contract as above: a builtin exception from the boundary naming the
+# culprit, the model untouched, nothing written.
+# ---------------------------------------------------------------------------
+
+
+def _copy(model):
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def _two_inputs():
+    a, b = keras.Input((6, 6, 2), name="a"), keras.Input((6, 6, 2), name="b")
+    x = L.Add()([L.Conv2D(4, 3, name="ca")(a), L.Conv2D(4, 3, name="cb")(b)])
+    x = L.GlobalAveragePooling2D()(L.BatchNormalization(name="bn")(x))
+    return keras.Model({"a": a, "b": b}, L.Dense(2)(x))
+
+
+def _dense_net(shape=(12, 12, 3), inputs=1):
+    ins = [keras.Input(shape) for _ in range(inputs)]
+    x = ins[0] if inputs == 1 else L.Concatenate()(ins)
+    out = L.Dense(3)(L.Flatten()(x))
+    return keras.Model(ins if inputs > 1 else ins[0], out)
+
+
+def _nan_weights(model):
+    model.set_weights([np.full_like(w, np.nan) for w in model.get_weights()])
+    return model
+
+
+def _recalibrate_twice_wider(t):
+    """An unbuilt Sequential (inputs unknown until called): the second batch's
+    width no longer fits, and Keras' own error is named as the calibration's."""
+    model = keras.Sequential([L.Dense(3), L.BatchNormalization()])
+    data = (np.ones((4, n), "float32") for n in (5, 6))  # a generator of batches
+    kfp.recalibrate_batchnorm(model, data)
+
+
+def _corrupt_digits(t):
+    directory = t / "digits"
+    directory.mkdir()
+    (directory / "spoken_digits.json").write_text("{broken")
+    return directory
+
+
+def _other_weights(t):
+    path = t / "w.weights.h5"
+    kfp.models.dcase21_net().save_weights(path)
+    path.rename(t / "w.weights.h5")
+    return path
+
+
+def _export_saved_model(model, path):
+    from keras_filterprune.export import export_saved_model
+
+    return export_saved_model(model, path)
+
+
+def _foreign_directory(t):
+    directory = t / "sm"
+    directory.mkdir()
+    (directory / "notes.txt").write_text("mine")
+    return directory
+
+
+_TONE = (0.1 * np.sin(np.arange(1600) / 5.0)).astype("float32")
+_VOICES = {"voices": ["en-us+m1", "en-gb+f3"], "speeds": [160], "pitches": [50]}
+
+
+def _tone_wav(t):
+    import soundfile as sf
+
+    path = t / "tone.wav"
+    sf.write(path, _TONE, 16000)
+    return str(path)
+
+
+# (kind, id, call(model, tmp) -> None, exception, regex naming the culprit)
+NEWER = [
+    # recalibrate_batchnorm: batches that cannot feed the model
+    (
+        "recovery",
+        "recal_shape",
+        lambda m, t: kfp.recalibrate_batchnorm(_copy(m), _x(m)[:, :5, :5]),
+        ValueError,
+        r"`data` batch 0 .*\(4, 5, 5, 3\).*\(None, 12, 12, 3\)",
+    ),
+    (
+        "recovery",
+        "recal_rank",
+        lambda m, t: kfp.recalibrate_batchnorm(_copy(m), _x(m)[..., 0]),
+        ValueError,
+        r"batch 0 .*has shape \(4, 12, 12\)",
+    ),
+    (
+        "recovery",
+        "recal_strings",
+        lambda m, t: kfp.recalibrate_batchnorm(_copy(m), np.array([["a"]] * 4)),
+        ValueError,
+        "calibration `data`.*dtype <U1",
+    ),
+    (
+        "recovery",
+        "recal_dict_missing_key",
+        lambda m, t: kfp.recalibrate_batchnorm(
+            _two_inputs(), {"a": np.ones((2, 6, 6, 2)), "c": np.ones((2, 6, 6, 2))}
+        ),
+        ValueError,
+        r"keys \['a', 'c'\].*missing: \['b'\]",
+    ),
+    (
+        "recovery",
+        "recal_dict_lengths",
+        lambda m, t: kfp.recalibrate_batchnorm(
+            _two_inputs(), {"a": np.ones((2, 6, 6, 2)), "b": np.ones((3, 6, 6, 2))}
+        ),
+        ValueError,
+        r"different lengths \[2, 3\]",
+    ),
+    (
+        "recovery",
+        "recal_unknown_inputs",
+        lambda m, t: _recalibrate_twice_wider(t),
+        ValueError,
+        r"calibration `data` batch 1 \(0-based\) could not be fed",
+    ),
+    (
+        "recovery",
+        "prune_calibration_nan",
+        lambda m, t: kfp.prune_keras_model(
+            m, 0.5, "l1_norm", calibration_data=np.full((4, 12, 12, 3), np.nan)
+        ),
+        ValueError,
+        "calibration `data` batch 0 .*NaN",
+    ),
+    (
+        "recovery",
+        "distill_inputs_differ",
+        lambda m, t: kfp.Distiller(_dense_net(), _dense_net((10, 10, 3))),
+        ValueError,
+        r"same inputs.*\(None, 12, 12, 3\).*\(None, 10, 10, 3\)",
+    ),
+    (
+        "recovery",
+        "distill_input_count",
+        lambda m, t: kfp.Distiller(_dense_net(), _dense_net(inputs=2)),
+        ValueError,
+        "`student` and `teacher` must take the same inputs",
+    ),
+    (
+        "recovery",
+        "distill_nan_teacher",
+        lambda m, t: kfp.Distiller(_dense_net(), _nan_weights(_dense_net())),
+        ValueError,
+        "`teacher` has NaN or Inf weights",
+    ),
+    (
+        "recovery",
+        "distill_config_missing",
+        lambda m, t: kfp.Distiller.from_config({"student": None}),
+        ValueError,
+        r"\['student', 'teacher'\] missing",
+    ),
+    (
+        "recovery",
+        "distill_config_list",
+        lambda m, t: kfp.Distiller.from_config([]),
+        TypeError,
+        "`config` must be a dict",
+    ),
+    # PruningCallback: arguments checked in the constructor
+    (
+        "callback",
+        "cb_verbose_negative",
+        lambda m, t: kfp.PruningCallback(verbose=-1),
+        ValueError,
+        r"`verbose` must be an int >= 0",
+    ),
+    (
+        "callback",
+        "cb_verbose_three",
+        lambda m, t: kfp.PruningCallback(verbose=3),
+        ValueError,
+        r"`verbose` must be 0 .*Received: verbose=3",
+    ),
+    (
+        "callback",
+        "cb_calibration_empty",
+        lambda m, t: kfp.PruningCallback(calibration_data=np.zeros((0, 12, 12, 3))),
+        ValueError,
+        "`calibration_data` holds no example",
+    ),
+    (
+        "callback",
+        "cb_calibration_nan",
+        lambda m, t: kfp.PruningCallback(
+            calibration_data=(np.full((4, 12, 12, 3), np.inf), np.zeros(4))
+        ),
+        ValueError,
+        "`calibration_data` holds NaN or Inf",
+    ),
+    (
+        "callback",
+        "cb_calibration_strings",
+        lambda m, t: kfp.PruningCallback(calibration_data={"x": np.array(["a", "b"])}),
+        ValueError,
+        "`calibration_data` must hold numbers",
+    ),
+    (
+        "callback",
+        "cb_from_config_none",
+        lambda m, t: kfp.PruningCallback.from_config(None),
+        TypeError,
+        "`config` must be a dict",
+    ),
+    (
+        "callback",
+        "cb_from_config_schedule",
+        lambda m, t: kfp.PruningCallback.from_config(
+            {"schedule": {"class_name": "Nope", "config": {}}}
+        ),
+        TypeError,
+        "`schedule` in the config is not a schedule",
+    ),
+    # audio: files, arrays and front-ends
+    (
+        "audio",
+        "load_path_int",
+        lambda m, t: kfp.audio.load_audio(3),
+        TypeError,
+        "`path` must be the path of an audio file",
+    ),
+    (
+        "audio",
+        "load_directory",
+        lambda m, t: kfp.audio.load_audio(t),
+        IsADirectoryError,
+        "is a directory",
+    ),
+    (
+        "audio",
+        "resample_rate",
+        lambda m, t: kfp.audio.resample(_TONE, 0, 8000),
+        ValueError,
+        "`orig_rate` must be a positive int",
+    ),
+    (
+        "audio",
+        "resample_nan",
+        lambda m, t: kfp.audio.resample(_TONE * np.nan, 16000, 8000),
+        ValueError,
+        "`audio` holds NaN or Inf",
+    ),
+    (
+        "audio",
+        "resample_3d",
+        lambda m, t: kfp.audio.resample(np.zeros((2, 2, 2)), 8000, 4000),
+        ValueError,
+        r"\(samples,\) or \(samples, channels\)",
+    ),
+    (
+        "audio",
+        "dataset_path_int",
+        lambda m, t: kfp.audio.audio_dataset(7, sample_rate=16000, clip_seconds=0.1),
+        TypeError,
+        "`paths_or_dir` must be a directory",
+    ),
+    (
+        "audio",
+        "dataset_path_none",
+        lambda m, t: kfp.audio.audio_dataset(
+            [_tone_wav(t), None], sample_rate=16000, clip_seconds=0.1
+        ),
+        TypeError,
+        r"`paths_or_dir` must list .* \[None\]",
+    ),
+    (
+        "audio",
+        "dataset_clip_inf",
+        lambda m, t: kfp.audio.audio_dataset(
+            _tone_wav(t), sample_rate=16000, clip_seconds=float("inf")
+        ),
+        ValueError,
+        "`clip_seconds` must be a positive number \\(finite\\)",
+    ),
+    (
+        "audio",
+        "dataset_clip_no_sample",
+        lambda m, t: kfp.audio.audio_dataset(
+            _tone_wav(t), sample_rate=16000, clip_seconds=1e-6
+        ),
+        ValueError,
+        "`clip_seconds` must hold at least one sample",
+    ),
+    (
+        "audio",
+        "dataset_seed",
+        lambda m, t: kfp.audio.audio_dataset(
+            _tone_wav(t), sample_rate=16000, clip_seconds=0.1, seed="abc"
+        ),
+        ValueError,
+        "`seed` must be None or an int",
+    ),
+    (
+        "audio",
+        "dataset_class_names_str",
+        lambda m, t: kfp.audio.audio_dataset(
+            t, sample_rate=16000, clip_seconds=0.1, class_names="dog"
+        ),
+        TypeError,
+        "`class_names` must be a list",
+    ),
+    (
+        "audio",
+        "dataset_class_names_twice",
+        lambda m, t: kfp.audio.audio_dataset(
+            _tone_wav(t), sample_rate=16000, clip_seconds=0.1, class_names=["a", "a"]
+        ),
+        ValueError,
+        r"`class_names` names \['a'\] more than once",
+    ),
+    (
+        "audio",
+        "dataset_cache_empty",
+        lambda m, t: kfp.audio.audio_dataset(
+            _tone_wav(t), sample_rate=16000, clip_seconds=0.1, cache=""
+        ),
+        ValueError,
+        "`cache` must be None, 'memory' \\(lower case\\)",
+    ),
+    (
+        "audio",
+        "dataset_cache_memory_case",
+        lambda m, t: kfp.audio.audio_dataset(
+            _tone_wav(t), sample_rate=16000, clip_seconds=0.1, cache="Memory"
+        ),
+        ValueError,
+        "'Memory' would write cache files",
+    ),
+    (
+        "audio",
+        "dataset_labels_dict",
+        lambda m, t: kfp.audio.audio_dataset(
+            [_tone_wav(t)], {0: 1}, sample_rate=16000, clip_seconds=0.1
+        ),
+        TypeError,
+        "`labels` must be a list",
+    ),
+    (
+        "audio",
+        "dataset_features_empty",
+        lambda m, t: kfp.audio.audio_dataset(
+            _tone_wav(t),
+            sample_rate=16000,
+            clip_seconds=0.1,
+            features=kfp.audio.VGGishLogMel(),
+        ),
+        ValueError,
+        r"`features` turns every clip .* shape \(0, 96, 64, 1\)",
+    ),
+    (
+        "audio",
+        "frontend_int16",
+        lambda m, t: kfp.audio.PANNsLogMel()(np.zeros((1, 32000), "int16")),
+        TypeError,
+        "takes float waveforms.*int16",
+    ),
+    (
+        "audio",
+        "mel_nyquist",
+        lambda m, t: kfp.audio.slaney_mel_matrix(upper_edge_hertz=30000.0),
+        ValueError,
+        "`upper_edge_hertz` must be at most the Nyquist",
+    ),
+    (
+        "audio",
+        "mel_edges",
+        lambda m, t: kfp.audio.vggish_mel_matrix(
+            lower_edge_hertz=8000.0, upper_edge_hertz=100.0
+        ),
+        ValueError,
+        "`lower_edge_hertz` must be below",
+    ),
+    (
+        "audio",
+        "mel_rate",
+        lambda m, t: kfp.audio.slaney_mel_matrix(sample_rate=0),
+        ValueError,
+        "`sample_rate` must be a positive number",
+    ),
+    (
+        "audio",
+        "mel_bins_str",
+        lambda m, t: kfp.audio.vggish_mel_matrix(num_mel_bins="64"),
+        ValueError,
+        "`num_mel_bins` must be a positive int",
+    ),
+    (
+        "audio",
+        "mel_empty_bands",
+        lambda m, t: kfp.audio.slaney_mel_matrix(fft_length=64, num_mel_bins=128),
+        ValueError,
+        r"`num_mel_bins`=128 is too many for `fft_length`=64",
+    ),
+    # model builders
+    (
+        "models",
+        "activation_name",
+        lambda m, t: kfp.models.dcase21_net(classifier_activation="nope"),
+        ValueError,
+        "`classifier_activation` must be None",
+    ),
+    (
+        "models",
+        "activation_int",
+        lambda m, t: kfp.models.resnet_cifar(8, classifier_activation=3),
+        ValueError,
+        "`classifier_activation` must be None",
+    ),
+    (
+        "models",
+        "name_int",
+        lambda m, t: kfp.models.vgg16_cifar(name=5),
+        ValueError,
+        "`name` must be a non-empty string",
+    ),
+    (
+        "models",
+        "dcase_too_small",
+        lambda m, t: kfp.models.dcase21_net(input_shape=(8, 8, 1)),
+        ValueError,
+        r"`input_shape` must be at least \(20, 500\)",
+    ),
+    (
+        "models",
+        "vgg_unknown_size",
+        lambda m, t: kfp.models.vgg16_cifar(input_shape=(None, None, 3)),
+        ValueError,
+        "`input_shape` must be fully known",
+    ),
+    (
+        "models",
+        "weights_other_model",
+        lambda m, t: kfp.models.vggish(include_top=False, weights=_other_weights(t)),
+        ValueError,
+        "`weights`: '.*w.weights.h5' does not fit the 'vggish'",
+    ),
+    # datasets
+    (
+        "datasets",
+        "fashion_normalize",
+        lambda m, t: kfp.datasets.fashion_mnist(t, normalize="yes"),
+        TypeError,
+        "`normalize` must be a bool",
+    ),
+    (
+        "datasets",
+        "fashion_path_int",
+        lambda m, t: kfp.datasets.fashion_mnist(5),
+        TypeError,
+        "`path` must be None or the directory",
+    ),
+    (
+        "datasets",
+        "fashion_path_file",
+        lambda m, t: kfp.datasets.fashion_mnist(_write(t / "f.gz", b"x")),
+        NotADirectoryError,
+        "f.gz' is a file, not a directory",
+    ),
+    (
+        "datasets",
+        "digits_directory_int",
+        lambda m, t: kfp.datasets.spoken_digits(7, **_VOICES),
+        ValueError,
+        "`directory` must be a path",
+    ),
+    (
+        "datasets",
+        "digits_directory_file",
+        lambda m, t: kfp.datasets.spoken_digits(_write(t / "f", b"x"), **_VOICES),
+        ValueError,
+        "`directory` '.*f' is a file",
+    ),
+    (
+        "datasets",
+        "digits_flags",
+        lambda m, t: kfp.datasets.spoken_digits(
+            t, overwrite="no", verbose="yes", **_VOICES
+        ),
+        ValueError,
+        "`overwrite` must be a bool(.|\n)*`verbose` must be 0 or 1",
+    ),
+    # SavedModel destinations
+    (
+        "files",
+        "saved_model_over_other_files",
+        lambda m, t: _export_saved_model(m, _foreign_directory(t)),
+        FileExistsError,
+        "holding files that are not a SavedModel",
+    ),
+]
+NEWER_NEEDS_ESPEAK = {"digits_corrupt_record"}
+NEWER.append(
+    (
+        "datasets",
+        "digits_corrupt_record",
+        lambda m, t: kfp.datasets.spoken_digits(_corrupt_digits(t), **_VOICES),
+        ValueError,
+        "spoken_digits.json' .* is not valid JSON",
+    )
+)
+
+
+@pytest.mark.parametrize("case", NEWER, ids=[f"{c[0]}-{c[1]}" for c in NEWER])
+def test_newer_surface_bad_input_is_a_clear_error(case, model, tmp_path):
+    _, name, call, error, match = case
+    if name in NEWER_NEEDS_ESPEAK and not __import__("shutil").which("espeak-ng"):
+        pytest.skip("espeak-ng is not installed")
+    before = oracle.snapshot(model)
+    files = _files(tmp_path)
+    with pytest.raises(error, match=match) as info:
+        call(model, tmp_path)
+    assert type(info.value).__module__ == "builtins", type(info.value)
+    oracle.assert_untouched(model, before)
+    new = _files(tmp_path) - files
+    inputs = {"tone.wav", "w.weights.h5", "f", "f.gz", "sm/notes.txt"}
+    assert new <= inputs | {"digits/spoken_digits.json"}, f"left: {sorted(new)}"
+    if name == "saved_model_over_other_files":
+        assert (tmp_path / "sm" / "notes.txt").read_text() == "mine"
+
+
+# Valid inputs of the same functions, refused or mishandled before #28.
+NEWER_OK = [
+    (
+        "numpy_ints_to_builders",
+        lambda t: kfp.models.resnet_cifar(
+            np.int64(8), num_classes=np.int64(4), input_shape=(np.int64(16), 16, 3)
+        ),
+    ),
+    (
+        "numpy_clip_seconds",
+        lambda t: kfp.audio.audio_dataset(
+            _tone_wav(t), sample_rate=np.int64(16000), clip_seconds=np.float32(0.1)
+        ),
+    ),
+    (
+        "dict_with_extra_key_recalibrates",  # Keras warns and ignores the extra key
+        lambda t: kfp.recalibrate_batchnorm(
+            _two_inputs(),
+            {
+                "a": np.ones((2, 6, 6, 2)),
+                "b": np.ones((2, 6, 6, 2)),
+                "c": np.ones((2, 1)),
+            },
+        ),
+    ),
+    (
+        "saved_model_replaces_a_saved_model",
+        lambda t: [_export_saved_model(_dense_net(), t / "sm") for _ in range(2)],
+    ),
+]
+
+
+@pytest.mark.parametrize("case", NEWER_OK, ids=[c[0] for c in NEWER_OK])
+def test_newer_surface_valid_input_works(case, tmp_path):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # Keras: the unused dict key
+        case[1](tmp_path)
+
+
+@pytest.fixture(scope="module")
+def files28(tmp_path_factory, model):
+    d = tmp_path_factory.mktemp("bad_cli_28")
+    model.save(d / "model.keras")
+    x = np.random.default_rng(0).normal(size=(4, 12, 12, 3)).astype("float32")
+    np.savez(d / "nan.npz", x=np.full_like(x, np.nan))
+    np.savez(d / "small.npz", x=x[:, :5, :5])
+    np.savez(d / "empty.npz", x=x[:0])
+    np.savez(d / "strings.npz", x=np.array([["a"]] * 4))
+    np.savez(d / "half_labels.npz", x=x, y=np.full(4, 0.5))
+    np.savez(d / "label_7.npz", x=x, y=np.full(4, 7))
+    np.save(d / "rep_nan.npy", np.full_like(x, np.inf))
+    np.save(d / "rep_small.npy", x[:, :4, :4])
+    (d / "junk.keras").write_bytes(b"\x00junk")
+    (d / "file").write_text("x")
+    return d
+
+
+CLI28 = [
+    (
+        "macs_percent_range",
+        ["prune", "{m}", "-o", "{t}/o.keras", "--target-macs", "150%"],
+        2,
+        r"--target-macs: must be a percentage .* \(0%, 100%\]",
+    ),
+    (
+        "macs_percent_text",
+        ["prune", "{m}", "-o", "{t}/o.keras", "--target-macs", "abc%"],
+        2,
+        "--target-macs: not a percentage",
+    ),
+    (
+        "latency_text",
+        [
+            "prune",
+            "{m}",
+            "-o",
+            "{t}/o.keras",
+            "--target-latency",
+            "fast",
+            "--latency-table",
+            "{f}/table.json",
+        ],
+        2,
+        "--target-latency: not a latency",
+    ),
+    (
+        "latency_zero",
+        [
+            "prune",
+            "{m}",
+            "-o",
+            "{t}/o.keras",
+            "--target-latency",
+            "0ms",
+            "--latency-table",
+            "{f}/table.json",
+        ],
+        2,
+        "--target-latency: must be > 0",
+    ),
+    (
+        "latency_no_table",
+        ["prune", "{m}", "-o", "{t}/o.keras", "--target-latency", "50%"],
+        2,
+        "--target-latency needs --latency-table",
+    ),
+    (
+        "round_auto_no_table",
+        ["prune", "{m}", "-o", "{t}/o.keras", "--round-to", "auto"],
+        2,
+        "--round-to auto .* add --latency-table",
+    ),
+    (
+        "sensitivity_round_auto",
+        ["sensitivity", "{m}", "--data", "{f}/label_7.npz", "--round-to", "auto"],
+        2,
+        "--round-to auto .* sensitivity does not read",
+    ),
+    (
+        "calibration_nan",
+        ["prune", "{m}", "-o", "{t}/o.keras", "--calibration-data", "{f}/nan.npz"],
+        1,
+        "nan.npz': x holds NaN or Inf",
+    ),
+    (
+        "calibration_shape",
+        ["prune", "{m}", "-o", "{t}/o.keras", "--calibration-data", "{f}/small.npz"],
+        1,
+        r"--calibration-data '.*small.npz': x has shape \(4, 5, 5, 3\)",
+    ),
+    (
+        "calibration_empty",
+        ["prune", "{m}", "-o", "{t}/o.keras", "--calibration-data", "{f}/empty.npz"],
+        1,
+        "empty.npz': x holds no example",
+    ),
+    (
+        "data_strings",
+        [
+            "prune",
+            "{m}",
+            "-o",
+            "{t}/o.keras",
+            "--criterion",
+            "apoz",
+            "--data",
+            "{f}/strings.npz",
+        ],
+        1,
+        "strings.npz': x must hold numbers",
+    ),
+    (
+        "labels_not_indices",
+        ["sensitivity", "{m}", "--data", "{f}/half_labels.npz"],
+        1,
+        "half_labels.npz': y must hold class indices .* 0.5",
+    ),
+    (
+        "labels_out_of_range",
+        ["sensitivity", "{m}", "--data", "{f}/label_7.npz"],
+        1,
+        "label_7.npz': y holds label 7 but the model has 3 classes",
+    ),
+    (
+        "taylor_labels",
+        ["score", "{m}", "--criterion", "taylor", "--data", "{f}/label_7.npz"],
+        1,
+        "y holds label 7",
+    ),
+    (
+        "plot_format",
+        ["sensitivity", "{m}", "--data", "{f}/label_7.npz", "--plot", "{t}/p.txt"],
+        1,
+        "--plot '.*p.txt': the image format",
+    ),
+    (
+        "representative_inf",
+        [
+            "export",
+            "{m}",
+            "--tflite",
+            "{t}/m.tflite",
+            "--quantize",
+            "int8",
+            "--representative",
+            "{f}/rep_nan.npy",
+        ],
+        1,
+        "representative data '.*rep_nan.npy': x holds NaN or Inf",
+    ),
+    (
+        "representative_shape",
+        [
+            "export",
+            "{m}",
+            "--tflite",
+            "{t}/m.tflite",
+            "--quantize",
+            "int8",
+            "--representative",
+            "{f}/rep_small.npy",
+        ],
+        1,
+        r"representative data '.*rep_small.npy': x has shape \(4, 4, 4, 3\)",
+    ),
+    (
+        "model_not_zip",
+        ["profile", "{f}/junk.keras"],
+        1,
+        "junk.keras': it is not a zip archive",
+    ),
+    (
+        "demo_data_dir",
+        ["demo", "--quick", "--data-dir", "{t}/none", "--output-dir", "{t}/demo"],
+        1,
+        "--data-dir '.*none' is not a directory",
+    ),
+    (
+        "demo_output_file",
+        ["demo", "--quick", "--output-dir", "{f}/file"],
+        1,
+        "--output-dir '.*file' is a file",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CLI28, ids=[c[0] for c in CLI28])
+def test_bad_data_files_on_the_command_line(case, files28, tmp_path, capsys):
+    import re
+
+    _, argv, code, match = case
+    if not (files28 / "table.json").exists():
+        (files28 / "table.json").write_text(json.dumps(_table_doc()))
+    names = {"m": str(files28 / "model.keras"), "f": str(files28), "t": str(tmp_path)}
+    argv = [a.format(**names) for a in argv]
+    before = _files(files28)
+    assert cli.main(argv) == code, capsys.readouterr().err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert any(re.search(match, line) for line in err), err
+    if code == 1:
+        assert len(err) == 1 and "Error:" not in err[0], err
+    assert _files(tmp_path) == set(), "nothing may be written"
+    assert _files(files28) == before

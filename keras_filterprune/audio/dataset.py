@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -132,14 +133,26 @@ def _check_arguments(**a) -> None:
         )
     clip_seconds = a["clip_seconds"]
     if (
-        not isinstance(clip_seconds, (int, float))
-        or isinstance(clip_seconds, bool)
-        or not clip_seconds > 0
+        not isinstance(clip_seconds, numbers.Real)
+        or isinstance(clip_seconds, (bool, np.bool_))
+        or not 0 < clip_seconds < math.inf
     ):
         errors.append(
-            "`clip_seconds` must be a positive number. "
+            "`clip_seconds` must be a positive number (finite). "
             f"Received: clip_seconds={clip_seconds!r}"
         )
+    elif (
+        is_positive_int(a["sample_rate"]) and round(clip_seconds * a["sample_rate"]) < 1
+    ):
+        errors.append(
+            "`clip_seconds` must hold at least one sample at `sample_rate`="
+            f"{a['sample_rate']}. Received: clip_seconds={clip_seconds!r}"
+        )
+    seed = a["seed"]
+    if seed is not None and (
+        isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral)
+    ):
+        errors.append(f"`seed` must be None or an int. Received: seed={seed!r}")
     for name in ("batch_size", "num_workers", "shuffle_buffer"):
         if a[name] is not None and not is_positive_int(a[name]):
             errors.append(
@@ -172,6 +185,14 @@ def _check_arguments(**a) -> None:
         errors.append(
             "`cache` must be None, 'memory' or a file path prefix. "
             f"Received: cache={cache!r}"
+        )
+    elif isinstance(cache, str) and (
+        not cache.strip() or (cache != "memory" and cache.strip().lower() == "memory")
+    ):
+        errors.append(
+            "`cache` must be None, 'memory' (lower case) or a file path prefix; "
+            f"{cache!r} would write cache files named after it in the current "
+            f"directory. Received: cache={cache!r}"
         )
     elif cache is not None and a["crop"] == "random":
         errors.append(
@@ -208,6 +229,9 @@ def _check_arguments(**a) -> None:
 
 def _collect(paths_or_dir, labels, class_names, follow_links):
     """The files, their labels and the class names, checked."""
+    _check_paths(paths_or_dir)
+    if class_names is not None:
+        class_names = _check_class_names(class_names)
     if isinstance(paths_or_dir, (str, os.PathLike)) and os.path.isdir(paths_or_dir):
         directory = os.fspath(paths_or_dir)
         if labels is None:
@@ -239,12 +263,15 @@ def _collect(paths_or_dir, labels, class_names, follow_links):
             paths = [paths_or_dir]
         else:
             paths = list(paths_or_dir)
+            _check_paths(paths)
         paths = [os.fspath(p) for p in paths]
         if not paths:
             raise ValueError("`paths_or_dir` must name at least one file. Received: []")
         class_names = None if class_names is None else list(class_names)
     if labels is not None:
-        if isinstance(labels, (str, bytes)) or not hasattr(labels, "__len__"):
+        if isinstance(labels, (str, bytes, Mapping, Set)) or not hasattr(
+            labels, "__len__"
+        ):
             raise TypeError(
                 f"`labels` must be a list of ints, one per file. Received: {labels!r}"
             )
@@ -268,6 +295,62 @@ def _collect(paths_or_dir, labels, class_names, follow_links):
                 f"Received: {len(labels)} labels"
             )
     return paths, labels, class_names
+
+
+def _check_paths(paths_or_dir):
+    """A path, or a list of paths (str or os.PathLike), else a TypeError."""
+    if isinstance(paths_or_dir, (str, os.PathLike)):
+        return
+    if isinstance(paths_or_dir, (bytes, Mapping)) or not isinstance(
+        paths_or_dir, Iterable
+    ):
+        raise TypeError(
+            "`paths_or_dir` must be a directory, an audio file or a list of audio "
+            f"files (str or os.PathLike). Received: {paths_or_dir!r}"
+        )
+    if isinstance(paths_or_dir, Iterator):
+        return  # read once by `_collect`; its items are checked there
+    bad = [p for p in paths_or_dir if not isinstance(p, (str, os.PathLike))]
+    if bad:
+        raise TypeError(
+            "`paths_or_dir` must list audio file paths (str or os.PathLike). "
+            f"Received: items {bad[:5]!r}"
+        )
+
+
+def _check_class_names(class_names):
+    if isinstance(class_names, (str, bytes)) or not isinstance(class_names, Iterable):
+        raise TypeError(
+            "`class_names` must be a list of class names (str). "
+            f"Received: class_names={class_names!r}"
+        )
+    class_names = list(class_names)
+    if not all(isinstance(name, str) for name in class_names):
+        raise TypeError(
+            f"`class_names` must hold str. Received: class_names={class_names!r}"
+        )
+    repeated = sorted({name for name in class_names if class_names.count(name) > 1})
+    if repeated:
+        raise ValueError(
+            f"`class_names` names {repeated} more than once: each class is one "
+            f"label. Received: class_names={class_names!r}"
+        )
+    return class_names
+
+
+def _check_not_empty(dataset, clip_seconds, features):
+    """A front-end that turns every clip into nothing (e.g. VGGish examples of
+    0.96 s from shorter clips) is an error now, not at the first batch."""
+    import tensorflow as tf
+
+    spec = dataset.element_spec
+    spec = spec[0] if isinstance(spec, tuple) else spec
+    if isinstance(spec, tf.TensorSpec) and 0 in tuple(spec.shape):
+        raise ValueError(
+            f"`features` turns every clip of `clip_seconds`={clip_seconds} into an "
+            f"empty tensor of shape {tuple(spec.shape)}: make the clips longer or "
+            f"change the front-end's settings. Received: features={features!r}"
+        )
 
 
 def _report(bad, total, on_error):
@@ -398,10 +481,12 @@ def audio_dataset(
         or `None`).
 
     Raises:
-        TypeError: For a non-bool `shuffle`, `follow_links` or `streaming`, or
-            `labels` that are not a list.
-        ValueError: For invalid arguments, an empty collection, or unreadable,
-            empty or non-finite files when `on_error="raise"`.
+        TypeError: For a non-bool `shuffle`, `follow_links` or `streaming`,
+            `labels` that are not a list, or paths, `class_names` or a `seed` of
+            the wrong type.
+        ValueError: For invalid arguments (also a `features` front-end that
+            makes every clip empty), an empty collection, or unreadable, empty
+            or non-finite files when `on_error="raise"`.
         PermissionError: If a disk `cache` must be written in a directory that
             is not writable.
         ImportError: If soundfile or soxr is not installed.
@@ -436,6 +521,7 @@ def audio_dataset(
         cache=cache,
         features=features,
         streaming=streaming,
+        seed=seed,
     )
     import_soundfile()
     import_soxr()
@@ -489,6 +575,8 @@ def audio_dataset(
     else:
         examples = [(i, 0) for i in range(len(kept_paths))]
         dataset = _memory_pipeline(clips[np.asarray(keep)], labels, shuffle, seed)
+    if features is not None:
+        _check_not_empty(dataset, clip_seconds, features)
     if batch_size is not None:
         dataset = dataset.batch(batch_size)
     dataset = dataset.prefetch(2)

@@ -70,6 +70,13 @@ def vggish_mel_matrix(
     >>> vggish_mel_matrix().shape
     (257, 64)
     """
+    _check_mel_args(
+        sample_rate,
+        num_mel_bins,
+        lower_edge_hertz,
+        upper_edge_hertz,
+        ("num_spectrogram_bins", num_spectrogram_bins, 2),
+    )
     bin_hertz = np.linspace(0.0, sample_rate / 2.0, num_spectrogram_bins)
     bins_mel = _hertz_to_mel_htk(bin_hertz)
     edges = np.linspace(
@@ -82,6 +89,7 @@ def vggish_mel_matrix(
     upper_slope = (upper - bins_mel[:, None]) / (upper - center)
     matrix = np.maximum(0.0, np.minimum(lower_slope, upper_slope))
     matrix[0, :] = 0.0
+    _check_bands(matrix, num_mel_bins, ("num_spectrogram_bins", num_spectrogram_bins))
     return matrix
 
 
@@ -105,6 +113,13 @@ def slaney_mel_matrix(
     >>> slaney_mel_matrix().shape
     (1025, 40)
     """
+    _check_mel_args(
+        sample_rate,
+        num_mel_bins,
+        lower_edge_hertz,
+        upper_edge_hertz,
+        ("fft_length", fft_length, 2),
+    )
     if upper_edge_hertz is None:
         upper_edge_hertz = sample_rate / 2.0
     fft_freqs = np.linspace(0.0, sample_rate / 2.0, fft_length // 2 + 1)
@@ -120,7 +135,70 @@ def slaney_mel_matrix(
     upper = ramps[2:] / fdiff[1:, None]
     weights = np.maximum(0.0, np.minimum(lower, upper))
     weights *= (2.0 / (hz_edges[2:] - hz_edges[:-2]))[:, None]
+    _check_bands(weights.T, num_mel_bins, ("fft_length", fft_length))
     return weights.T
+
+
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_real(value):
+    return isinstance(value, (int, float, np.integer, np.floating)) and not (
+        isinstance(value, bool)
+    )
+
+
+def _check_mel_args(sample_rate, num_mel_bins, lower, upper, bins) -> None:
+    """Raises one ValueError listing every bad argument of a mel matrix."""
+    errors = []
+    name, value, minimum = bins
+    if not _is_int(value) or value < minimum:
+        errors.append(f"`{name}` must be an int >= {minimum}. Received: {value!r}")
+    if not _is_real(sample_rate) or not 0 < sample_rate < math.inf:
+        errors.append(
+            f"`sample_rate` must be a positive number of Hz. Received: {sample_rate!r}"
+        )
+    if not _is_int(num_mel_bins) or num_mel_bins < 1:
+        errors.append(
+            f"`num_mel_bins` must be a positive int. Received: {num_mel_bins!r}"
+        )
+    if not _is_real(lower) or not 0 <= lower < math.inf:
+        errors.append(
+            f"`lower_edge_hertz` must be a finite number >= 0. Received: {lower!r}"
+        )
+    if upper is not None and (not _is_real(upper) or not 0 < upper < math.inf):
+        errors.append(
+            f"`upper_edge_hertz` must be a finite positive number. Received: {upper!r}"
+        )
+    if not errors:
+        nyquist = sample_rate / 2.0
+        top = nyquist if upper is None else upper
+        if upper is not None and upper > nyquist:
+            errors.append(
+                f"`upper_edge_hertz` must be at most the Nyquist frequency "
+                f"`sample_rate` / 2 = {nyquist:g} Hz. Received: {upper!r}"
+            )
+        elif not lower < top:
+            errors.append(
+                f"`lower_edge_hertz` must be below `upper_edge_hertz` ({top:g} Hz). "
+                f"Received: {lower!r}"
+            )
+    _raise_errors(errors)
+
+
+def _check_bands(matrix, num_mel_bins, bins) -> None:
+    """Mel bands narrower than the FFT bins spacing get no bin: features that
+    are constant whatever the audio. An error, naming the empty bands."""
+    empty = np.flatnonzero(~np.any(matrix > 0, axis=0))
+    if empty.size:
+        name, value = bins
+        raise ValueError(
+            f"`num_mel_bins`={num_mel_bins} is too many for `{name}`={value}: "
+            f"{empty.size} mel bands (e.g. {empty[:5].tolist()}) fall between two "
+            "FFT bins and would always be empty. Use fewer mel bins, a longer FFT "
+            "or a wider frequency range."
+        )
 
 
 def _periodic_window(name, length):
@@ -208,6 +286,20 @@ class _LogMelFrontEnd(keras.layers.Layer):
             angle = 2.0 * np.pi * ((t * k) % fft_length) / fft_length
             self._dft_real = (self.window[:, None] * np.cos(angle)).astype("float32")
             self._dft_imag = (-self.window[:, None] * np.sin(angle)).astype("float32")
+
+    def _as_float(self, inputs):
+        """The waveform as float32; integer PCM is refused (its samples are
+        counts, not the [-1, 1] amplitudes the log-mel scale assumes)."""
+        dtype = getattr(inputs, "dtype", None)
+        if dtype is not None:
+            dtype = keras.backend.standardize_dtype(dtype)
+            if dtype.startswith(("int", "uint")):
+                raise TypeError(
+                    f"{type(self).__name__} takes float waveforms in [-1, 1]. "
+                    f"Received: inputs of dtype {dtype}; scale integer PCM first "
+                    "(e.g. int16 samples / 32768)."
+                )
+        return ops.convert_to_tensor(inputs, dtype="float32")
 
     def _squeeze_input(self, inputs):
         if len(inputs.shape) == 3 and inputs.shape[-1] == 1:
@@ -367,7 +459,7 @@ class VGGishLogMel(_LogMelFrontEnd):
         self.example_length = 96
 
     def call(self, inputs):
-        signal = self._squeeze_input(ops.convert_to_tensor(inputs, dtype="float32"))
+        signal = self._squeeze_input(self._as_float(inputs))
         self._check_length(signal.shape[1])
         log_mel = self._log_mel(signal)
         if self.return_examples:
@@ -501,7 +593,7 @@ class DCASELogMel(_LogMelFrontEnd):
         return 1 if padded > self._fft_length // 2 else self._fft_length // 2 + 1
 
     def call(self, inputs):
-        signal = self._squeeze_input(ops.convert_to_tensor(inputs, dtype="float32"))
+        signal = self._squeeze_input(self._as_float(inputs))
         self._check_length(signal.shape[1])
         half = self._fft_length // 2
         if self.num_frames is not None:

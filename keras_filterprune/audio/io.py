@@ -85,12 +85,38 @@ def resample(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
     Returns:
         Float32 array with `round(samples * target_rate / orig_rate)` samples.
 
+    Raises:
+        ValueError: A rate that is not a positive int, an array that is not 1-D
+            or 2-D, or samples that are NaN or Inf.
+
     Example:
 
     >>> resample(np.zeros(16000, dtype="float32"), 16000, 8000).shape
     (8000,)
     """
-    audio = np.asarray(audio, dtype=np.float32)
+    errors = [
+        f"`{name}` must be a positive int (Hz). Received: {name}={value!r}"
+        for name, value in (("orig_rate", orig_rate), ("target_rate", target_rate))
+        if not is_positive_int(value)
+    ]
+    if errors:
+        raise ValueError("\n".join(errors))
+    try:
+        audio = np.asarray(audio, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise TypeError(
+            f"`audio` must be an array of samples. Received: {type(audio).__name__}"
+        ) from e
+    if audio.ndim not in (1, 2):
+        raise ValueError(
+            "`audio` must have shape (samples,) or (samples, channels). "
+            f"Received: shape {audio.shape}"
+        )
+    if not np.all(np.isfinite(audio)):
+        raise ValueError(
+            "`audio` holds NaN or Inf samples: resampling would spread them over "
+            "the whole clip. Clean the audio first (e.g. `np.nan_to_num`)."
+        )
     if orig_rate == target_rate:
         return audio
     soxr = import_soxr()
@@ -118,8 +144,9 @@ def load_audio(
         `mono=True`, else `(samples, channels)`.
 
     Raises:
-        TypeError: If `mono` is not a bool.
+        TypeError: If `mono` is not a bool or `path` is not a path.
         FileNotFoundError: If `path` does not exist.
+        IsADirectoryError: If `path` is a directory.
         ValueError: If the file cannot be decoded, holds no samples or holds
             non-finite samples; the message names the file.
         ImportError: If soundfile (or soxr, when resampling) is not installed.
@@ -141,8 +168,18 @@ def load_audio(
             f"Received: sample_rate={sample_rate!r}"
         )
     mono = check_bool(mono, "mono")
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            "`path` must be the path of an audio file (str or os.PathLike). "
+            f"Received: path={path!r}"
+        )
     sf = import_soundfile()
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(
+            f"Audio file '{path}' is a directory: pass a file, or use "
+            "`audio_dataset` for a directory of files."
+        )
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Audio file '{path}' does not exist.")
     try:

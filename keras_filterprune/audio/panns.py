@@ -88,7 +88,7 @@ class PANNsLogMel(_LogMelFrontEnd):
         return FFT_LENGTH // 2 + 1  # reflect padding by 512 needs 513 samples
 
     def call(self, inputs):
-        signal = self._squeeze_input(ops.convert_to_tensor(inputs, dtype="float32"))
+        signal = self._squeeze_input(self._as_float(inputs))
         self._check_length(signal.shape[1])
         half = FFT_LENGTH // 2
         signal = ops.pad(signal, [[0, 0], [half, half]], mode="reflect")

@@ -175,7 +175,9 @@ def fashion_mnist(
         FileNotFoundError: the directory or one of the files is missing.
         ValueError: a file is corrupt or truncated (the message names it), the
             images and labels disagree, or `subset` is not positive.
-        TypeError: `subset` is not an int or a pair of ints.
+        NotADirectoryError: `path` is a file.
+        TypeError: `subset` is not an int or a pair of ints, `normalize` not a
+            bool or `path` not a path.
 
     Example:
 
@@ -187,12 +189,26 @@ def fashion_mnist(
     ((1000, 28, 28, 1), dtype('float32'), (100,))
     """
     train_n, test_n = _subset_sizes(subset)
+    if not isinstance(normalize, (bool, np.bool_)):
+        raise TypeError(
+            f"`normalize` must be a bool. Received: normalize={normalize!r}"
+        )
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            "`path` must be None or the directory of the Fashion-MNIST idx files "
+            f"(str or os.PathLike). Received: path={path!r}"
+        )
     directory = os.fspath(DEFAULT_PATH if path is None else path)
     hint = (
         "Install Debian's `dataset-fashion-mnist` (`apt-get install "
         "dataset-fashion-mnist`) or pass `path=` a directory holding the four "
         "idx files."
     )
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise NotADirectoryError(
+            f"Fashion-MNIST `path` '{directory}' is a file, not a directory: pass "
+            "the directory holding the four idx files."
+        )
     if not os.path.isdir(directory):
         raise FileNotFoundError(
             f"Fashion-MNIST directory '{directory}' does not exist. {hint}"

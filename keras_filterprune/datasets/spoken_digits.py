@@ -238,6 +238,20 @@ def spoken_digits(
             "`num_workers` must be None or a positive int. "
             f"Received: num_workers={num_workers!r}"
         )
+    if not isinstance(directory, (str, os.PathLike)):
+        errors.append(
+            "`directory` must be a path (str or os.PathLike). "
+            f"Received: directory={directory!r}"
+        )
+    elif os.path.exists(directory) and not os.path.isdir(directory):
+        errors.append(
+            f"`directory` '{os.fspath(directory)}' is a file; pass a directory "
+            "(created if needed)."
+        )
+    if not isinstance(overwrite, (bool, np.bool_)):
+        errors.append(f"`overwrite` must be a bool. Received: overwrite={overwrite!r}")
+    if isinstance(verbose, bool) or verbose not in (0, 1):
+        errors.append(f"`verbose` must be 0 or 1. Received: verbose={verbose!r}")
     if voices_ok and test_voices is not None:
         test_ok = (
             isinstance(test_voices, (list, tuple))
@@ -281,8 +295,23 @@ def spoken_digits(
     metadata_path = os.path.join(directory, _METADATA)
     recorded = {}
     if os.path.isfile(metadata_path):
-        with open(metadata_path, encoding="utf-8") as f:
-            metadata = json.load(f)
+        try:
+            with open(metadata_path, encoding="utf-8") as f:
+                metadata = json.load(f)
+        except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError included
+            raise ValueError(
+                f"'{metadata_path}' (the record of which voice is in which split) "
+                f"is not valid JSON ({e}). Delete the directory '{directory}' and "
+                "generate the data set again."
+            ) from e
+        if not isinstance(metadata, dict) or not isinstance(
+            metadata.get("split_of_voice", {}), dict
+        ):
+            raise ValueError(
+                f"'{metadata_path}' is not a spoken_digits record (a JSON object "
+                f"with 'split_of_voice'). Delete the directory '{directory}' and "
+                "generate the data set again."
+            )
         recorded = metadata.get("split_of_voice", {})
         if metadata.get("sample_rate", sample_rate) != sample_rate and not overwrite:
             raise ValueError(

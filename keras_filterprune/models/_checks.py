@@ -3,16 +3,37 @@
 built so that a wrong file fails in seconds (`check_weights_file`)."""
 
 import json
+import numbers
 import os
 import zipfile
 
+_UNSET = object()
+
 
 def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def check_model_args(*, num_classes, input_shape, rank, extra_errors=()):
-    """Validates the arguments every model builder shares; raises ValueError."""
+def check_model_args(
+    *,
+    num_classes,
+    input_shape,
+    rank,
+    extra_errors=(),
+    classifier_activation=_UNSET,
+    name=_UNSET,
+    min_size=None,
+    fixed_size=False,
+):
+    """Validates the arguments every model builder shares; raises ValueError.
+
+    `num_classes` and the dimensions of `input_shape` may be NumPy ints (the
+    builders convert them with `int`). With `min_size` (the smallest height and
+    width the architecture's poolings leave at least one pixel of) and
+    `fixed_size` (a Flatten feeds a Dense, so no dimension may be `None`), a
+    shape the network cannot be built for is refused here, naming
+    `input_shape`, rather than deep inside Keras.
+    """
     errors = [e for e in extra_errors if e]
     if not _is_int(num_classes) or num_classes < 1:
         errors.append(
@@ -29,8 +50,48 @@ def check_model_args(*, num_classes, input_shape, rank, extra_errors=()):
             f"`input_shape` must be a tuple of {rank} positive ints (or None). "
             f"Received: input_shape={input_shape!r}"
         )
+    elif fixed_size and None in tuple(input_shape):
+        errors.append(
+            "`input_shape` must be fully known here (a Flatten feeds a Dense "
+            f"layer, whose weights need a fixed size). Received: "
+            f"input_shape={tuple(input_shape)!r}"
+        )
+    elif min_size is not None and any(
+        d is not None and d < m for d, m in zip(input_shape, min_size)
+    ):
+        errors.append(
+            f"`input_shape` must be at least {tuple(min_size)} in its first "
+            f"{len(min_size)} dimensions: the network's poolings would leave "
+            f"nothing of a smaller input. Received: input_shape={tuple(input_shape)!r}"
+        )
+    if classifier_activation is not _UNSET:
+        errors.extend(_activation_problem(classifier_activation))
+    if name is not _UNSET and (not isinstance(name, str) or not name or "/" in name):
+        errors.append(
+            f"`name` must be a non-empty string without '/'. Received: name={name!r}"
+        )
     if errors:
         raise ValueError("\n".join(errors))
+
+
+def _activation_problem(activation):
+    """`[]` for `None`, a Keras activation name or a callable; else the error."""
+    if activation is None or callable(activation):
+        return []
+    if isinstance(activation, str):
+        import keras
+
+        try:
+            keras.activations.get(activation)
+        except (ValueError, TypeError):
+            pass
+        else:
+            return []
+    return [
+        "`classifier_activation` must be None (logits), a Keras activation name "
+        "(e.g. 'softmax', 'sigmoid') or a callable. Received: "
+        f"classifier_activation={activation!r}"
+    ]
 
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -151,3 +212,20 @@ def check_weights_file(weights, errors, *, checkpoint=False):
             "architecture (e.g. with `model.save_weights('x.weights.h5')`), and "
             "check that the copy is complete."
         )
+
+
+def load_weights_file(model, weights):
+    """`model.load_weights(weights)`, a failure (weights of another
+    architecture, another layer naming) being a ValueError naming the file."""
+    path = os.fspath(weights)
+    try:
+        model.load_weights(path)
+    except Exception as e:  # noqa: BLE001 - Keras and h5py raise many kinds
+        detail = " ".join(str(e).split())
+        detail = detail if len(detail) <= 300 else detail[:297] + "..."
+        raise ValueError(
+            f"`weights`: '{path}' does not fit the '{model.name}' architecture "
+            "built with these arguments (was it saved from another model, or "
+            f"with other `num_classes`/`input_shape`?). ({type(e).__name__}: "
+            f"{detail})"
+        ) from e

@@ -11,7 +11,7 @@ _RESNET_DEPTHS = "6n + 2 with n >= 1 (8, 14, 20, 32, 44, 56, 110, ...)"
 
 
 def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 @keras.saving.register_keras_serializable(package="keras_filterprune")
@@ -184,7 +184,16 @@ def vgg16_cifar(
         - Simonyan & Zisserman, "Very Deep Convolutional Networks for
           Large-Scale Image Recognition", ICLR 2015.
     """
-    check_model_args(num_classes=num_classes, input_shape=input_shape, rank=3)
+    check_model_args(
+        num_classes=num_classes,
+        input_shape=input_shape,
+        rank=3,
+        classifier_activation=classifier_activation,
+        name=name,
+        min_size=(32, 32),  # five 2×2 max-poolings
+        fixed_size=True,  # Flatten → Dense
+    )
+    num_classes, input_shape = int(num_classes), tuple(int(d) for d in input_shape)
     config = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M")
     config += (512, 512, 512, "M", 512, 512, 512, "M")
     inputs = keras.Input(shape=tuple(input_shape), name="image")
@@ -317,8 +326,15 @@ def resnet_cifar(
     if shortcut not in ("A", "B"):
         extra.append(f"`shortcut` must be 'A' or 'B'. Received: shortcut={shortcut!r}")
     check_model_args(
-        num_classes=num_classes, input_shape=input_shape, rank=3, extra_errors=extra
+        num_classes=num_classes,
+        input_shape=input_shape,
+        rank=3,
+        extra_errors=extra,
+        classifier_activation=classifier_activation,
+        name="resnet_cifar" if name is None else name,
     )
+    depth, num_classes = int(depth), int(num_classes)
+    input_shape = tuple(None if d is None else int(d) for d in input_shape)
     blocks = (depth - 2) // 6
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = layers.Conv2D(

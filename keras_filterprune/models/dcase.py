@@ -48,7 +48,16 @@ def dcase21_net(
           for multi-device audio: analysis of DCASE 2021 Challenge systems",
           DCASE 2021 (baseline of Task 1A).
     """
-    check_model_args(num_classes=num_classes, input_shape=input_shape, rank=3)
+    check_model_args(
+        num_classes=num_classes,
+        input_shape=input_shape,
+        rank=3,
+        classifier_activation=classifier_activation,
+        name=name,
+        min_size=(20, 500),  # 5×5 then 4×100 max-pooling
+        fixed_size=True,  # Flatten → Dense
+    )
+    num_classes, input_shape = int(num_classes), tuple(int(d) for d in input_shape)
     inputs = keras.Input(shape=tuple(input_shape), name="log_mel")
     x = inputs
     for index, filters in enumerate((16, 16, 32), start=1):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 
 import keras
@@ -9,7 +10,11 @@ import numpy as np  # noqa: F401 - used by the docstring example
 from keras import layers
 
 from keras_filterprune._validation import check_bool
-from keras_filterprune.models._checks import check_model_args, check_weights_file
+from keras_filterprune.models._checks import (
+    check_model_args,
+    check_weights_file,
+    load_weights_file,
+)
 
 __all__ = ["cnn14"]
 
@@ -92,7 +97,8 @@ def cnn14(
     include_frontend = check_bool(include_frontend, "include_frontend")
     errors = []
     if clip_samples is not None and not (
-        isinstance(clip_samples, int) and not isinstance(clip_samples, bool)
+        isinstance(clip_samples, numbers.Integral)
+        and not isinstance(clip_samples, bool)
     ):
         errors.append(
             "`clip_samples` must be None or a positive int. "
@@ -103,7 +109,11 @@ def cnn14(
             "`clip_samples` must be at least 10240 (32 frames: five 2×2 poolings "
             f"of the time axis). Received: clip_samples={clip_samples!r}"
         )
-    if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+    if (
+        isinstance(dropout, bool)
+        or not isinstance(dropout, numbers.Real)
+        or not 0 <= dropout < 1
+    ):
         errors.append(f"`dropout` must be in [0, 1). Received: dropout={dropout!r}")
     check_weights_file(weights, errors)
     frames = None if clip_samples is None else 1 + clip_samples // 320
@@ -112,7 +122,11 @@ def cnn14(
         input_shape=(frames, 64, 1),
         rank=3,
         extra_errors=errors,
+        classifier_activation=classifier_activation,
+        name=name,
     )
+    num_classes, dropout = int(num_classes), float(dropout)
+    clip_samples = None if clip_samples is None else int(clip_samples)
     if include_frontend:
         from keras_filterprune.audio.panns import PANNsLogMel
 
@@ -152,5 +166,5 @@ def cnn14(
     )(x)
     model = keras.Model(inputs, outputs, name=name)
     if weights is not None:
-        model.load_weights(weights)
+        load_weights_file(model, weights)
     return model

@@ -11,6 +11,7 @@ from keras_filterprune.models._checks import (
     KERAS_WEIGHTS_SUFFIXES,
     check_model_args,
     check_weights_file,
+    load_weights_file,
 )
 
 #: Keras layer name → variable scope of the official TF-Slim checkpoint
@@ -112,7 +113,12 @@ def vggish(
         input_shape=input_shape,
         rank=3,
         extra_errors=extra,
+        classifier_activation=classifier_activation,
+        name=name,
+        fixed_size=include_top,  # Flatten → Dense
     )
+    num_classes = None if num_classes is None else int(num_classes)
+    input_shape = tuple(None if d is None else int(d) for d in input_shape)
 
     init = keras.initializers.TruncatedNormal(stddev=0.01)
 
@@ -162,7 +168,7 @@ def vggish(
     if weights is not None:
         weights = os.fspath(weights)
         if weights.endswith(KERAS_WEIGHTS_SUFFIXES):
-            model.load_weights(weights)
+            load_weights_file(model, weights)
         else:
             load_vggish_checkpoint(model, weights)
     return model
