@@ -42,7 +42,7 @@ __all__ = [
 
 
 @graph_argument_removed
-@document_options()
+@document_options(scope="plan_pruning")
 def plan_pruning(
     model: keras.Model,
     ratio: float = 0.5,
@@ -54,6 +54,7 @@ def plan_pruning(
     target_params: float | str | None = None,
     target_latency: float | str | None = None,
     latency_table: LatencyTable | str | None = None,
+    importance: str | None = None,
     group_reduction: str = "mean",
     round_to: int | str = 1,
     min_filters: int = 1,
@@ -115,6 +116,7 @@ def plan_pruning(
         target_params=target_params,
         target_latency=target_latency,
         latency_table=latency_table,
+        importance=importance,
         group_reduction=group_reduction,
         round_to=round_to,
         min_filters=min_filters,
@@ -151,6 +153,7 @@ def plan_with(
         check_plan(within)
     if scores is None:
         options.check_data(data)
+    options.check_importance_data(data)
     graph = graph_of(model, warn=warn)
     table, target_ms = options.latency
     target = None if target_ms is None else ("latency", "absolute", target_ms)
@@ -299,7 +302,10 @@ class _Planner:
         if target is not None and target[0] == "latency":
             full = self.table.predict({g.id: g.width for g in self.graph.groups})
             target_ms = full - share * (full - target[2])
-            keep, all_scores = self._latency_keep(target_ms, scores)
+            importance = None
+            if o.importance is not None:
+                importance = self._importance(data, verbose)
+            keep, all_scores = self._latency_keep(target_ms, scores, importance)
             prunable = [g for g in self.graph.groups if g.id not in self.frozen]
             kept = sum(len(keep[g.id]) for g in prunable)
             ratio = 1.0 - kept / max(1, sum(g.width for g in prunable))
@@ -328,6 +334,8 @@ class _Planner:
         }
         if o.global_ranking:
             meta["global_ranking"] = True
+        if o.importance is not None and target is not None:
+            meta["importance"] = o.importance
         if self.table is not None:
             if target is not None and target[0] == "latency":
                 meta["target_latency_ms"] = round(target_ms, 6)
@@ -394,27 +402,61 @@ class _Planner:
             pass
         return result
 
-    def _latency_keep(self, target_ms: float, scores) -> tuple[dict, dict]:
+    def _latency_keep(
+        self, target_ms: float, scores, importance=None
+    ) -> tuple[dict, dict]:
         """Widths from the latency table's greedy descent (see
         `keras_filterprune.latency.budget`); frozen and `per_layer` groups are
-        decided as usual and do not move."""
+        decided as usual and do not move. With `importance` (group id → one
+        value per channel, comparable across groups), a move is priced by the
+        importance of the channels the criterion's ranking removes."""
         keep, all_scores = self.decide(0.0, scores)
         movable = {}
         for g in self.graph.groups:
             if g.id not in self.frozen and g.id not in self.per_group:
-                candidates = (
-                    keep[g.id] if self.prev_keep is None else self.prev_keep[g.id]
+                candidates = np.asarray(
+                    keep[g.id] if self.prev_keep is None else self.prev_keep[g.id],
+                    np.int64,
                 )
-                movable[g.id] = all_scores[g.id][np.asarray(candidates, np.int64)]
+                if importance is None:
+                    movable[g.id] = all_scores[g.id][candidates]
+                else:  # in the criterion's order, best first
+                    order = np.argsort(-all_scores[g.id][candidates], kind="stable")
+                    movable[g.id] = importance[g.id][candidates[order]]
         counts = latency_counts(
             self.table, target_ms, {g: len(k) for g, k in keep.items()}, movable,
-            self.rounds, self.options.min_filters,
+            self.rounds, self.options.min_filters, ranked=importance is not None,
         )  # fmt: skip
         keep = {
             g: self._choose(g, all_scores[g], counts[g]) if g in movable else k
             for g, k in keep.items()
         }
         return keep, all_scores
+
+    def _importance(self, data, verbose) -> dict[int, np.ndarray]:
+        """Group id → each channel's first-order Taylor estimate of the loss
+        increase when it is removed: per producer, |Σ over positions of
+        activation × ∂loss/∂activation| averaged over examples (the `taylor`
+        criterion averages over positions: times the number of positions),
+        summed over the group's producers."""
+        taylor = score_filters(
+            self.model, "taylor", data, within=self.within, verbose=verbose
+        )
+        walk = self.graph.walk
+        outputs = {}
+        for call in walk.calls:
+            outputs.setdefault(call.path, call.outputs[0] if call.outputs else None)
+        result = {}
+        for group in self.graph.groups:
+            total = np.zeros(group.width)
+            for path, channels in group.producers.items():
+                shape = walk.shapes.get(outputs.get(path)) or ()
+                positions = math.prod(d or 1 for d in tuple(shape)[1:-1])
+                total[np.asarray(channels, np.int64)] += (
+                    np.asarray(taylor[path], np.float64) * positions
+                )
+            result[group.id] = total
+        return result
 
     def _solve_ratio(self, target, kind, goal, scores, share=1.0) -> float:
         cost = cost_model(self.graph, target)

@@ -602,3 +602,65 @@ def test_prune_norms_must_be_a_bool():
     model = _norm_model(keras.layers.LayerNormalization(name="ln"))
     with pytest.raises(TypeError, match="prune_norms"):
         plan_pruning(model, 0.5, prune_norms="yes")
+
+
+# -- importance="taylor": a latency budget spent where the loss suffers least --------
+def _two_branch_model():
+    """Branches `a` and `b` cost alike; the head ignores `b` (zero weights), so
+    the loss gradient reaching `b` is zero and its Taylor importance too."""
+    inputs = keras.Input((8, 8, 3))
+    a = keras.layers.Conv2D(32, 3, padding="same", name="a")(inputs)
+    b = keras.layers.Conv2D(32, 3, padding="same", name="b")(inputs)
+    pooled = [keras.layers.GlobalAveragePooling2D()(t) for t in (a, b)]
+    x = keras.layers.Concatenate()(pooled)
+    model = keras.Model(inputs, keras.layers.Dense(4, name="head")(x))
+    kernel, bias = model.get_layer("head").get_weights()
+    kernel[32:] = 0.0
+    model.get_layer("head").set_weights([kernel, bias])
+    # b's filters are the larger by L1: the criterion alone would rank b first.
+    weights = model.get_layer("b").get_weights()
+    model.get_layer("b").set_weights([weights[0] * 10, weights[1]])
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def test_taylor_importance_spends_a_latency_budget_where_the_loss_suffers_least():
+    from tests.test_latency import synthetic_table
+
+    model = _two_branch_model()
+    table = synthetic_table(model, out_step=8)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 8, 8, 3)).astype("float32")
+    y = rng.integers(0, 4, size=16)
+    plan = plan_pruning(
+        model, criterion="l1_norm", target_latency="70%", latency_table=table,
+        importance="taylor", data=(x, y),
+    )  # fmt: skip
+    assert plan.meta["importance"] == "taylor"
+    assert plan.meta["predicted_latency_ms"] <= 0.7 * table.model_ms + 1e-9
+    assert len(plan.kept_filters("a")) == 32  # the branch the loss needs: whole
+    assert len(plan.kept_filters("b")) < 32
+    # Within a group, the criterion still chooses which channels go.
+    l1 = np.abs(model.get_layer("b").get_weights()[0]).sum(axis=(0, 1, 2))
+    kept = plan.kept_filters("b")
+    assert sorted(kept) == sorted(np.argsort(-l1, kind="stable")[: len(kept)])
+    # Without it, the per-group-normalised L1 scores decide: b is not singled out.
+    default = plan_pruning(
+        model, criterion="l1_norm", target_latency="70%", latency_table=table
+    )
+    assert "importance" not in default.meta
+
+
+def test_importance_is_checked_at_the_boundary():
+    from tests.test_latency import synthetic_table
+
+    model = _two_branch_model()
+    table = synthetic_table(model, out_step=8)
+    x = np.zeros((4, 8, 8, 3), "float32")
+    budget = dict(target_latency="70%", latency_table=table)
+    with pytest.raises(ValueError, match=r"`importance` must be one of \('taylor',\)"):
+        plan_pruning(model, importance="fisher", data=(x, np.zeros(4)), **budget)
+    with pytest.raises(ValueError, match=r"importance='taylor'.*data=\(x, y\)"):
+        plan_pruning(model, importance="taylor", **budget)
+    with pytest.raises(ValueError, match="importance='taylor'.*target_latency="):
+        plan_pruning(model, 0.5, importance="taylor", data=(x, np.zeros(4)))

@@ -88,6 +88,8 @@ def latency_counts(
     movable: Mapping[int, np.ndarray],
     steps: Mapping[int, int],
     min_filters: int,
+    *,
+    ranked: bool = False,
 ) -> dict[int, int]:
     """Channels to keep per group for a predicted latency <= `target_ms`.
 
@@ -96,9 +98,12 @@ def latency_counts(
         target_ms: The latency target.
         start: Group id → channels kept before any move (every group).
         movable: Group id → the scores of the channels that group may lose
-            (normalised per group; the highest are kept).
+            (normalised per group; the highest are kept), or with `ranked`,
+            each channel's cost of removal (e.g. its Taylor estimate of the loss
+            increase) in the order channels are kept (the last goes first).
         steps: Group id → multiple of channels to keep.
         min_filters: Never keep fewer channels in a group.
+        ranked: `movable` is in keeping order already (not sorted by value).
 
     Raises:
         ValueError: the target cannot be met (the message says the lowest
@@ -110,8 +115,13 @@ def latency_counts(
     total = sum(unit_ms)
     goal = target_ms / table.model_ms * table.full_units_ms
     # Kept scores, best first; cumulative sums price the channels a move removes.
-    ranked = {g: np.sort(np.asarray(s, np.float64))[::-1] for g, s in movable.items()}
-    prefix = {g: np.concatenate([[0.0], np.cumsum(s)]) for g, s in ranked.items()}
+    order = {
+        g: np.asarray(s, np.float64)
+        if ranked
+        else np.sort(np.asarray(s, np.float64))[::-1]
+        for g, s in movable.items()
+    }
+    prefix = {g: np.concatenate([[0.0], np.cumsum(s)]) for g, s in order.items()}
     stride = {  # a multiple of the step; at most ~64 moves per group
         g: steps[g] * _ceil(_ceil(table.groups[g], MAX_MOVES_PER_GROUP), steps[g])
         for g in movable
