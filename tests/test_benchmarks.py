@@ -155,3 +155,11 @@ def test_bench_latency_plan_quick(tmp_path):
         assert all(r in text for r in rows) or f"| {target} | unreachable |" in text
     assert "One layer's latency against its width" in text
     assert (tmp_path / "report_steps.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+@needs_fashion_mnist
+def test_bench_latency_accuracy_quick(tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    text = _run("bench_latency_accuracy.py", tmp_path)
+    assert "measured latency ratio" in text and "latency+taylor" in text

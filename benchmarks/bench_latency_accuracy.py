@@ -1,0 +1,391 @@
+"""Does a latency budget buy accuracy? Uniform ratio vs MAC budget vs latency
+budget (with and without Taylor importance) at the same LiteRT latency.
+
+    python benchmarks/bench_latency_accuracy.py            # 3 nets x 3 seeds (hours)
+    python benchmarks/bench_latency_accuracy.py --quick    # smoke run (< 2 min)
+    python benchmarks/bench_latency_accuracy.py --models vgg --seeds 0 1
+
+For each net (the VGG-style and ResNet-style CNNs of `bench_accuracy_images.py`
+on Fashion-MNIST; the spoken-digits net: the DCASE21_Net conv stack of
+`bench_accuracy_audio.py` on precomputed log-mel features of espeak-ng digits, so
+that the timed model is the CNN alone), and each seed:
+
+1. a baseline is trained (`_common.train_baseline`);
+2. its latency table is measured once per net (`measure_latency_table`, LiteRT,
+   `--threads` threads, adaptive timing: each time's 95 % interval recorded);
+3. for each target (0.5x and 0.3x of the unpruned latency) four plans, all with
+   `l1_norm` ranking the filters within each group:
+   - `uniform`: the uniform ratio whose *predicted* latency meets the target
+     (bisection on the table's prediction);
+   - `macs`: `target_macs` = the target fraction of the MACs (what one would ask
+     without a latency table; the planner solves for a uniform ratio);
+   - `latency`: `target_latency` = the target (per-group widths from the table,
+     priced by per-group-normalised L1 scores);
+   - `latency+taylor`: the same with `importance="taylor"` (the groups' widths
+     priced by a first-order Taylor estimate of the loss from
+     `--importance-examples` training examples);
+4. the unpruned model and every pruned model of the seed are converted to TFLite
+   and timed in one interleaved run (adaptive timing: rounds of >= 20 ms until each
+   median's 95 % interval is within ±2 %, or the time limit): the measured latency
+   ratio of each plan, with the interval of its median;
+5. every pruned model is fine-tuned identically (`_common.finetune`: BatchNorm
+   statistics recalibrated on training data, then the same epochs and batch order).
+
+The report gives, per net, target and plan, the measured latency ratio and the
+test accuracy after fine-tuning (mean ± sd over seeds), and each plan's accuracy
+difference to `uniform` paired by seed. Results:
+`benchmarks/results/bench_latency_accuracy.md` (`--quick` writes to a temporary
+file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+
+import _common as common
+import numpy as np
+
+NAME = "bench_latency_accuracy"
+MODELS = ("vgg", "resnet", "digits")
+DEFAULT_SEEDS = (0, 1, 2)
+TARGETS = (0.5, 0.3)
+PLANS = ("uniform", "macs", "latency", "latency+taylor")
+CRITERION = "l1_norm"
+QUICK_STEPS = {"conv": {"in": 1, "out": 8}}  # --quick: no block-size probe
+
+
+# -- nets and data --------------------------------------------------------------
+def digits_net(input_shape, num_classes=10):
+    """The DCASE21_Net conv stack of `bench_accuracy_audio.dcase_style` (7x7
+    convs 16-16-32 with BN, 5x5 and 4x10 max-pools, Dense 100) on precomputed,
+    standardised log-mel features `(bands, frames, 1)`."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(input_shape, name="log_mel")
+    x = inputs
+    for index, filters in enumerate((16, 16, 32), start=1):
+        x = layers.Conv2D(filters, 7, padding="same", name=f"conv{index}")(x)
+        x = layers.BatchNormalization(momentum=0.9, name=f"bn{index}")(x)
+        x = layers.Activation("relu", name=f"relu{index}")(x)
+        if index == 2:
+            x = layers.MaxPooling2D((5, 5), name="pool1")(x)
+            x = layers.Dropout(0.3, name="dropout1")(x)
+        elif index == 3:
+            x = layers.MaxPooling2D((4, max(1, input_shape[1] // 5)), name="pool2")(x)
+            x = layers.Dropout(0.3, name="dropout2")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(100, activation="relu", name="dense1")(x)
+    x = layers.Dropout(0.3, name="dropout3")(x)
+    outputs = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name="digits_dcase_style")
+
+
+def digits_data(quick: bool, cache: str | None):
+    """`(train, test, description)`: log-mel features `(N, 40, 50, 1)` of the
+    spoken digits (DCASELogMel at 44.1 kHz, 1 s), standardised per band with
+    the training statistics."""
+    import bench_accuracy_audio as audio
+
+    from keras_filterprune.audio import DCASELogMel
+
+    paths = audio.synthesise(quick, cache)
+    frames = audio.DCASE_FRAMES
+    rate, samples = 44100, (frames - 1) * 882 + 1
+    frontend = DCASELogMel(num_frames=frames)
+
+    def features(split):
+        x, y = audio.load_split(paths[split], rate, samples / rate)
+        x = x[:, :samples]
+        feats = np.concatenate(
+            [np.asarray(frontend(x[i : i + 256])) for i in range(0, len(x), 256)]
+        )
+        return feats.astype("float32"), y
+
+    train, test = features("train"), features("test")
+    mean = train[0].mean(axis=(0, 2, 3), keepdims=True)
+    std = train[0].std(axis=(0, 2, 3), keepdims=True) + 1e-6
+    train = ((train[0] - mean) / std, train[1])
+    test = ((test[0] - mean) / std, test[1])
+    return train, test, f"espeak-ng spoken digits, {len(train[1])} train clips"
+
+
+def nets(models, quick: bool, args):
+    """`{name: (build, train, test, data description)}`."""
+    import bench_accuracy_images as images
+
+    result = {}
+    if {"vgg", "resnet"} & set(models):
+        train_n = args.train or (512 if quick else 10000)
+        test_n = args.test or (256 if quick else 2000)
+        train, _, test = images.load_data(train_n, 0, test_n)
+        what = f"Fashion-MNIST, {train_n} train / {test_n} test images"
+        depth = args.resnet_depth or (8 if quick else 14)
+        if "vgg" in models:
+            result["vgg"] = (images.vgg_style, train, test, what)
+        if "resnet" in models:
+            result["resnet"] = (lambda: images.resnet_style(depth), train, test, what)
+    if "digits" in models:
+        train, test, what = digits_data(quick, args.cache_dir)
+        shape = train[0].shape[1:]
+        result["digits"] = (lambda: digits_net(shape), train, test, what)
+    return result
+
+
+# -- plans and timing -----------------------------------------------------------
+def uniform_ratio(model, table, goal_ms: float) -> float:
+    """The smallest uniform ratio whose predicted latency is <= `goal_ms`."""
+    from keras_filterprune import plan_pruning
+
+    lo, hi = 0.0, 0.97
+    for _ in range(12):
+        mid = (lo + hi) / 2
+        if table.latency_ms(plan_pruning(model, mid, CRITERION)) > goal_ms:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+def plans_for(base, table, target: float, importance_data):
+    """`{plan name: PruningPlan}` of one target (a plan the table cannot reach
+    is left out, with its reason logged)."""
+    from keras_filterprune import plan_pruning
+
+    percent = f"{target * 100:g}%"
+    makers = {
+        "uniform": lambda: plan_pruning(
+            base,
+            uniform_ratio(base, table, target * table.model_ms),
+            CRITERION,
+            latency_table=table,
+        ),
+        "macs": lambda: plan_pruning(
+            base, criterion=CRITERION, target_macs=percent, latency_table=table
+        ),
+        "latency": lambda: plan_pruning(
+            base, criterion=CRITERION, target_latency=percent, latency_table=table
+        ),
+        "latency+taylor": lambda: plan_pruning(
+            base,
+            criterion=CRITERION,
+            target_latency=percent,
+            latency_table=table,
+            importance="taylor",
+            data=importance_data,
+        ),
+    }
+    plans = {}
+    for name, make in makers.items():
+        try:
+            plans[name] = make()
+        except ValueError as e:
+            common.log(f"  {name} {target}: not planned: {e}")
+    return plans
+
+
+def time_models(models, threads: int, max_seconds: float):
+    """`[(median ms, relative 95 % half-width or None)]` of each model, timed in
+    one interleaved run."""
+    import math
+
+    from keras_filterprune.latency import measure as lm
+
+    contents = [lm.convert(m, None) for m in models]
+    timed = lm.time_flatbuffers(contents, threads, 6, 10, max_seconds=max_seconds)
+    result = []
+    for t in timed:
+        median, _, _ = t.ci()
+        rel = t.relative_ci()
+        result.append((median * 1e3, rel if math.isfinite(rel) else None))
+    return result
+
+
+def run_seed(name, build, train, test, table_cache, fit, seed, args) -> list[dict]:
+    from keras_filterprune import apply_plan, count_macs
+    from keras_filterprune.latency import measure_latency_table
+
+    watch = common.Stopwatch()
+    base, acc, seconds = common.train_baseline(build, train, test, fit, seed)
+    common.log(f"{name} seed {seed}: baseline {acc:.4f} in {seconds:.0f} s")
+    if name not in table_cache:  # the same layers every seed: one table per net
+        table_cache[name] = measure_latency_table(
+            base,
+            num_threads=args.threads,
+            widths=2 if args.quick else 4,
+            steps=table_cache.get("steps", QUICK_STEPS if args.quick else None),
+            rounds=2 if args.quick else 5,
+            max_seconds=20 if args.quick else 600,
+            verbose=0,
+        )
+        table_cache["steps"] = table_cache[name].steps
+        common.log(f"{name}: table in {watch.lap():.0f} s, {table_cache[name]!r}")
+    table = table_cache[name]
+    n = args.importance_examples
+    importance_data = (train[0][:n], train[1][:n])
+    cells = []
+    for target in args.targets:
+        for plan_name, plan in plans_for(base, table, target, importance_data).items():
+            cells.append({"target": target, "plan": plan_name, "plan_obj": plan})
+    common.log(f"{name} seed {seed}: {len(cells)} plans in {watch.lap():.0f} s")
+    pruned = [apply_plan(base, c["plan_obj"]) for c in cells]
+    timed = time_models([base, *pruned], args.threads, 30 if args.quick else 300)
+    base_ms, base_ci = timed[0]
+    base_macs = count_macs(base)
+    for cell, model, (ms, ci) in zip(cells, pruned, timed[1:], strict=True):
+        plan = cell.pop("plan_obj")
+        cell.update(
+            seed=seed,
+            baseline_acc=acc,
+            measured_ratio=ms / base_ms,
+            measured_ms=ms,
+            ci=ci,
+            base_ci=base_ci,
+            predicted_ratio=table.latency_ms(plan) / table.model_ms,
+            mac_ratio=count_macs(model) / base_macs,
+        )
+        before, recal, after = common.finetune(model, train, test, fit, seed)
+        cell.update(acc_pruned=before, acc_recal=recal, acc_ft=after)
+        common.log(
+            f"{name} seed {seed} {cell['plan']} {cell['target']}: latency "
+            f"{cell['measured_ratio']:.3f} (predicted {cell['predicted_ratio']:.3f}), "
+            f"accuracy {after:.4f}"
+        )
+    common.log(f"{name} seed {seed}: timed and fine-tuned in {watch.lap():.0f} s")
+    return cells
+
+
+# -- report ---------------------------------------------------------------------
+def _mean_sd(values, scale=1.0, digits=3) -> str:
+    if not values:
+        return "-"
+    mean = statistics.fmean(values) * scale
+    if len(values) < 2:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
+
+
+def report(results: dict, descriptions: dict, seeds, fit, watch, args) -> str:
+    notes = [
+        f"Nets: {', '.join(results)}; targets: "
+        + ", ".join(f"{t:g}x" for t in args.targets)
+        + f" of the unpruned measured latency; filters ranked by `{CRITERION}`; "
+        f"Taylor importance from {args.importance_examples} training examples",
+        f"Training: {fit.describe()}; BatchNorm recalibrated on "
+        f"{common.RECALIBRATION_EXAMPLES} training images before fine-tuning",
+        f"Timing: LiteRT (XNNPACK), {args.threads} threads; all models of a seed "
+        "in one interleaved run, rounds of >= 20 ms until each median's 95 % "
+        "interval is within ±2 % (or the time limit); `ci` is the larger "
+        "relative half-width of that interval, over the seeds' runs",
+    ]
+    notes += [f"Data ({k}): {v}" for k, v in descriptions.items()]
+    text = common.report_header(
+        "Latency budgets and accuracy", watch, seeds=seeds, notes=notes
+    )
+    for name, cells in results.items():
+        baselines = sorted({c["seed"]: c["baseline_acc"] for c in cells}.items())
+        text += (
+            f"\n## {name}\n\nBaseline accuracy: "
+            f"{_mean_sd([a for _, a in baselines], 100, 2)} %\n\n"
+        )
+        rows = []
+        for target in args.targets:
+            uniform = {
+                c["seed"]: c["acc_ft"]
+                for c in cells
+                if c["target"] == target and c["plan"] == "uniform"
+            }
+            for plan in PLANS:
+                sel = [c for c in cells if c["target"] == target and c["plan"] == plan]
+                if not sel:
+                    rows.append([f"{target:g}x", plan, "not reachable", *["-"] * 6])
+                    continue
+                paired = [c for c in sel if c["seed"] in uniform]
+                diffs = [c["acc_ft"] - uniform[c["seed"]] for c in paired]
+                cis = [c["ci"] for c in sel if c["ci"] is not None]
+                rows.append(
+                    [
+                        f"{target:g}x",
+                        plan,
+                        _mean_sd([c["measured_ratio"] for c in sel]),
+                        f"±{max(cis):.1%}" if cis else "-",
+                        _mean_sd([c["predicted_ratio"] for c in sel]),
+                        _mean_sd([c["mac_ratio"] for c in sel]),
+                        _mean_sd([c["acc_recal"] for c in sel], 100, 2),
+                        _mean_sd([c["acc_ft"] for c in sel], 100, 2),
+                        "-" if plan == "uniform" else _mean_sd(diffs, 100, 2),
+                    ]
+                )
+        text += common.table(
+            [
+                "target",
+                "plan",
+                "measured latency ratio",
+                "ci (max)",
+                "predicted ratio",
+                "MAC ratio",
+                "acc. recalibrated %",
+                "acc. fine-tuned %",
+                "vs uniform (pp, paired)",
+            ],
+            rows,
+        )
+        text += "\n"
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    common.add_common_args(parser, name=NAME, seeds=DEFAULT_SEEDS)
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=None)
+    parser.add_argument(
+        "--targets", type=float, nargs="+", default=None, help=f"default {TARGETS}"
+    )
+    parser.add_argument("--train", type=int, default=None, help="train images (10000)")
+    parser.add_argument("--test", type=int, default=None, help="test images (2000)")
+    parser.add_argument("--epochs", type=int, default=None, help="baseline (6)")
+    parser.add_argument("--ft-epochs", type=int, default=None, help="fine-tune (2)")
+    parser.add_argument(
+        "--resnet-depth", type=int, default=None, help="6n+2 (14; --quick: 8)"
+    )
+    parser.add_argument(
+        "--importance-examples",
+        type=int,
+        default=512,
+        help="labelled examples for importance='taylor' (512)",
+    )
+    parser.add_argument(
+        "--cache-dir", default=None, help="where the spoken digits are synthesised"
+    )
+    args = parser.parse_args(argv)
+    watch = common.Stopwatch()
+    common.configure(args.threads)
+
+    quick = args.quick
+    seeds = args.seeds or ([0] if quick else list(DEFAULT_SEEDS))
+    args.targets = args.targets or ([0.5] if quick else list(TARGETS))
+    if quick:
+        args.importance_examples = min(args.importance_examples, 128)
+    models = args.models or (["vgg"] if quick else list(MODELS))
+    fit = common.FitConfig(
+        epochs=args.epochs or (1 if quick else 6),
+        ft_epochs=args.ft_epochs or (1 if quick else 2),
+        run_eagerly=quick,
+    )
+    results, descriptions, tables = {}, {}, {}
+    for name, (build, train, test, what) in nets(models, quick, args).items():
+        descriptions[name] = what
+        results[name] = []
+        for seed in seeds:
+            results[name] += run_seed(name, build, train, test, tables, fit, seed, args)
+    common.write_report(
+        common.resolve_output(args, NAME),
+        report(results, descriptions, seeds, fit, watch, args),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
