@@ -94,6 +94,24 @@ class ExportReport:
             classes were within the allowed error of each other.
         problem: `str` or `None`. Why the file could not be compared at all
             (e.g. it does not reload); `passed` is then `False`.
+
+    Example:
+
+    >>> import os, tempfile, keras
+    >>> from keras_filterprune.export import save_keras
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     report = save_keras(model, os.path.join(d, "model.keras"))
+    >>> report.format, report.kind, report.passed
+    ('keras', '.keras', True)
+    >>> report.criterion, report.num_verify, report.verify_data
+    ('absolute', 8, 'random')
+    >>> report.max_abs_diff, report.max_relative_error
+    (0.0, 0.0)
+    >>> print(report)
+    /.../model.keras: .keras, ... KiB, ... s. reloaded .keras file vs the model on
+    8 random inputs: max |difference| 0 is within the allowed ... (1e-4 + 1e-5 x
+    the output scale ...): passed
     """
 
     path: str
@@ -191,7 +209,32 @@ class ExportReport:
 
 class ExportCheckError(RuntimeError):
     """An export failed its check against Keras (`strict=True`): nothing was
-    written. `error.report` is the `ExportReport` of the file that was not kept."""
+    written. `error.report` is the `ExportReport` of the file that was not kept.
+
+    Example:
+
+    A model with a custom layer that is not registered
+    (`keras.saving.register_keras_serializable`) cannot be reloaded from its
+    `.keras` file, so the file is not kept:
+
+    >>> import os, tempfile, keras
+    >>> from keras_filterprune.export import ExportCheckError, save_keras
+    >>> class Double(keras.layers.Layer):
+    ...     def call(self, x):
+    ...         return 2 * x
+    >>> model = keras.Sequential([keras.Input((4,)), Double(), keras.layers.Dense(2)])
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     path = os.path.join(d, "model.keras")
+    ...     try:
+    ...         save_keras(model, path)
+    ...     except ExportCheckError as error:
+    ...         report = error.report
+    ...     written = os.path.exists(path)
+    >>> report.passed, written
+    (False, False)
+    >>> print(report.problem)
+    the file does not reload (...Could not locate class 'Double'...)
+    """
 
     def __init__(self, message: str, report: ExportReport) -> None:
         super().__init__(message)

@@ -52,6 +52,26 @@ class ChannelGroup:
         frozen: `str | None`. Why the group cannot be pruned, or `None`.
         approximate: `bool`. Whether only channel normalisations freeze it, so
             that `prune_norms=True` may prune it (approximately).
+
+    Example:
+
+    The two convolutions of a residual block are added, so filter `c` of both
+    is one channel, kept or removed together:
+
+    >>> import keras
+    >>> from keras_filterprune.graph import graph_of
+    >>> inputs = keras.Input((8, 8, 3))
+    >>> x = keras.layers.Conv2D(4, 3, padding="same", name="a")(inputs)
+    >>> y = keras.layers.Conv2D(4, 3, padding="same", name="b")(x)
+    >>> z = keras.layers.Add(name="add")([x, y])
+    >>> outputs = keras.layers.Conv2D(2, 1, name="head")(z)
+    >>> group = graph_of(keras.Model(inputs, outputs)).groups[0]
+    >>> group.id, group.width, group.frozen
+    (0, 4, None)
+    >>> group.producers
+    {'a': array([0, 1, 2, 3]), 'b': array([0, 1, 2, 3])}
+    >>> group.members
+    ['a', 'b', 'add', 'head']
     """
 
     id: int
@@ -156,6 +176,26 @@ class ChannelGraph:
         frozen_layers: `dict[str, list[str]]`. Layer path → reasons it froze channels.
         unhandled: `dict[str, str]`. Layer path → class name of every layer without
             a handler (its channels are frozen, its own weights never pruned).
+
+    Example:
+
+    >>> import keras
+    >>> from keras_filterprune.graph import graph_of
+    >>> inputs = keras.Input((8, 8, 3))
+    >>> x = keras.layers.Conv2D(4, 3, padding="same", name="a")(inputs)
+    >>> y = keras.layers.Conv2D(4, 3, padding="same", name="b")(x)
+    >>> z = keras.layers.Add()([x, y])
+    >>> outputs = keras.layers.Conv2D(2, 1, name="head")(z)
+    >>> graph = graph_of(keras.Model(inputs, outputs, name="residual"))
+    >>> print(graph.summary())
+    ChannelGraph of 'residual': 2 groups
+      group   0  width     4  producers a, b  [prunable]
+      group   1  width     2  producers head  [frozen: model output
+      (at layer '<output>')]
+    >>> [group.id for group in graph.prunable_groups], graph.group_of("b").id
+    ([0], 0)
+    >>> graph.unhandled  # every layer has a handler
+    {}
     """
 
     unhandled: dict[str, str]
@@ -464,6 +504,20 @@ def graph_of(model: keras.Model, *, warn: bool = False) -> ChannelGraph:
 
     Returns:
         The `ChannelGraph` (shared: callers must not change it).
+
+    Example:
+
+    >>> import keras
+    >>> from keras_filterprune.graph import graph_of
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+    >>> graph = graph_of(model)
+    >>> graph_of(model) is graph  # remembered: traced once
+    True
+    >>> model.add(keras.layers.Dense(2))
+    >>> graph_of(model) is graph  # the layers changed: traced again
+    False
+    >>> [group.width for group in graph_of(model).groups]
+    [4, 2]
     """
     graph = remembered(model, registry_version())
     if graph is None:

@@ -56,6 +56,27 @@ class RatioSchedule:
 
     Subclasses implement `__call__(step) -> (should_prune, ratio)` and
     `get_config()`; `from_config(config)` calls the constructor with the config.
+
+    Example:
+
+    A schedule that prunes every epoch, 10 % more each time, up to `final_ratio`
+    (for `PruningCallback(schedule=..., schedule_unit="epoch")`):
+
+    >>> from keras_filterprune.schedules import RatioSchedule
+    >>> class LinearRatio(RatioSchedule):
+    ...     def __init__(self, final_ratio=0.5):
+    ...         self.final_ratio = final_ratio
+    ...     def __call__(self, step):
+    ...         return True, min(self.final_ratio, 0.1 * (int(step) + 1))
+    ...     def get_config(self):
+    ...         return {"final_ratio": self.final_ratio}
+    >>> schedule = LinearRatio(0.25)
+    >>> [schedule(epoch) for epoch in range(4)]
+    [(True, 0.1), (True, 0.2), (True, 0.25), (True, 0.25)]
+    >>> schedule
+    LinearRatio(final_ratio=0.25)
+    >>> LinearRatio.from_config(schedule.get_config()) == schedule
+    True
     """
 
     def __call__(self, step) -> tuple[bool, float]:

@@ -190,12 +190,23 @@ def spoken_digits(
             or a split that conflicts with the one already in `directory`.
         ImportError: If soundfile or soxr is not installed.
 
-    Example (needs espeak-ng, so not run as a doctest):
+    Example:
 
-        paths = spoken_digits("digits", voices=["en-us+m1", "en-gb+f3"],
-                              speeds=[160], pitches=[50])
-        train = audio_dataset(paths["train"], sample_rate=16000,
-                              clip_seconds=1.0)
+    The synthesis calls are skipped as doctests: they need espeak-ng (a Debian
+    package) and take seconds.
+
+    >>> from keras_filterprune.audio import audio_dataset
+    >>> from keras_filterprune.datasets import DIGIT_WORDS, spoken_digits
+    >>> DIGIT_WORDS[7]  # the word spoken for class "7"
+    'seven'
+    >>> paths = spoken_digits("digits", voices=["en-us+m1", "en-gb+f3"],
+    ...                       speeds=[160], pitches=[50])  # doctest: +SKIP
+    >>> paths["train_voices"], paths["test_voices"]  # doctest: +SKIP
+    (['en-gb+f3'], ['en-us+m1'])
+    >>> paths["num_files"]  # doctest: +SKIP
+    {'train': 10, 'test': 10}
+    >>> train = audio_dataset(paths["train"], sample_rate=16000,
+    ...                       clip_seconds=1.0)  # doctest: +SKIP
     """
     from keras_filterprune.audio.io import import_soundfile, import_soxr
 

@@ -227,6 +227,30 @@ def register_handler(layer_cls: type | str, handler: LayerHandler) -> None:
     Raises:
         TypeError: if `handler` is not a `LayerHandler` or `layer_cls` is not a
             layer class or a string.
+
+    Example:
+
+    A custom layer with one weight per channel freezes the channels that reach
+    it until its handler is registered:
+
+    >>> import keras
+    >>> from keras_filterprune.graph import trace_channels
+    >>> from keras_filterprune.handlers import (
+    ...     PassThroughHandler, register_handler, unregister_handler)
+    >>> class Scale(keras.layers.Layer):
+    ...     def build(self, input_shape):
+    ...         self.gamma = self.add_weight(shape=(input_shape[-1],))
+    ...     def call(self, x):
+    ...         return x * self.gamma
+    >>> model = keras.Sequential([
+    ...     keras.Input((8,)), keras.layers.Dense(4, name="dense"),
+    ...     Scale(name="scale"), keras.layers.Dense(2, name="head")])
+    >>> print(trace_channels(model, warn=False).group_of("dense").frozen)
+    Scale has no pruning handler ... (at layer 'scale')
+    >>> register_handler(Scale, PassThroughHandler())
+    >>> print(trace_channels(model).group_of("dense").frozen)
+    None
+    >>> _ = unregister_handler(Scale)
     """
     if not isinstance(handler, LayerHandler):
         raise TypeError(
@@ -258,6 +282,22 @@ def unregister_handler(layer_cls: type | str) -> LayerHandler | None:
 
     Raises:
         TypeError: `layer_cls` is not a layer class or a string.
+
+    Example:
+
+    >>> import keras
+    >>> from keras_filterprune.handlers import (
+    ...     FreezeHandler, get_handler, register_handler, unregister_handler)
+    >>> class Custom(keras.layers.Layer):
+    ...     pass
+    >>> handler = FreezeHandler("not channel-aware")
+    >>> register_handler(Custom, handler)
+    >>> get_handler(Custom()) is handler
+    True
+    >>> unregister_handler(Custom) is handler
+    True
+    >>> print(get_handler(Custom()), unregister_handler(Custom))
+    None None
     """
     _check_layer_cls(layer_cls)
     _CHANGES[0] += 1
@@ -267,7 +307,31 @@ def unregister_handler(layer_cls: type | str) -> LayerHandler | None:
 
 
 def get_handler(layer: Any) -> LayerHandler | None:
-    """Returns the handler of a layer (looked up along its MRO), or `None`."""
+    """Returns the handler of a layer (looked up along its MRO), or `None`.
+
+    Args:
+        layer: A layer, or a Keras operation of a Functional graph (`x + y`).
+
+    Returns:
+        The `LayerHandler` registered for the layer's class or its nearest base
+        class (by class or by class name), or `None`: the layer is unknown and
+        the channels that reach it are frozen.
+
+    Example:
+
+    >>> import keras
+    >>> from keras_filterprune.handlers import get_handler
+    >>> type(get_handler(keras.layers.Conv2D(8, 3))).__name__
+    'ProducerHandler'
+    >>> class MyConv(keras.layers.Conv2D):  # inherits the handler of Conv2D
+    ...     pass
+    >>> type(get_handler(MyConv(8, 3))).__name__
+    'ProducerHandler'
+    >>> class Custom(keras.layers.Layer):
+    ...     pass
+    >>> print(get_handler(Custom()))
+    None
+    """
     for cls in type(layer).__mro__:
         if cls in _REGISTRY:
             return _REGISTRY[cls]

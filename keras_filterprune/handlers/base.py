@@ -38,7 +38,22 @@ Shape = tuple
 
 
 class UnknownShapeError(Exception):
-    """Raised by `LayerHandler.macs` when it needs a shape that is not known."""
+    """Raised by `LayerHandler.macs` when it needs a shape that is not known.
+
+    `error.shape` is the shape with the unknown (`None`) dims; `profile_model`
+    and `count_macs` turn it into a `ValueError` that names the layer.
+
+    Example:
+
+    >>> import keras
+    >>> from keras_filterprune.handlers import UnknownShapeError, get_handler
+    >>> dense = keras.layers.Dense(4)
+    >>> try:  # a sequence of unknown length: the MACs depend on it
+    ...     get_handler(dense).macs(dense, [(None, None, 8)], [(None, None, 4)])
+    ... except UnknownShapeError as error:
+    ...     print("unknown dims in", error.shape)
+    unknown dims in (None, None, 8)
+    """
 
     def __init__(self, shape: Shape | None) -> None:
         super().__init__(shape)
@@ -82,6 +97,42 @@ class LayerHandler:
       kernel rows kept input channels keep, e.g. a grouped conv's slots);
     - cost: `macs`, and `latency_kind` (the kernel kind that
       `measure_latency_table` measures for the layer).
+
+    Example:
+
+    A per-channel scale (`x * gamma`) keeps its input's channels: its handler
+    says so (`propagate`), names the axis of `gamma` that follows them
+    (`weight_axes`) and counts one multiply per output element (`macs`). Then
+    the channels through it can be pruned, and `gamma` is sliced with them:
+
+    >>> import math, keras
+    >>> from keras_filterprune import apply_plan, count_macs, plan_pruning
+    >>> from keras_filterprune.handlers import (
+    ...     LayerHandler, register_handler, unregister_handler)
+    >>> class Scale(keras.layers.Layer):
+    ...     def build(self, input_shape):
+    ...         self.gamma = self.add_weight(shape=(input_shape[-1],))
+    ...     def call(self, x):
+    ...         return x * self.gamma
+    ...     def compute_output_shape(self, input_shape):
+    ...         return input_shape
+    >>> class ScaleHandler(LayerHandler):
+    ...     def propagate(self, layer, call, inputs, tracer):
+    ...         return [inputs[0]]  # output channel c is input channel c
+    ...     def weight_axes(self, layer):
+    ...         return [[(0, "in", 1)]]  # axis 0 of gamma: the input channels
+    ...     def macs(self, layer, inputs, outputs):
+    ...         return math.prod(outputs[0][1:])
+    >>> register_handler(Scale, ScaleHandler())
+    >>> model = keras.Sequential([
+    ...     keras.Input((8,)), keras.layers.Dense(4, name="dense"),
+    ...     Scale(name="scale"), keras.layers.Dense(2, name="head")])
+    >>> count_macs(model)  # 8 x 4 + 4 + 4 x 2
+    44
+    >>> pruned = apply_plan(model, plan_pruning(model, ratio=0.5))
+    >>> pruned.get_layer("scale").get_weights()[0].shape
+    (2,)
+    >>> _ = unregister_handler(Scale)
     """
 
     #: Whether the layer creates new, prunable output channels (a "producer").
@@ -223,6 +274,27 @@ class FreezeHandler(LayerHandler):
         rebuild_error: `str`. Set when surgery must refuse to rebuild the layer
             (e.g. Lambda layers, whose config holds Python bytecode). Defaults
             to `None`.
+
+    Example:
+
+    A custom layer that reorders its channels must never have them pruned
+    under it; registering a `FreezeHandler` says why in the plan's summary
+    (`Permute` and `Lambda` layers have one already):
+
+    >>> import keras
+    >>> from keras_filterprune.graph import trace_channels
+    >>> from keras_filterprune.handlers import (
+    ...     FreezeHandler, register_handler, unregister_handler)
+    >>> class Reverse(keras.layers.Layer):
+    ...     def call(self, x):
+    ...         return keras.ops.flip(x, axis=-1)
+    >>> register_handler(Reverse, FreezeHandler("reverses the channels"))
+    >>> model = keras.Sequential([
+    ...     keras.Input((8,)), keras.layers.Dense(4, name="dense"),
+    ...     Reverse(name="reverse"), keras.layers.Dense(2, name="head")])
+    >>> trace_channels(model).group_of("dense").frozen
+    "reverses the channels (at layer 'reverse')"
+    >>> _ = unregister_handler(Reverse)
     """
 
     def __init__(self, reason: str | None = None, rebuild_error: str | None = None):
@@ -251,6 +323,32 @@ class PassThroughHandler(LayerHandler):
     Args:
         elementwise: `bool`. Whether the layer maps each element on its own (an
             activation), as opposed to pooling or padding. Defaults to `False`.
+
+    Example:
+
+    A custom per-channel scale has one weight per channel: without a handler
+    the channels reaching it are frozen; with `PassThroughHandler` they are
+    prunable, and its weight follows them:
+
+    >>> import keras
+    >>> from keras_filterprune.graph import trace_channels
+    >>> from keras_filterprune.handlers import (
+    ...     PassThroughHandler, register_handler, unregister_handler)
+    >>> class Scale(keras.layers.Layer):
+    ...     def build(self, input_shape):
+    ...         self.gamma = self.add_weight(shape=(input_shape[-1],))
+    ...     def call(self, x):
+    ...         return x * self.gamma
+    >>> model = keras.Sequential([
+    ...     keras.Input((8,)), keras.layers.Dense(4, name="dense"),
+    ...     Scale(name="scale"), keras.layers.Dense(2, name="head")])
+    >>> handler = PassThroughHandler(elementwise=True)
+    >>> register_handler(Scale, handler)
+    >>> print(trace_channels(model).group_of("dense").frozen)
+    None
+    >>> handler.weight_axes(model.get_layer("scale"))  # (axis, source, repeat)
+    [[(0, 'in', 1)]]
+    >>> _ = unregister_handler(Scale)
     """
 
     def __init__(self, elementwise: bool = False) -> None:
@@ -273,28 +371,81 @@ class PassThroughHandler(LayerHandler):
 
 class ElementwiseMacsHandler(PassThroughHandler):
     """A pass-through layer that costs one multiply-add per output element
-    (BatchNormalization folded to `x * scale + shift` at inference)."""
+    (BatchNormalization folded to `x * scale + shift` at inference).
+
+    Example:
+
+    >>> import keras
+    >>> from keras_filterprune.handlers import ElementwiseMacsHandler
+    >>> handler = ElementwiseMacsHandler(elementwise=True)
+    >>> layer = keras.layers.BatchNormalization()
+    >>> handler.macs(layer, [(None, 4, 4, 8)], [(None, 4, 4, 8)])  # 4 x 4 x 8
+    128
+
+    Registered for a custom per-channel affine layer (`x * gamma + beta`), it
+    lets `profile_model` and `target_macs` count that layer's MACs:
+    `register_handler(Affine, ElementwiseMacsHandler(elementwise=True))`.
+    """
 
     def macs(self, layer, inputs, outputs):
         return math.prod(dims(outputs[0]))
 
 
 class PoolingHandler(PassThroughHandler):
-    """Pooling: one operation per window element of every output element."""
+    """Pooling: one operation per window element of every output element.
+
+    Example:
+
+    >>> import keras
+    >>> from keras_filterprune.handlers import get_handler
+    >>> pool = keras.layers.MaxPooling2D(2)
+    >>> handler = get_handler(pool)
+    >>> type(handler).__name__
+    'PoolingHandler'
+    >>> handler.macs(pool, [(None, 8, 8, 8)], [(None, 4, 4, 8)])  # 4 x 4 x 8 x 2 x 2
+    512
+    """
 
     def macs(self, layer, inputs, outputs):
         return math.prod(dims(outputs[0])) * math.prod(layer.pool_size)
 
 
 class GlobalPoolingHandler(PassThroughHandler):
-    """Global pooling: one operation per input element."""
+    """Global pooling: one operation per input element.
+
+    Example:
+
+    >>> import keras
+    >>> from keras_filterprune.handlers import get_handler
+    >>> pool = keras.layers.GlobalAveragePooling2D()
+    >>> handler = get_handler(pool)
+    >>> type(handler).__name__
+    'GlobalPoolingHandler'
+    >>> handler.macs(pool, [(None, 4, 4, 8)], [(None, 8)])  # 4 x 4 x 8
+    128
+    """
 
     def macs(self, layer, inputs, outputs):
         return math.prod(dims(inputs[0]))
 
 
 class AdaptivePoolingHandler(PassThroughHandler):
-    """Adaptive pooling: the sum of its window sizes per channel."""
+    """Adaptive pooling: the sum of its window sizes per channel.
+
+    Example:
+
+    Pooling 5 positions to 2 uses the overlapping windows `[0, 3)` and
+    `[2, 5)`, 3 + 3 = 6 per axis:
+
+    >>> import keras
+    >>> from keras_filterprune.handlers import get_handler
+    >>> pool = keras.layers.AdaptiveAveragePooling2D((2, 2))
+    >>> handler = get_handler(pool)
+    >>> type(handler).__name__
+    'AdaptivePoolingHandler'
+    >>> handler.macs(pool, [(None, 5, 5, 8)], [(None, 2, 2, 8)])  # 6 x 6 x 8
+    288
+    """
 
     def macs(self, layer, inputs, outputs):
         # Window i of an axis of length n pooled to m spans

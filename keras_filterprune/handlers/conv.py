@@ -45,6 +45,22 @@ class ProducerHandler(LayerHandler):
     Args:
         width_key: `str`. The config key holding the number of output channels.
             Defaults to `"filters"`.
+
+    Example:
+
+    >>> import keras
+    >>> from keras_filterprune.handlers import get_handler
+    >>> conv = keras.layers.Conv2D(8, 3)
+    >>> conv.build((None, 6, 6, 3))
+    >>> handler = get_handler(conv)
+    >>> type(handler).__name__, handler.produces, handler.latency_kind(conv)
+    ('ProducerHandler', True, 'conv')
+    >>> handler.kernel(conv).shape  # what the criteria score: (*spatial, C_in, N)
+    (3, 3, 3, 8)
+    >>> handler.macs(conv, [(None, 6, 6, 3)], [(None, 4, 4, 8)])  # 4x4 * 3x3 * 3 * 8
+    3456
+    >>> handler.prune_config(conv, conv.get_config(), 6)["filters"]
+    6
     """
 
     produces = True
@@ -168,7 +184,24 @@ class ProducerHandler(LayerHandler):
 
 
 class DenseHandler(ProducerHandler):
-    """`Dense`: `prod(leading non-batch dims) * in * units` MACs."""
+    """`Dense`: `prod(leading non-batch dims) * in * units` MACs.
+
+    Example:
+
+    >>> import keras
+    >>> from keras_filterprune.handlers import get_handler
+    >>> dense = keras.layers.Dense(4)
+    >>> dense.build((None, 8))
+    >>> handler = get_handler(dense)
+    >>> type(handler).__name__, handler.kernel(dense).shape
+    ('DenseHandler', (8, 4))
+    >>> handler.macs(dense, [(None, 8)], [(None, 4)])  # 8 * 4
+    32
+    >>> handler.macs(dense, [(None, 5, 8)], [(None, 5, 4)])  # on 5 positions
+    160
+    >>> handler.prune_config(dense, dense.get_config(), 3)["units"]
+    3
+    """
 
     def __init__(self) -> None:
         super().__init__(width_key="units")
@@ -179,7 +212,26 @@ class DenseHandler(ProducerHandler):
 
 
 class TransposeConvHandler(ProducerHandler):
-    """Transposed convolutions: kernels are `(*spatial, N, C_in)`."""
+    """Transposed convolutions: kernels are `(*spatial, N, C_in)`.
+
+    The criteria see them in the usual `(*spatial, C_in, N)` layout; a transposed
+    convolution costs one MAC per input position, kernel tap, input and output
+    channel.
+
+    Example:
+
+    >>> import keras
+    >>> from keras_filterprune.handlers import get_handler
+    >>> up = keras.layers.Conv2DTranspose(8, 3)
+    >>> up.build((None, 4, 4, 3))
+    >>> handler = get_handler(up)
+    >>> type(handler).__name__
+    'TransposeConvHandler'
+    >>> tuple(up.kernel.shape), handler.kernel(up).shape
+    ((3, 3, 8, 3), (3, 3, 3, 8))
+    >>> handler.macs(up, [(None, 4, 4, 3)], [(None, 6, 6, 8)])  # 4x4 * 3x3 * 3 * 8
+    3456
+    """
 
     def _kernel_rule(self, nd):
         return [(nd - 2, "out", 1), (nd - 1, "in", 1)]
@@ -198,7 +250,25 @@ class TransposeConvHandler(ProducerHandler):
 
 
 class SeparableConvHandler(ProducerHandler):
-    """Separable convolutions: a depthwise part, then a pointwise producer."""
+    """Separable convolutions: a depthwise part, then a pointwise producer.
+
+    The criteria score the pointwise kernel, whose input rows repeat each input
+    channel `depth_multiplier` times; the MACs are those of both parts.
+
+    Example:
+
+    >>> import keras
+    >>> from keras_filterprune.handlers import get_handler
+    >>> conv = keras.layers.SeparableConv2D(8, 3, depth_multiplier=2)
+    >>> conv.build((None, 6, 6, 3))
+    >>> handler = get_handler(conv)
+    >>> type(handler).__name__
+    'SeparableConvHandler'
+    >>> handler.kernel(conv).shape, handler.kernel_input_repeat(conv)
+    ((1, 1, 6, 8), 2)
+    >>> handler.macs(conv, [(None, 6, 6, 3)], [(None, 4, 4, 8)])  # 864 + 768
+    1632
+    """
 
     def weight_axes(self, layer):
         m = int(layer.depth_multiplier)
@@ -232,7 +302,32 @@ class SeparableConvHandler(ProducerHandler):
 
 
 class DepthwiseHandler(LayerHandler):
-    """Depthwise convolution: channel `c` maps to outputs `c·m … c·m + m − 1`."""
+    """Depthwise convolution: channel `c` maps to outputs `c·m … c·m + m − 1`.
+
+    It makes no channels of its own: pruning the channels of its input removes
+    their `m` outputs and kernels too.
+
+    Example:
+
+    >>> import keras
+    >>> from keras_filterprune import apply_plan, plan_pruning
+    >>> from keras_filterprune.graph import graph_of
+    >>> from keras_filterprune.handlers import get_handler
+    >>> model = keras.Sequential([
+    ...     keras.Input((6, 6, 3)), keras.layers.Conv2D(4, 1, name="conv"),
+    ...     keras.layers.DepthwiseConv2D(3, depth_multiplier=2, name="dw"),
+    ...     keras.layers.Conv2D(2, 1, name="head")])
+    >>> graph_of(model).group_of("conv").members
+    ['conv', 'dw', 'head']
+    >>> pruned = apply_plan(model, plan_pruning(model, ratio=0.5))
+    >>> pruned.get_layer("dw").output.shape  # 2 channels x 2
+    (None, 4, 4, 4)
+    >>> dw = model.get_layer("dw")
+    >>> get_handler(dw).latency_kind(dw)
+    'depthwise'
+    >>> get_handler(dw).macs(dw, [(None, 6, 6, 4)], [(None, 4, 4, 8)])  # 4x4*3x3*4*2
+    1152
+    """
 
     def latency_kind(self, layer):
         return "depthwise"
