@@ -318,7 +318,7 @@ def time_flatbuffers(
     *,
     min_round_ms: float = 20.0,
     target_ci: float | None = 0.02,
-    max_seconds: float | None = None,
+    max_seconds: float | None = 300.0,
 ) -> list[Timing]:
     """How each flatbuffer was timed: rounds in alternating order (each model
     called back to back for at least `min_round_ms`; at least `rounds` rounds
