@@ -153,10 +153,11 @@ class Timing:
 
 
 def _probe(call: Callable, warmup: int, clock: Callable[[], float]) -> float:
-    """Seconds per call: the median of `max(warmup, 1)` timed warm-up calls
-    (the first call may compile or allocate)."""
+    """Seconds per call: the median of the warm-up calls after the first (which
+    may compile or allocate), at least one of them."""
+    call()
     times = []
-    for _ in range(max(warmup, 1)):
+    for _ in range(max(warmup - 1, 1)):
         t0 = clock()
         call()
         times.append(clock() - t0)
