@@ -274,18 +274,6 @@ def test_search_finds_pages(server, browser):
         assert _target_file(path).is_file(), href
 
 
-# Public names whose runnable example is still being written (the latency and
-# runtime modules are being changed by another engineer): empty this set as they
-# land, so that the test below covers them too.
-PENDING = {
-    "keras_filterprune.latency.LatencyTable",
-    "keras_filterprune.latency.calibrate_latency_plan",
-    "keras_filterprune.latency.measure_latency_table",
-    "keras_filterprune.runtime.ComparisonReport",
-    "keras_filterprune.runtime.LatencyStats",
-}
-
-
 def test_every_public_function_and_class_has_an_example():
     """Every public function and class shows its use in a `>>>` example of its
     own docstring (a class's `__doc__`, never one inherited from its base);
@@ -293,13 +281,6 @@ def test_every_public_function_and_class_has_an_example():
     missing = [
         name
         for name, obj in _public_objects().items()
-        if callable(obj)
-        and name not in PROSE
-        and name not in PENDING
-        and ">>>" not in (obj.__doc__ or "")
+        if callable(obj) and name not in PROSE and ">>>" not in (obj.__doc__ or "")
     ]
     assert not missing, f"public names without a `>>>` example: {missing}"
-    done = [
-        name for name in PENDING if ">>>" in (_public_objects()[name].__doc__ or "")
-    ]
-    assert not done, f"these have an example now: remove them from PENDING: {done}"

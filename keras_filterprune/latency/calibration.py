@@ -106,14 +106,25 @@ def calibrate_latency_plan(
         RuntimeError: a backend other than TensorFlow.
         ImportError: LiteRT is not installed.
 
-    Example (converts and times models, so it is not run here):
+    Example:
 
-    ```python
-    table = kfp.measure_latency_table(model)
-    plan = kfp.calibrate_latency_plan(model, "50%", table, criterion="l1_norm")
-    plan.meta["measured_latency_ratio"]   # within 5 % of 0.5, or the closest seen
-    pruned = kfp.apply_plan(model, plan)
-    ```
+    Not run as a doctest: it converts and times models (a minute or more).
+
+    >>> import keras
+    >>> from keras_filterprune import apply_plan
+    >>> from keras_filterprune.latency import (
+    ...     calibrate_latency_plan, measure_latency_table)
+    >>> model = keras.Sequential([
+    ...     keras.Input((32, 32, 3)), keras.layers.Conv2D(64, 3),
+    ...     keras.layers.Conv2D(10, 1)])
+    >>> table = measure_latency_table(model)  # doctest: +SKIP
+    >>> plan = calibrate_latency_plan(
+    ...     model, "50%", table, criterion="l1_norm")  # doctest: +SKIP
+    >>> ratio = plan.meta["measured_latency_ratio"]  # doctest: +SKIP
+    >>> pruned = apply_plan(model, plan)  # doctest: +SKIP
+
+    `ratio`, the pruned model's measured latency over the unpruned one's, is
+    within 5 % of 0.5, or the closest of the plans timed.
     """
     import keras
 

@@ -116,13 +116,21 @@ def measure_latency_table(
         RuntimeError: a backend other than TensorFlow.
         ImportError: LiteRT is not installed.
 
-    Example (takes a minute, so it is not run here):
+    Example:
 
-    ```python
-    table = kfp.measure_latency_table(model, num_threads=4)
-    table.save("latency.json")
-    plan = kfp.plan_pruning(model, target_latency="50%", latency_table=table)
-    ```
+    Not run as a doctest: it converts and times every layer (a minute).
+
+    >>> import keras
+    >>> from keras_filterprune import plan_pruning
+    >>> from keras_filterprune.latency import LatencyTable, measure_latency_table
+    >>> model = keras.Sequential([
+    ...     keras.Input((32, 32, 3)), keras.layers.Conv2D(64, 3),
+    ...     keras.layers.Conv2D(10, 1)])
+    >>> table = measure_latency_table(model, num_threads=4)  # doctest: +SKIP
+    >>> table.save("latency.json")  # doctest: +SKIP
+    >>> table = LatencyTable.load("latency.json")  # doctest: +SKIP
+    >>> plan = plan_pruning(
+    ...     model, target_latency="50%", latency_table=table)  # doctest: +SKIP
     """
     if runtime not in RUNTIMES:
         raise ValueError(

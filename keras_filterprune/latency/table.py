@@ -80,6 +80,41 @@ class LatencyTable:
     Raises:
         ValueError: "Corrupt latency table: <field>: <problem>" for a field of
             the wrong type or range (see `from_dict`).
+
+    Example:
+
+    Tables are measured (`measure_latency_table`); this one is written by hand
+    for a model of two convolutions, the first computing its filters in blocks
+    of 4, and plans the model to 70 % of its latency:
+
+    >>> import keras
+    >>> from keras_filterprune import plan_pruning
+    >>> from keras_filterprune.latency import LatencyTable
+    >>> model = keras.Sequential([
+    ...     keras.Input((8, 8, 3)), keras.layers.Conv2D(8, 3, name="conv"),
+    ...     keras.layers.Conv2D(2, 1, name="head")], name="net")
+    >>> table = LatencyTable(
+    ...     model_name="net", model_ms=1.5,
+    ...     settings={"runtime": "litert", "num_threads": 2, "quantization": None},
+    ...     steps={"conv": {"in": 1, "out": 4}},
+    ...     groups={0: 8, 1: 2},  # channel group id -> width
+    ...     units=[
+    ...         {"path": "conv", "layer": "Conv2D", "kind": "conv", "full_ms": 1.0,
+    ...          "in": {"fixed": 3, "groups": {}},  # 3 input channels, fixed
+    ...          "out": {"fixed": 0, "groups": {0: 1.0}},  # group 0's channels
+    ...          "curves": {"out": {"step": 4, "widths": [4, 8], "ms": [0.6, 1.0]}}},
+    ...         {"path": "head", "layer": "Conv2D", "kind": "conv", "full_ms": 0.2,
+    ...          "in": {"fixed": 0, "groups": {0: 1.0}},
+    ...          "out": {"fixed": 2, "groups": {}},
+    ...          "curves": {"in": {"step": 1, "widths": [4, 8], "ms": [0.1, 0.2]}}},
+    ...     ])
+    >>> table.predict({0: 4}), table.predict({0: 5})  # 5 channels cost 8
+    (0.875, 1.406)
+    >>> plan = plan_pruning(model, target_latency="70%", latency_table=table)
+    >>> len(plan.kept_filters("conv")), table.latency_ms(plan)
+    (4, 0.875)
+    >>> LatencyTable.from_json(table.to_json()).latency_ms(plan)  # saved as JSON
+    0.875
     """
 
     def __init__(

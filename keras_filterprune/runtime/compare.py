@@ -59,6 +59,30 @@ class ComparisonReport:
             `compare_models` got a `tmpdir`; otherwise `path` is the file name.
         latency: `dict[str, LatencyStats]`. Full timing statistics (min, p90,
             every run), keys `"original.keras"`, `"pruned.tflite"`, ….
+
+    Example:
+
+    `compare_models` makes it (see there); a report is plain data:
+
+    >>> from keras_filterprune.runtime import ComparisonReport
+    >>> report = ComparisonReport(
+    ...     rows=[
+    ...         {"metric": "macs", "label": "MACs", "unit": "",
+    ...          "original": 1_000_000, "pruned": 400_000, "ratio": 0.4},
+    ...         {"metric": "tflite_latency", "label": "TFLite latency",
+    ...          "unit": "ms", "original": 2.5, "pruned": 1.25, "ratio": 0.5},
+    ...     ],
+    ...     settings={"num_threads": 2},
+    ... )
+    >>> report.ratio("tflite_latency")
+    0.5
+    >>> print(report)
+    | metric | original | pruned | pruned/original |
+    |---|---:|---:|---:|
+    | MACs | 1,000,000 | 400,000 | 0.400 |
+    | TFLite latency (ms) | 2.500 | 1.250 | 0.500 |
+    >>> report.to_dict()["settings"]  # JSON-serialisable
+    {'num_threads': 2}
     """
 
     rows: list[dict[str, Any]]
