@@ -194,7 +194,9 @@ def time_models(models, threads: int, max_seconds: float):
     from keras_filterprune.latency import measure as lm
 
     contents = [lm.convert(m, None) for m in models]
-    timed = lm.time_flatbuffers(contents, threads, 6, 10, max_seconds=max_seconds)
+    timed = lm.time_flatbuffers(
+        contents, threads, 6, 10, max_seconds=max_seconds, drop_converged=False
+    )
     result = []
     for t in timed:
         median, _, _ = t.ci()

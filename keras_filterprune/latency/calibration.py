@@ -198,6 +198,7 @@ def calibrate_latency_plan(
                 10,
                 target_ci=target_ci,
                 max_seconds=max_seconds,
+                drop_converged=False,  # a ratio: both timed in the same rounds
             )
             base_ms, pruned_ms = (t.ci()[0] * 1e3 for t in timed)
             spreads = [_spread(timed[1]), _spread(timed[0])]

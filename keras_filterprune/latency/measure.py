@@ -327,11 +327,14 @@ def time_flatbuffers(
     min_round_ms: float = 20.0,
     target_ci: float | None = 0.02,
     max_seconds: float | None = 300.0,
+    drop_converged: bool = True,
 ) -> list[Timing]:
     """How each flatbuffer was timed: rounds in alternating order (each model
     called back to back for at least `min_round_ms`; at least `rounds` rounds
     and `runs` calls), until each model's 95 % interval of its median round is
-    within `±target_ci` (a model that gets there stops), at most 200 rounds or
+    within `±target_ci` (a model that gets there stops, unless
+    `drop_converged=False`: models whose times are compared with each other
+    are timed in the same rounds to the end), at most 200 rounds or
     `max_seconds`. `on_round` is called after each of the first `rounds`
     rounds (a progress bar's steps)."""
     calls = []
@@ -353,7 +356,7 @@ def time_flatbuffers(
         min_round_s=min_round_ms / 1e3,
         target_ci=target_ci,
         max_seconds=max_seconds,
-        drop_converged=True,
+        drop_converged=drop_converged,
         on_round=tick,
     )
 
