@@ -229,6 +229,16 @@ class PruningCallback(keras.callbacks.Callback):
             self._macs_base = self._graph.profile.total_macs
         except ValueError:  # unknown input size: MACs are not defined
             self._macs_base = None
+        total = (self.params or {}).get("epochs")
+        if self.schedule is None and self.epochs is not None and isinstance(total, int):
+            if not any(e < total for e in self.epochs):
+                warnings.warn(
+                    f"PruningCallback(epochs={list(self.epochs)}) names no epoch of "
+                    f"this fit (epochs 0-{total - 1}, 0-based): nothing will be "
+                    "pruned. Give epochs below the fit's `epochs`.",
+                    FilterPruneWarning,
+                    stacklevel=2,
+                )
 
     def on_epoch_begin(self, epoch, logs=None) -> None:
         self._epoch = int(epoch)

@@ -128,6 +128,8 @@ def _synthetic(train_n: int, test_n: int, seed: int = 0):
 def _load_data(subset: tuple[int, int], data_dir: str | None):
     from keras_filterprune.datasets import fashion_mnist
 
+    if data_dir is not None:  # asked for: never replaced by synthetic data
+        return fashion_mnist(data_dir, subset=subset), False
     try:
         return fashion_mnist(data_dir, subset=subset), False
     except FileNotFoundError as e:
@@ -183,7 +185,8 @@ def run_demo(
         output_dir: Where the models, plan, plots and report go (created).
             Defaults to `"demo_output"`.
         data_dir: Directory of the Fashion-MNIST idx files. Defaults to `None`
-            (Debian's `/usr/share/datasets/fashion-mnist`).
+            (Debian's `/usr/share/datasets/fashion-mnist`; when it is missing,
+            synthetic data, loudly labelled). A `data_dir` given must exist.
         seed: `int`. Random seed. Defaults to `0`.
 
     Returns:
@@ -205,6 +208,11 @@ def run_demo(
 
     start = time.perf_counter()
     cfg = _QUICK if quick else _FULL
+    if data_dir is not None and not os.path.isdir(data_dir):
+        raise FileNotFoundError(
+            f"`data_dir` {os.fspath(data_dir)!r} is not a directory: give the "
+            "directory of the Fashion-MNIST idx files, or None for Debian's."
+        )
     output_dir = os.fspath(output_dir)
     os.makedirs(output_dir, exist_ok=True)
     keras.utils.set_random_seed(seed)

@@ -44,6 +44,7 @@ from collections.abc import Callable
 from typing import Any
 
 import keras
+import numpy as np
 
 from keras_filterprune._export_checks import (
     MIN_TOP1_AGREEMENT,
@@ -82,9 +83,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def _prepare(model, path, kind: str, num_verify, tolerance, strict) -> str:
-    """Checks the model, the destination and the verification arguments before
-    any work; returns the path as a `str`."""
+def _prepare(model, path, kind: str, num_verify, tolerance, strict, verify) -> str:
+    """Checks the model (inputs, finite weights), the destination and the
+    verification arguments before any work; returns the path as a `str`."""
     backend = keras.backend.backend()
     if kind in ("saved_model", "tflite") and backend != "tensorflow":
         raise RuntimeError(
@@ -95,9 +96,16 @@ def _prepare(model, path, kind: str, num_verify, tolerance, strict) -> str:
             "keras-filterprune export model.keras --tflite model.tflite`."
         )
     feeds.input_tensors(model)
+    for variable, value in zip(model.weights, model.get_weights()):
+        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+            raise ValueError(
+                f"Model {model.name!r} has NaN or Inf in weight {variable.path!r}: "
+                "nothing was exported. Train or load finite weights first."
+            )
     path = _check_target(path, kind)
     check_int(num_verify, "num_verify", minimum=1)
     check_bool(strict, "strict")
+    check_bool(verify, "verify")
     if tolerance is not None:
         check_number(tolerance, "tolerance", low=0)
     return path
@@ -270,7 +278,7 @@ def save_keras(
     True
     """
     start = time.perf_counter()
-    path = _prepare(model, path, "keras", num_verify, tolerance, strict)
+    path = _prepare(model, path, "keras", num_verify, tolerance, strict, verify)
     check_bool(include_optimizer, "include_optimizer")
     feed = feeds.feed_from_data(model, verify, num_verify, representative_data)
     saved = model if include_optimizer else _without_optimizer(model)
@@ -361,7 +369,7 @@ def export_saved_model(
     import tensorflow as tf
 
     start = time.perf_counter()
-    path = _prepare(model, path, "saved_model", num_verify, tolerance, strict)
+    path = _prepare(model, path, "saved_model", num_verify, tolerance, strict, verify)
     feed = feeds.feed_from_data(model, verify, num_verify, representative_data)
 
     def write(tmp: str) -> None:
@@ -521,7 +529,7 @@ def export_tflite(
         raise ValueError(
             f"`int8_io=True` needs quantization='int8'. Received: {quantization!r}"
         )
-    path = _prepare(model, path, "tflite", num_verify, tolerance, strict)
+    path = _prepare(model, path, "tflite", num_verify, tolerance, strict, verify)
     verbose = check_int(verbose, "verbose", minimum=0)
     samples = (
         None

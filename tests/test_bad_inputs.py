@@ -2149,6 +2149,137 @@ NEWER.append(
 )
 
 
+def _tflite_bytes(model) -> bytes:
+    from keras_filterprune.runtime.convert import convert_tflite
+
+    return convert_tflite(model, None, None, False)
+
+
+def _nan_weights(model):
+    clone = _copy(model)
+    weights = clone.get_weights()
+    weights[0] = np.full_like(weights[0], np.nan)
+    clone.set_weights(weights)
+    return clone
+
+
+def _labels(model, top: int):
+    return np.arange(4) % top
+
+
+_needs_litert = __import__("importlib").util.find_spec("ai_edge_litert") is None
+# Feeds of exported models (export, runtime): checked against the model's inputs.
+NEWER_FEEDS = [
+    (
+        "runtime",
+        "run_tflite_wrong_channels",
+        lambda m, t: kfp.runtime.run_tflite(_tflite_bytes(m), _x(m)[..., :2]),
+        ValueError,
+        r"`inputs` for .* has shape \(4, 12, 12, 2\)",
+    ),
+    (
+        "runtime",
+        "run_tflite_string",
+        lambda m, t: kfp.runtime.run_tflite(_tflite_bytes(m), "abc"),
+        TypeError,
+        "`inputs` must be an array",
+    ),
+    (
+        "runtime",
+        "run_tflite_garbage",
+        lambda m, t: kfp.runtime.run_tflite(b"not a flatbuffer" * 8, _x(m)),
+        ValueError,
+        "not a TFLite model LiteRT can load",
+    ),
+    (
+        "export",
+        "representative_nan",
+        lambda m, t: kfp.export_tflite(
+            m, t / "m.tflite", "int8", np.full((8, 12, 12, 3), np.nan), verbose=0
+        ),
+        ValueError,
+        "`representative_data` .* holds NaN or Inf",
+    ),
+    (
+        "export",
+        "representative_shape",
+        lambda m, t: kfp.export_tflite(
+            m, t / "m.tflite", "int8", np.ones((8, 6, 6, 3)), verbose=0
+        ),
+        ValueError,
+        r"`representative_data` .* has shape \(8, 6, 6, 3\)",
+    ),
+    (
+        "export",
+        "representative_path",
+        lambda m, t: kfp.export_tflite(m, t / "m.tflite", "int8", "x.npy", verbose=0),
+        TypeError,
+        "not a path",
+    ),
+    (
+        "export",
+        "keras_representative_shape",
+        lambda m, t: kfp.export.save_keras(
+            m, t / "m.keras", representative_data=np.zeros((2, 3, 3))
+        ),
+        ValueError,
+        "`representative_data` .* has shape",
+    ),
+    (
+        "export",
+        "verify_int",
+        lambda m, t: kfp.export_tflite(m, t / "m.tflite", verify=1, verbose=0),
+        TypeError,
+        "`verify`",
+    ),
+    (
+        "export",
+        "nan_weights",
+        lambda m, t: kfp.export_tflite(_nan_weights(m), t / "m.tflite", verbose=0),
+        ValueError,
+        "NaN or Inf in weight",
+    ),
+    (
+        "runtime",
+        "eval_data_nan",
+        lambda m, t: kfp.runtime.compare_models(
+            m, m, eval_data=(np.full((4, 12, 12, 3), np.nan), _labels(m, 2)), verbose=0
+        ),
+        ValueError,
+        "`eval_data` .* holds NaN or Inf",
+    ),
+    (
+        "runtime",
+        "eval_data_shape",
+        lambda m, t: kfp.runtime.compare_models(
+            m, m, eval_data=(np.ones((4, 5, 5, 3)), _labels(m, 2)), verbose=0
+        ),
+        ValueError,
+        r"`eval_data` .* has shape \(4, 5, 5, 3\)",
+    ),
+    (
+        "runtime",
+        "eval_labels_out_of_range",
+        lambda m, t: kfp.runtime.compare_models(
+            m, m, eval_data=(_x(m), np.array([0, 1, 70, 9])), verbose=0
+        ),
+        ValueError,
+        "labels of `eval_data` go up to 70",
+    ),
+    (
+        "runtime",
+        "compare_other_inputs",
+        lambda m, t: kfp.runtime.compare_models(
+            m, keras.Sequential([keras.Input((6, 6, 3)), L.Flatten(), L.Dense(2)])
+        ),
+        ValueError,
+        "take different inputs",
+    ),
+]
+if not _needs_litert:
+    NEWER.extend(NEWER_FEEDS)
+
+
 @pytest.mark.parametrize("case", NEWER, ids=[f"{c[0]}-{c[1]}" for c in NEWER])
 def test_newer_surface_bad_input_is_a_clear_error(case, model, tmp_path):
     _, name, call, error, match = case

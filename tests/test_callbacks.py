@@ -664,7 +664,10 @@ def test_pruned_model_before_any_event(xy):
     callback = PruningCallback("l1_norm", epochs=(5,), verbose=0)
     with pytest.raises(ValueError, match="No pruning event"):
         callback.pruned_model()
-    make_model().fit(x, y, epochs=1, batch_size=64, callbacks=[callback], verbose=0)
+    with pytest.warns(
+        FilterPruneWarning, match=r"names no epoch of this fit \(epochs 0-0"
+    ):
+        make_model().fit(x, y, epochs=1, batch_size=64, callbacks=[callback], verbose=0)
     with pytest.raises(ValueError, match="No pruning event"):
         callback.pruned_model()
 

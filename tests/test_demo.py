@@ -47,12 +47,26 @@ def test_quick_demo_runs_end_to_end(tmp_path, capsys):
     assert f"Original vs pruned ({source})" in text
 
 
-def test_missing_data_falls_back_to_synthetic_data_and_says_so(tmp_path, capsys):
-    (train, test), synthetic = demo._load_data((64, 32), str(tmp_path / "none"))
+def test_missing_data_falls_back_to_synthetic_data_and_says_so(
+    tmp_path, capsys, monkeypatch
+):
+    import sys
+
+    module = sys.modules["keras_filterprune.datasets.fashion_mnist"]
+    monkeypatch.setattr(module, "DEFAULT_PATH", str(tmp_path / "none"))
+    (train, test), synthetic = demo._load_data((64, 32), None)
     assert synthetic
     assert "USING SYNTHETIC DATA" in capsys.readouterr().out
     assert train[0].shape == (64, 28, 28, 1) and test[1].shape == (32,)
     assert train[0].dtype == np.float32 and 0 <= train[0].min() <= train[0].max() <= 1
+
+
+def test_a_data_dir_given_must_exist(tmp_path):
+    with pytest.raises(FileNotFoundError, match="`data_dir` .*none"):
+        demo.run_demo(
+            quick=True, output_dir=tmp_path / "out", data_dir=tmp_path / "none"
+        )
+    assert not (tmp_path / "out").exists()
 
 
 def test_fashion_mnist_is_used_when_installed(capsys):

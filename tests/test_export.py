@@ -736,11 +736,11 @@ def test_failure_while_writing_leaves_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(model, "export", broken_export)
     (tmp_path / "sm").mkdir()
-    (tmp_path / "sm" / "old.pb").write_bytes(b"old")
+    (tmp_path / "sm" / "saved_model.pb").write_bytes(b"old")
     with pytest.raises(RuntimeError, match="cannot trace"):
         export_saved_model(model, tmp_path / "sm")
     assert_only(tmp_path, "sm")
-    assert os.listdir(tmp_path / "sm") == ["old.pb"]
+    assert os.listdir(tmp_path / "sm") == ["saved_model.pb"]
 
     class BrokenConverter:
         target_spec = types.SimpleNamespace()
@@ -764,10 +764,19 @@ def test_overwrites_existing_outputs(tmp_path):
     (tmp_path / "m.tflite").write_bytes(b"old")
     export_tflite(model, tmp_path / "m.tflite", verify=False)
     assert (tmp_path / "m.tflite").read_bytes()[4:8] == b"TFL3"
-    (tmp_path / "sm").mkdir()
+    (tmp_path / "sm").mkdir()  # an old SavedModel is replaced whole
+    (tmp_path / "sm" / "saved_model.pb").write_bytes(b"old")
     (tmp_path / "sm" / "stale").write_text("x")
     assert export_saved_model(model, tmp_path / "sm").passed
     assert "stale" not in os.listdir(tmp_path / "sm")
+    # A directory of other files is never deleted.
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "mine.txt").write_text("x")
+    with pytest.raises(FileExistsError, match="not a SavedModel"):
+        export_saved_model(model, tmp_path / "notes")
+    assert os.listdir(tmp_path / "notes") == ["mine.txt"]
+    (tmp_path / "notes" / "mine.txt").unlink()
+    (tmp_path / "notes").rmdir()
     assert_only(tmp_path, "m.tflite", "sm")
 
 

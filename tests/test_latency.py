@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 
 import keras_filterprune as kfp
-from keras_filterprune import LatencyTable, measure_latency_table, plan_pruning
+from keras_filterprune import plan_pruning
 from keras_filterprune.graph import graph_of
+from keras_filterprune.latency import LatencyTable, measure_latency_table
 from keras_filterprune.latency.measure import detect_step, sample_widths
 from keras_filterprune.latency.units import unit_specs
 
@@ -282,12 +283,12 @@ def _drop(path):
 # c2 reads group 0, its output curve is timed at widths [32, 64].
 CORRUPT = [
     (_set("model_ms", math.inf), "model_ms"),
-    (_set("model_ms", math.nan), "model_ms"),
     (_set("units.1.full_ms_ci", -0.1), r"units\[1\]\.full_ms_ci"),
     (_set("units.1.full_ms_ci", "2%"), r"units\[1\]\.full_ms_ci"),
     (_set("units.1.curves.out.ms_ci", [0.01]), r"units\[1\]\.curves\.out\.ms_ci"),
     (_set("settings.model_ms_ci", math.nan), r"settings\.model_ms_ci"),
     (_set("settings.timing", 3), r"settings\.timing"),
+    (_set("model_ms", math.nan), "model_ms"),
     (_set("model_ms", 0), "model_ms"),
     (_set("model_ms", "12"), "model_ms"),
     (_set("model_ms", True), "model_ms"),
@@ -425,7 +426,6 @@ def test_tables_as_measured_load_as_before(tmp_path):
     )
     table = LatencyTable.from_dict(data)
     assert json.loads(table.to_json()) == data
-    table.save(tmp_path / "t.json")
     assert "full_ms_ci" not in table.units[0]  # tables before #30: no spreads
     spread = json.loads(json.dumps(data))
     spread["settings"].update(model_ms_ci=0.01, timing={"target_ci": 0.02})
@@ -433,6 +433,7 @@ def test_tables_as_measured_load_as_before(tmp_path):
     out = spread["units"][1]["curves"]["out"]
     out["ms_ci"] = [None] * (len(out["widths"]) - 1) + [0.015]
     assert json.loads(LatencyTable.from_dict(spread).to_json()) == spread
+    table.save(tmp_path / "t.json")
     assert LatencyTable.load(tmp_path / "t.json").to_dict() == table.to_dict()
     curve = table.units[1]["curves"]["out"]
     units = [dict(u) for u in table.units]
@@ -610,7 +611,6 @@ def test_measure_a_tiny_model(tmp_path):
     assert c2["curves"]["out"]["widths"] == [8, 32, 64]
     assert c2["curves"]["in"]["widths"] == [1, 32, 64]
     assert c2["curves"]["out"]["ms"][-1] == c2["full_ms"]
-    settings = table.settings
     # Each time's spread: the relative half-width of its 95 % interval.
     for unit in table.units:
         assert unit["full_ms_ci"] is None or unit["full_ms_ci"] >= 0
@@ -619,6 +619,7 @@ def test_measure_a_tiny_model(tmp_path):
                 assert len(curve["ms_ci"]) == len(curve["widths"])
     assert table.settings["timing"]["target_ci"] == 0.02
     assert table.settings["model_ms_ci"] >= 0  # at least 6 rounds: an interval
+    settings = table.settings
     assert settings["runtime"] == "litert" and settings["num_threads"] == 2
     assert settings["runtime_version"] and settings["machine"]["cpus"] >= 1
     assert table.predict({}) == pytest.approx(table.model_ms)
@@ -646,7 +647,7 @@ def test_calibrate_times_the_plans_and_corrects_the_target():
     pytest.importorskip("ai_edge_litert")
     model = small_model()
     table = synthetic_table(model)  # costs made up: the measurements disagree
-    plan = kfp.calibrate_latency_plan(
+    plan = kfp.latency.calibrate_latency_plan(
         model,
         "60%",
         table,
@@ -673,10 +674,10 @@ def test_calibrate_times_the_plans_and_corrects_the_target():
     assert measured == pytest.approx(
         plan.meta["measured_latency_ms"] / plan.meta["measured_base_ms"], rel=1e-4
     )
-    assert kfp.PruningPlan.from_json(plan.to_json()).meta["latency_iterations"]
     assert all(ci >= 0 for ci in plan.meta["measured_latency_ci"])
+    assert kfp.PruningPlan.from_json(plan.to_json()).meta["latency_iterations"]
     with pytest.raises(ValueError, match="cannot be reached"):  # before any timing
-        kfp.calibrate_latency_plan(model, "0.1%", table, verbose=0)
+        kfp.latency.calibrate_latency_plan(model, "0.1%", table, verbose=0)
 
 
 @pytest.mark.skipif(
@@ -711,11 +712,13 @@ def test_calibrate_rejects_bad_arguments(kwargs, match):
     model = small_model()
     args = {"latency_table": synthetic_table(model), **kwargs}
     with pytest.raises(ValueError, match=match):
-        kfp.calibrate_latency_plan(model, "60%", verbose=0, **args)
+        kfp.latency.calibrate_latency_plan(model, "60%", verbose=0, **args)
     with pytest.raises(TypeError, match="latency_table"):
-        kfp.calibrate_latency_plan(model, "60%", {"units": []})
+        kfp.latency.calibrate_latency_plan(model, "60%", {"units": []})
     with pytest.raises(TypeError, match="rounds"):
-        kfp.calibrate_latency_plan(model, "60%", synthetic_table(model), rounds="3")
+        kfp.latency.calibrate_latency_plan(
+            model, "60%", synthetic_table(model), rounds="3"
+        )
 
 
 def test_calibrate_checks_a_table_changed_after_it_was_made():
@@ -723,15 +726,17 @@ def test_calibrate_checks_a_table_changed_after_it_was_made():
     table = synthetic_table(model)
     table.settings["num_threads"] = "four"  # not "invalid literal for int()"
     with pytest.raises(ValueError, match=r"^Corrupt latency table: settings\.num_"):
-        kfp.calibrate_latency_plan(model, "60%", table, verbose=0)
+        kfp.latency.calibrate_latency_plan(model, "60%", table, verbose=0)
     table = synthetic_table(model)
     table.model_ms = math.nan
     with pytest.raises(ValueError, match=r"^Corrupt latency table: model_ms"):
-        kfp.calibrate_latency_plan(model, "60%", table, verbose=0)
+        kfp.latency.calibrate_latency_plan(model, "60%", table, verbose=0)
 
 
 @pytest.mark.skipif(keras.backend.backend() == "tensorflow", reason="JAX/PyTorch")
 def test_calibrate_needs_tensorflow():
     model = small_model()
     with pytest.raises(RuntimeError, match="KERAS_BACKEND=tensorflow"):
-        kfp.calibrate_latency_plan(model, "60%", synthetic_table(model), verbose=0)
+        kfp.latency.calibrate_latency_plan(
+            model, "60%", synthetic_table(model), verbose=0
+        )

@@ -26,6 +26,7 @@ from keras_filterprune.runtime.benchmark import (
 )
 from keras_filterprune.runtime.feeds import (
     element_to_feed,
+    input_tensors,
     keras_inputs,
     signature_names,
 )
@@ -162,7 +163,8 @@ def _labels(eval_data: Any) -> tuple[Any, np.ndarray]:
     return x, y.astype(np.int64)
 
 
-def _eval_feed(model: keras.Model, x: Any, size: int) -> dict[str, np.ndarray]:
+def _eval_feed(model: keras.Model, x: Any, labels: np.ndarray) -> dict[str, np.ndarray]:
+    size = len(labels)
     outputs = model.outputs
     classes = outputs[0].shape[-1] if len(outputs) == 1 else None
     if len(outputs[0].shape) != 2 or classes is None or classes < 2:
@@ -171,13 +173,32 @@ def _eval_feed(model: keras.Model, x: Any, size: int) -> dict[str, np.ndarray]:
             f"(batch, classes), classes >= 2; {model.name!r} returns "
             f"{[tuple(o.shape) for o in outputs]}."
         )
-    feed = element_to_feed(x, model)
+    feed = element_to_feed(x, model, "eval_data")
+    if labels.max() >= classes:
+        raise ValueError(
+            f"The labels of `eval_data` go up to {int(labels.max())}, but "
+            f"{model.name!r} has {classes} classes (0..{classes - 1})."
+        )
     n = len(next(iter(feed.values())))
     if n != size:
         raise ValueError(
             f"`eval_data` has {n} inputs but {size} labels for {model.name!r}."
         )
     return feed
+
+
+def _check_same_inputs(original, pruned) -> None:
+    """Pruning keeps a model's inputs: two models that differ there are not an
+    original and its pruned version."""
+    shapes = [
+        [tuple(t.shape[1:]) for t in input_tensors(m)] for m in (original, pruned)
+    ]
+    if shapes[0] != shapes[1]:
+        raise ValueError(
+            "`original` and `pruned` take different inputs "
+            f"({shapes[0]} vs {shapes[1]}): compare a model with its own pruned "
+            "version (pruning never changes the inputs)."
+        )
 
 
 def _keras_accuracy(model, feed, labels) -> float:
@@ -303,11 +324,12 @@ def compare_models(
     check_adaptive_args(min_round_ms, target_ci, max_seconds)
     verbose = check_int(verbose, "verbose", minimum=0)
     models = {"original": original, "pruned": pruned}
+    _check_same_inputs(original, pruned)
     evaluation = None
     if eval_data is not None:
         x, labels = _labels(eval_data)
         evaluation = (
-            {k: _eval_feed(m, x, len(labels)) for k, m in models.items()},
+            {k: _eval_feed(m, x, labels) for k, m in models.items()},
             labels,
         )
 

@@ -6,6 +6,7 @@ latency measuring."""
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import keras
@@ -61,56 +62,89 @@ def _is_array(x: Any) -> bool:
     return hasattr(x, "shape") and hasattr(x, "dtype")
 
 
-def element_to_feed(element: Any, model: keras.Model) -> dict[str, np.ndarray]:
-    """One representative element (a batch or one sample) → `{name: batch array}`."""
+def element_to_feed(
+    element: Any, model: keras.Model, arg: str = "representative_data"
+) -> dict[str, np.ndarray]:
+    """One element of `arg` (a batch or one sample) → `{name: batch array}`.
+
+    Checked against the model's inputs: numbers (not strings or objects), the
+    rank and every known dimension, finite values; each error names `arg`."""
     tensors = input_tensors(model)
     names = [t.name for t in tensors]
     if isinstance(element, dict):
         missing = [n for n in names if n not in element]
         if missing:
             raise ValueError(
-                f"Representative element has keys {sorted(element)}; the model's "
-                f"inputs are {names} (missing {missing})."
+                f"`{arg}` has keys {sorted(element)}; the model's inputs are "
+                f"{names} (missing {missing})."
             )
         arrays = [element[n] for n in names]
     elif isinstance(element, (list, tuple)):
         if element and not _is_array(element[0]):  # (inputs, targets[, weights])
-            return element_to_feed(element[0], model)
+            return element_to_feed(element[0], model, arg)
         if len(names) == 1:  # [x] or (x, y) or (x, y, w)
             arrays = [element[0]]
         elif len(element) == len(names):
             arrays = list(element)
         else:
             raise ValueError(
-                f"Representative element has {len(element)} arrays; the model has "
-                f"{len(names)} inputs {names}. Yield one array per input, or a dict."
+                f"`{arg}` has {len(element)} arrays; the model has {len(names)} "
+                f"inputs {names}. Give one array per input, or a dict."
             )
     elif _is_array(element) and len(names) == 1:
         arrays = [element]
-    else:
+    elif _is_array(element):
         raise ValueError(
-            f"Cannot read a representative element of type {type(element).__name__} "
-            f"for a model with inputs {names}: use arrays, lists or dicts of arrays."
+            f"`{arg}` is one array; the model has {len(names)} inputs {names}. "
+            "Give one array per input (a list), or a dict {input name: array}."
+        )
+    else:
+        raise TypeError(
+            f"`{arg}` must hold arrays (or lists or dicts of arrays) for a model "
+            f"with inputs {names}. Received an element of type "
+            f"{type(element).__name__}."
         )
     feed = {}
     for tensor, arr in zip(tensors, arrays, strict=True):
-        arr = np.asarray(arr, dtype=keras.backend.standardize_dtype(tensor.dtype))
+        raw = np.asarray(arr)
+        if raw.dtype.kind not in "biuf":
+            raise TypeError(
+                f"`{arg}` for input {tensor.name!r} must be numbers. Received an "
+                f"array of dtype {raw.dtype}."
+            )
+        arr = raw.astype(keras.backend.standardize_dtype(tensor.dtype), copy=False)
         if arr.ndim == len(tensor.shape) - 1:
             arr = arr[None]  # one unbatched sample
-        if arr.ndim != len(tensor.shape):
+        expected = tuple(tensor.shape)
+        if arr.ndim != len(expected) or any(
+            want is not None and got != want
+            for got, want in zip(arr.shape[1:], expected[1:])
+        ):
             raise ValueError(
-                f"Representative data for input {tensor.name!r} has shape "
-                f"{arr.shape}; the model expects {tuple(tensor.shape)}."
+                f"`{arg}` for input {tensor.name!r} has shape {raw.shape}; the "
+                f"model expects {expected} (a batch) or {expected[1:]} (one example)."
+            )
+        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+            raise ValueError(
+                f"`{arg}` for input {tensor.name!r} holds NaN or Inf: give finite "
+                "inputs (they calibrate or check the exported model)."
             )
         feed[tensor.name] = arr
     return feed
 
 
-def samples(data: Any, model: keras.Model) -> list[dict[str, np.ndarray]]:
+def samples(
+    data: Any, model: keras.Model, arg: str = "representative_data"
+) -> list[dict[str, np.ndarray]]:
     """Splits representative data into at most `MAX_SAMPLES` batch-1 feeds."""
     names = input_names(model)
     if callable(data):  # TF's own `representative_dataset` convention
         data = data()
+    if isinstance(data, (str, bytes, os.PathLike)):
+        raise TypeError(
+            f"`{arg}` must be data (an array, a dataset, ...), not a path: load "
+            f"the file first (e.g. np.load). Received: {arg}={data!r}"
+        )
     if _is_array(data) or isinstance(data, dict):
         elements: Any = [data]
     elif (
@@ -125,13 +159,13 @@ def samples(data: Any, model: keras.Model) -> list[dict[str, np.ndarray]]:
             elements = iter(data)
         except TypeError:
             raise TypeError(
-                "`representative_data` must be an array, a list/tuple/dict of arrays, "
-                "an iterable or tf.data.Dataset of inputs, or a generator function. "
+                f"`{arg}` must be an array, a list/tuple/dict of arrays, an "
+                "iterable or tf.data.Dataset of inputs, or a generator function. "
                 f"Received: {type(data).__name__}"
             ) from None
     kept: list[dict[str, np.ndarray]] = []
     for element in elements:
-        feed = element_to_feed(element, model)
+        feed = element_to_feed(element, model, arg)
         n = len(next(iter(feed.values())))
         for i in range(n):
             kept.append({k: v[i : i + 1] for k, v in feed.items()})
@@ -139,7 +173,7 @@ def samples(data: Any, model: keras.Model) -> list[dict[str, np.ndarray]]:
                 logger.info("Using the first %d representative samples.", MAX_SAMPLES)
                 return kept
     if not kept:
-        raise ValueError("`representative_data` is empty.")
+        raise ValueError(f"`{arg}` is empty.")
     return kept
 
 

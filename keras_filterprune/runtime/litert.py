@@ -54,10 +54,22 @@ class Runner:
         if not isinstance(num_threads, int) or num_threads < 1:
             raise ValueError(f"`num_threads` must be >= 1. Received: {num_threads!r}")
         interpreter = interpreter_class()
-        with native_output_captured():
-            self.interpreter = interpreter(
-                model_content=content, num_threads=num_threads
-            )
+        source = (
+            f"{os.fspath(model)!r}"
+            if isinstance(model, (str, os.PathLike))
+            else "the TFLite bytes given"
+        )
+        try:
+            with native_output_captured():
+                self.interpreter = interpreter(
+                    model_content=content, num_threads=num_threads
+                )
+        except (ValueError, RuntimeError) as e:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise ValueError(
+                f"{source} is not a TFLite model LiteRT can load ({reason}). "
+                "Export one with keras_filterprune.export_tflite."
+            ) from None
         signatures = self.interpreter.get_signature_list()
         if signatures:
             runner = self.interpreter.get_signature_runner(next(iter(signatures)))
@@ -81,6 +93,7 @@ class Runner:
             )
         for name, value in feed.items():
             detail = self.input_details[name]
+            _check_input(name, value, detail)
             self.interpreter.resize_tensor_input(detail["index"], value.shape)
         with native_output_captured():  # delegates are applied here
             self.interpreter.allocate_tensors()
@@ -94,6 +107,11 @@ class Runner:
     def as_feed(self, inputs: Any) -> dict[str, np.ndarray]:
         """`{name: array}` from a dict, or from an array for a one-input model."""
         if not isinstance(inputs, dict):
+            if not hasattr(inputs, "shape") and not isinstance(inputs, (list, tuple)):
+                raise TypeError(
+                    "`inputs` must be an array, or a dict {input name: array}. "
+                    f"Received: {type(inputs).__name__}"
+                )
             if len(self.input_details) != 1:
                 raise ValueError(
                     f"The TFLite model has {len(self.input_details)} inputs "
@@ -155,6 +173,25 @@ class Runner:
             else:
                 feed[name] = rng.standard_normal(shape).astype(d["dtype"])
         return feed
+
+
+def _check_input(name: str, value: np.ndarray, detail: dict) -> None:
+    """`value` fits input `name`: numbers, its rank and every fixed dimension
+    but the batch."""
+    if value.dtype.kind not in "biuf":
+        raise TypeError(
+            f"`inputs` for {name!r} must be numbers. Received an array of dtype "
+            f"{value.dtype}."
+        )
+    signature = [int(d) for d in detail["shape_signature"]]
+    if value.ndim != len(signature) or any(
+        want >= 0 and got != want for got, want in zip(value.shape[1:], signature[1:])
+    ):
+        expected = tuple(None if d < 0 else d for d in signature)
+        raise ValueError(
+            f"`inputs` for {name!r} has shape {value.shape}; the TFLite model "
+            f"takes {expected} (the batch may differ)."
+        )
 
 
 def _to_tensor(value: Any, detail: dict) -> np.ndarray:
