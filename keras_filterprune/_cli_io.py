@@ -12,20 +12,20 @@ class CommandError(Exception):
     """A failure to report as one line (exit code 1)."""
 
 
-def _existing(path: str, what: str) -> str:
+def existing_path(path: str, what: str) -> str:
     if not os.path.exists(path):
         raise CommandError(f"{what} '{path}' does not exist")
     return path
 
 
-def _load_model(path: str):
+def load_model_file(path: str):
     import keras
 
     # Registers the package's custom layers (front-ends, shortcut pads, …).
     import keras_filterprune.audio  # noqa: F401
     import keras_filterprune.models  # noqa: F401
 
-    _existing(path, "model file")
+    existing_path(path, "model file")
     if os.path.isdir(path) or not path.endswith((".keras", ".h5", ".hdf5")):
         raise CommandError(
             f"'{path}' is not a Keras model file (expected MODEL.keras; convert "
@@ -66,10 +66,10 @@ def _model_file_problem(path: str) -> str | None:
     return None
 
 
-def _load_arrays(path: str, need_y: bool = False):
+def load_arrays(path: str, need_y: bool = False):
     import numpy as np
 
-    _existing(path, "data file")
+    existing_path(path, "data file")
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
@@ -117,7 +117,7 @@ def _check_numbers(path: str, x, name: str = "x") -> None:
         )
 
 
-def _check_fits(path: str, x, model, what: str) -> None:
+def check_fits(path: str, x, model, what: str) -> None:
     """`x` (one array) can feed the model's (single) input: same rank, same
     known dimensions after the batch axis."""
     inputs = getattr(model, "inputs", None) or []
@@ -135,7 +135,7 @@ def _check_fits(path: str, x, model, what: str) -> None:
         )
 
 
-def _check_labels(path: str, y, model) -> None:
+def check_labels(path: str, y, model) -> None:
     """Labels are class indices in [0, classes) or one-hot rows of the model's
     output width (when the model has one output)."""
     import numpy as np
@@ -164,10 +164,10 @@ def _check_labels(path: str, y, model) -> None:
         )
 
 
-def _load_representative(path: str, model):
+def load_representative(path: str, model):
     import numpy as np
 
-    _existing(path, "representative data")
+    existing_path(path, "representative data")
     if os.path.isdir(path):
         import keras
 
@@ -195,7 +195,7 @@ def _load_representative(path: str, model):
         ]
         return np.stack(images).astype("float32") / 255.0
     if path.endswith(".npz"):
-        x = _load_arrays(path)[0]
+        x = load_arrays(path)[0]
     else:
         try:
             x = np.load(path, allow_pickle=False)
@@ -210,5 +210,5 @@ def _load_representative(path: str, model):
             _check_numbers(path, x)
         except CommandError as e:
             raise CommandError(f"representative data {e}") from None
-    _check_fits(path, x, model, "representative data")
+    check_fits(path, x, model, "representative data")
     return x

@@ -21,7 +21,7 @@ NATIVE_LOGS_ENV = "KERAS_FILTERPRUNE_NATIVE_LOGS"
 _FILE_SUFFIXES = (".keras", ".h5", ".hdf5", ".tflite", ".pb", ".onnx", ".zip")
 
 
-def _check_target(path: Any, kind: str) -> str:
+def check_target(path: Any, kind: str) -> str:
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"`path` must be a str or os.PathLike. Received: {path!r}")
     path = os.fspath(path)
@@ -85,7 +85,7 @@ def _staging_name(path: str) -> str:
 
 
 @contextlib.contextmanager
-def _staged(path: str, directory: bool = False) -> Iterator[str]:
+def staged(path: str, directory: bool = False) -> Iterator[str]:
     """Yields a hidden sibling of `path`; moves it into place if no error occurred."""
     tmp = _staging_name(path)
     if directory:
@@ -115,7 +115,7 @@ def _staged(path: str, directory: bool = False) -> Iterator[str]:
         raise
 
 
-def _size(path: str) -> int:
+def file_size(path: str) -> int:
     if os.path.isfile(path):
         return os.path.getsize(path)
     return sum(
@@ -145,7 +145,7 @@ def check_writable(path: Any, name: str = "path") -> str:
 
 def write_text(path: str, text: str) -> None:
     """Writes `text` to `path` atomically (no partial file, no temporary left)."""
-    with _staged(path) as tmp:
+    with staged(path) as tmp:
         with open(tmp, "x", encoding="utf-8") as f:
             f.write(text)
 

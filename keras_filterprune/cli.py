@@ -22,12 +22,12 @@ from typing import Any
 
 from keras_filterprune._cli_io import (
     CommandError,
-    _check_fits,
-    _check_labels,
-    _existing,
-    _load_arrays,
-    _load_model,
-    _load_representative,
+    check_fits,
+    check_labels,
+    existing_path,
+    load_arrays,
+    load_model_file,
+    load_representative,
 )
 from keras_filterprune._cli_parser import PROG, build_parser
 from keras_filterprune._options import option_names
@@ -138,13 +138,13 @@ def _cmd_score(args) -> int:
     from keras_filterprune.graph import graph_of
 
     criteria.get(args.criterion)  # an unknown name fails before loading
-    model = _load_model(args.model)
+    model = load_model_file(args.model)
     data = None
     if args.data:
-        x, y = _load_arrays(args.data, need_y=criteria.needs_gradients(args.criterion))
-        _check_fits(args.data, x, model, "--data")
+        x, y = load_arrays(args.data, need_y=criteria.needs_gradients(args.criterion))
+        check_fits(args.data, x, model, "--data")
         if criteria.needs_gradients(args.criterion):
-            _check_labels(args.data, y, model)
+            check_labels(args.data, y, model)
         data = (x, y) if criteria.needs_gradients(args.criterion) else x
     graph = graph_of(model)
     scores = score_filters(model, args.criterion, data)
@@ -196,12 +196,12 @@ def _cmd_prune(args) -> int:
         )
     calibration = None
     if args.calibration_data:
-        calibration = _load_arrays(args.calibration_data)[0]
-    model = _load_model(args.model)
+        calibration = load_arrays(args.calibration_data)[0]
+    model = load_model_file(args.model)
     if calibration is not None:
-        _check_fits(args.calibration_data, calibration, model, "--calibration-data")
+        check_fits(args.calibration_data, calibration, model, "--calibration-data")
     if args.plan:
-        _existing(args.plan, "plan file")
+        existing_path(args.plan, "plan file")
         try:
             plan = PruningPlan.load(args.plan)
         except (OSError, ValueError) as e:
@@ -216,10 +216,10 @@ def _cmd_prune(args) -> int:
             kwargs["per_layer"] = dict(args.per_layer)
         if args.data:
             gradients = criteria.needs_gradients(args.criterion or "operator_norm")
-            x, y = _load_arrays(args.data, need_y=gradients)
-            _check_fits(args.data, x, model, "--data")
+            x, y = load_arrays(args.data, need_y=gradients)
+            check_fits(args.data, x, model, "--data")
             if gradients:
-                _check_labels(args.data, y, model)
+                check_labels(args.data, y, model)
             kwargs["data"] = (x, y) if gradients else x
         if args.measure_latency:
             from keras_filterprune.latency import calibrate_latency_plan
@@ -252,7 +252,7 @@ def _cmd_prune(args) -> int:
 def _cmd_profile(args) -> int:
     from keras_filterprune import profile_model
 
-    model = _load_model(args.model)
+    model = load_model_file(args.model)
     prof = profile_model(model)
     if args.json:
         print(json.dumps(prof.to_dict(), indent=1))
@@ -295,11 +295,9 @@ def _cmd_export(args) -> int:
     if not args.tflite.endswith(".tflite"):
         raise CommandError(f"--tflite must end with '.tflite': '{args.tflite}'")
     _writable(args.tflite, "--tflite")
-    model = _load_model(args.model)
+    model = load_model_file(args.model)
     data = (
-        _load_representative(args.representative, model)
-        if args.representative
-        else None
+        load_representative(args.representative, model) if args.representative else None
     )
     with _native_logs_for_export(bool(getattr(args, "debug", False))):
         try:
@@ -330,7 +328,7 @@ def _cmd_latency(args) -> int:
     if not args.output.endswith(".json"):
         raise CommandError(f"-o/--output must end with '.json': '{args.output}'")
     _writable(args.output, "--output")
-    model = _load_model(args.model)
+    model = load_model_file(args.model)
     table = measure_latency_table(
         model,
         num_threads=args.threads,
@@ -345,7 +343,7 @@ def _cmd_latency(args) -> int:
 
 
 def _cmd_sensitivity(args) -> int:
-    from keras_filterprune._files import _staged, write_text
+    from keras_filterprune._files import staged, write_text
     from keras_filterprune.sensitivity import sensitivity_analysis
 
     if args.max_drop is not None and not args.max_drop >= 0:
@@ -355,10 +353,10 @@ def _cmd_sensitivity(args) -> int:
     for path, what in ((args.plot, "--plot"), (args.json, "--json")):
         if path:
             _writable(path, what)
-    model = _load_model(args.model)
-    x, y = _load_arrays(args.data, need_y=True)
-    _check_fits(args.data, x, model, "--data")
-    _check_labels(args.data, y, model)
+    model = load_model_file(args.model)
+    x, y = load_arrays(args.data, need_y=True)
+    check_fits(args.data, x, model, "--data")
+    check_labels(args.data, y, model)
     options = {
         name: getattr(args, name)
         for name in option_names("sensitivity")
@@ -386,7 +384,7 @@ def _cmd_sensitivity(args) -> int:
         write_text(args.json, json.dumps(result.to_dict(), indent=1))
         print(f"curves saved to {args.json}")
     if figure is not None:
-        with _staged(args.plot) as tmp:
+        with staged(args.plot) as tmp:
             figure.savefig(tmp, dpi=120)  # the staging name keeps the suffix
         print(f"plot saved to {args.plot}")
     return 0

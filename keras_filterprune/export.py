@@ -57,10 +57,10 @@ from keras_filterprune._export_checks import (
     judge,
 )
 from keras_filterprune._files import (
-    _check_target,
-    _size,
-    _staged,
+    check_target,
+    file_size,
     native_output_captured,
+    staged,
     without_temporary_paths,
 )
 from keras_filterprune._messages import say
@@ -102,7 +102,7 @@ def _prepare(model, path, kind: str, num_verify, tolerance, strict, verify) -> s
                 f"Model {model.name!r} has NaN or Inf in weight {variable.path!r}: "
                 "nothing was exported. Train or load finite weights first."
             )
-    path = _check_target(path, kind)
+    path = check_target(path, kind)
     check_int(num_verify, "num_verify", minimum=1)
     check_bool(strict, "strict")
     check_bool(verify, "verify")
@@ -133,7 +133,7 @@ def _export(
     `run(staged path, feed)` with Keras, then move it into place (with `strict`,
     only when the check passed)."""
     fmt = quantization if kind == "tflite" else kind
-    with _staged(path, directory=kind == "saved_model") as tmp:
+    with staged(path, directory=kind == "saved_model") as tmp:
         write(tmp)
         fields: dict[str, Any] = {}
         cause = None
@@ -156,7 +156,7 @@ def _export(
         report = ExportReport(
             path=path,
             format=kind,
-            size_bytes=_size(tmp),
+            size_bytes=file_size(tmp),
             quantization=quantization,
             max_abs_diff=fields.pop("max_abs_diff", None),
             tolerance=fields.pop("tolerance", None),

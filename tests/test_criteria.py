@@ -449,7 +449,7 @@ def test_property_operator_norm_permutation_fixing_filter_zero(data):
 def registry(monkeypatch):
     """Restores the registry after a test that registers criteria."""
     monkeypatch.setattr(
-        criteria._registry, "_REGISTRY", dict(criteria._registry._REGISTRY)
+        criteria._registry, "REGISTRY", dict(criteria._registry.REGISTRY)
     )
     return criteria
 

@@ -98,3 +98,36 @@ def test_statistics_are_not_recognised_by_name_outside_handlers():
         and node.value.startswith("moving_")
     ]
     assert found == []
+
+
+def test_no_module_imports_another_modules_private_names():
+    """Modules talk through names without an underscore (a private module may be
+    imported, its private names may not)."""
+    found = []
+    for path in _modules():
+        for node in ast.walk(_tree(path)):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level == 0 and not (node.module or "").startswith(
+                "keras_filterprune"
+            ):
+                continue
+            for alias in node.names:
+                name = alias.name
+                if name.startswith("_") and not name.startswith("__"):
+                    module = "." * node.level + (node.module or "")
+                    if (
+                        not (PACKAGE / f"{name}.py").exists()
+                        and not (
+                            PACKAGE
+                            / (node.module or "")
+                            .replace("keras_filterprune", "")
+                            .strip(".")
+                            .replace(".", "/")
+                            / f"{name}.py"
+                        ).exists()
+                    ):
+                        found.append(
+                            f"{path.relative_to(PACKAGE)}:{node.lineno} {module}.{name}"
+                        )
+    assert not found, found

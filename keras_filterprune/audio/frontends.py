@@ -184,7 +184,7 @@ def _check_mel_args(sample_rate, num_mel_bins, lower, upper, bins) -> None:
                 f"`lower_edge_hertz` must be below `upper_edge_hertz` ({top:g} Hz). "
                 f"Received: {lower!r}"
             )
-    _raise_errors(errors)
+    raise_errors(errors)
 
 
 def _check_bands(matrix, num_mel_bins, bins) -> None:
@@ -242,7 +242,7 @@ def _auto_name(prefix):
     return prefix if uid == 1 else f"{prefix}_{uid - 1}"
 
 
-class _LogMelFrontEnd(keras.layers.Layer):
+class LogMelFrontEnd(keras.layers.Layer):
     """Shared STFT → mel → log computation of the front-ends."""
 
     _default_name = "log_mel"
@@ -361,13 +361,13 @@ class _LogMelFrontEnd(keras.layers.Layer):
         return max(0, 1 + (num_samples - self._frame_length) // self._frame_step)
 
 
-def _check_stft(stft):
+def check_stft(stft):
     if stft not in _STFT_MODES:
         return f"`stft` must be one of {_STFT_MODES}. Received: stft={stft!r}"
     return None
 
 
-def _raise_errors(errors):
+def raise_errors(errors):
     errors = [e for e in errors if e]
     if errors:
         raise ValueError("\n".join(errors))
@@ -378,7 +378,7 @@ def _is_positive_int(value):
 
 
 @keras.saving.register_keras_serializable(package="keras_filterprune")
-class VGGishLogMel(_LogMelFrontEnd):
+class VGGishLogMel(LogMelFrontEnd):
     """The VGGish log-mel front-end as a Keras layer.
 
     Implements `vggish_input.waveform_to_examples` of
@@ -437,13 +437,13 @@ class VGGishLogMel(_LogMelFrontEnd):
         **kwargs,
     ):
         return_examples = check_bool(return_examples, "return_examples")
-        errors = [_check_stft(stft)]
+        errors = [check_stft(stft)]
         if not _is_positive_int(example_hop):
             errors.append(
                 "`example_hop` must be a positive int. "
                 f"Received: example_hop={example_hop!r}"
             )
-        _raise_errors(errors)
+        raise_errors(errors)
         super().__init__(
             frame_length=400,
             frame_step=160,
@@ -489,7 +489,7 @@ class VGGishLogMel(_LogMelFrontEnd):
 
 
 @keras.saving.register_keras_serializable(package="keras_filterprune")
-class DCASELogMel(_LogMelFrontEnd):
+class DCASELogMel(LogMelFrontEnd):
     """The log-mel front-end of the DCASE 2021 Task 1A baseline as a Keras layer.
 
     Reproduces `dcase_util.features.MelExtractor` with the baseline's settings
@@ -558,7 +558,7 @@ class DCASELogMel(_LogMelFrontEnd):
         stft: str = "rfft",
         **kwargs,
     ):
-        errors = [_check_stft(stft)]
+        errors = [check_stft(stft)]
         if num_frames is not None and not _is_positive_int(num_frames):
             errors.append(
                 "`num_frames` must be None or a positive int. "
@@ -569,7 +569,7 @@ class DCASELogMel(_LogMelFrontEnd):
                 "`pad_mode` must be 'reflect' or 'constant'. "
                 f"Received: pad_mode={pad_mode!r}"
             )
-        _raise_errors(errors)
+        raise_errors(errors)
         fft_length = 2048
         super().__init__(
             frame_length=1764,

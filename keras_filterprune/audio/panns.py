@@ -6,9 +6,9 @@ import keras
 from keras import ops
 
 from keras_filterprune.audio.frontends import (
-    _check_stft,
-    _LogMelFrontEnd,
-    _raise_errors,
+    LogMelFrontEnd,
+    check_stft,
+    raise_errors,
     slaney_mel_matrix,
 )
 from keras_filterprune.handlers import FreezeHandler, register_handler
@@ -22,7 +22,7 @@ MEL_BINS = 64
 
 
 @keras.saving.register_keras_serializable(package="keras_filterprune")
-class PANNsLogMel(_LogMelFrontEnd):
+class PANNsLogMel(LogMelFrontEnd):
     """The PANNs log-mel front-end (CNN14 and its family) as a Keras layer.
 
     Reproduces torchlibrosa's `Spectrogram` + `LogmelFilterBank` with the PANNs
@@ -68,7 +68,7 @@ class PANNsLogMel(_LogMelFrontEnd):
     _default_name = "panns_log_mel"
 
     def __init__(self, stft: str = "rfft", **kwargs):
-        _raise_errors([_check_stft(stft)])
+        raise_errors([check_stft(stft)])
         super().__init__(
             frame_length=FFT_LENGTH,
             frame_step=HOP,

@@ -23,8 +23,8 @@ array([ 9.,  8.,  9., 10.])
 from __future__ import annotations
 
 from keras_filterprune.criteria._registry import (
-    _REGISTRY,
-    _Entry,
+    REGISTRY,
+    Entry,
     get,
     is_active,
     names,
@@ -67,18 +67,18 @@ __all__ = [
 ]
 
 
-_REGISTRY.update(
+REGISTRY.update(
     {
-        "l1_norm": _Entry(l1_norm, active=False, needs_gradients=False),
-        "l2_norm": _Entry(l2_norm, active=False, needs_gradients=False),
-        "operator_norm": _Entry(operator_norm, active=False, needs_gradients=False),
-        "geometric_median": _Entry(
+        "l1_norm": Entry(l1_norm, active=False, needs_gradients=False),
+        "l2_norm": Entry(l2_norm, active=False, needs_gradients=False),
+        "operator_norm": Entry(operator_norm, active=False, needs_gradients=False),
+        "geometric_median": Entry(
             geometric_median, active=False, needs_gradients=False
         ),
-        "random": _Entry(random, active=False, needs_gradients=False),
-        "mean_activation": _Entry(mean_activation, active=True, needs_gradients=False),
-        "apoz": _Entry(apoz, active=True, needs_gradients=False),
-        "hrank": _Entry(hrank, active=True, needs_gradients=False),
-        "taylor": _Entry(taylor, active=True, needs_gradients=True),
+        "random": Entry(random, active=False, needs_gradients=False),
+        "mean_activation": Entry(mean_activation, active=True, needs_gradients=False),
+        "apoz": Entry(apoz, active=True, needs_gradients=False),
+        "hrank": Entry(hrank, active=True, needs_gradients=False),
+        "taylor": Entry(taylor, active=True, needs_gradients=True),
     }
 )

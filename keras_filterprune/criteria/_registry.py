@@ -8,27 +8,27 @@ from collections.abc import Callable
 
 
 @dataclasses.dataclass(frozen=True)
-class _Entry:
+class Entry:
     fn: Callable
     active: bool
     needs_gradients: bool
 
 
-_REGISTRY: dict[str, _Entry] = {}
+REGISTRY: dict[str, Entry] = {}
 
 
-def _entry(name_or_callable: str | Callable) -> _Entry | None:
+def _entry(name_or_callable: str | Callable) -> Entry | None:
     """The registry entry of a name (unknown: ValueError) or callable (or None)."""
     if isinstance(name_or_callable, str):
         try:
-            return _REGISTRY[name_or_callable]
+            return REGISTRY[name_or_callable]
         except KeyError:
             raise ValueError(
                 f"Unknown criterion: {name_or_callable!r}. Registered criteria: "
                 f"{names()}. Add your own with `criteria.register(name, fn)`."
             ) from None
     if callable(name_or_callable):
-        for entry in _REGISTRY.values():
+        for entry in REGISTRY.values():
             if entry.fn is name_or_callable:
                 return entry
         return None
@@ -124,12 +124,12 @@ def register(
             "`needs_gradients=True` only applies to active criteria; pass "
             f"`active=True` too. Received: name={name!r}, active={active}"
         )
-    if name in _REGISTRY and not overwrite:
+    if name in REGISTRY and not overwrite:
         raise ValueError(
             f"A criterion named {name!r} is already registered; pass "
             "`overwrite=True` to replace it."
         )
-    _REGISTRY[name] = _Entry(
+    REGISTRY[name] = Entry(
         fn, active=bool(active), needs_gradients=bool(needs_gradients)
     )
     return fn
@@ -157,7 +157,7 @@ def unregister(name: str) -> None:
     False
     """
     _entry(name)  # ValueError listing the names if unknown
-    del _REGISTRY[name]
+    del REGISTRY[name]
 
 
 def is_active(name_or_callable: str | Callable) -> bool:
@@ -224,6 +224,6 @@ def names(active: bool | None = None) -> list[str]:
     """
     return sorted(
         name
-        for name, entry in _REGISTRY.items()
+        for name, entry in REGISTRY.items()
         if active is None or entry.active == bool(active)
     )

@@ -23,7 +23,7 @@ __all__ = [
     "DepthwiseHandler",
 ]
 
-_MIXING_ACTIVATIONS = ("softmax", "log_softmax")
+MIXING_ACTIVATIONS = ("softmax", "log_softmax")
 
 
 def _numpy(variable) -> np.ndarray:
@@ -81,7 +81,7 @@ class ProducerHandler(LayerHandler):
         if not channels_last(layer):
             return "channels_first data format"
         activation = getattr(layer, "activation", None)
-        if getattr(activation, "__name__", "") in _MIXING_ACTIVATIONS:
+        if getattr(activation, "__name__", "") in MIXING_ACTIVATIONS:
             return "softmax activation mixes the output channels"
         return None
 

@@ -15,7 +15,7 @@ from keras_filterprune.handlers.base import (
     channels_last,
     dims,
 )
-from keras_filterprune.handlers.conv import _MIXING_ACTIVATIONS
+from keras_filterprune.handlers.conv import MIXING_ACTIVATIONS
 
 __all__ = [
     "ActivationHandler",
@@ -286,7 +286,7 @@ class ActivationHandler(PassThroughHandler):
     def propagate(self, layer, call, inputs, tracer):
         activation = getattr(layer, "activation", None)
         name = getattr(activation, "__name__", str(activation))
-        if name in _MIXING_ACTIVATIONS:
+        if name in MIXING_ACTIVATIONS:
             return FreezeHandler(f"{name} mixes the channel axis").propagate(
                 layer, call, inputs, tracer
             )
