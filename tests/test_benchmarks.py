@@ -100,6 +100,14 @@ def test_bench_distill_quick(tmp_path):
     assert "`vgg` T = 2, alpha = 0.3" in text  # the paired differences
 
 
+@pytest.mark.slow
+@needs_fashion_mnist
+def test_bench_examples_quick(tmp_path):
+    text = _run("bench_examples.py", tmp_path, "--examples", "mnist", "xception")
+    assert "| mnist | 1 |" in text and "| xception | 1 |" in text
+    assert "unpruned, BN recalibrated" in text and "Distiller − fine-tune" in text
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
