@@ -50,7 +50,10 @@ def _public_objects() -> dict[str, object]:
     for sub in SUBPACKAGES:
         module = importlib.import_module(f"keras_filterprune.{sub}")
         for name in module.__all__:
-            public[f"keras_filterprune.{sub}.{name}"] = getattr(module, name)
+            value = getattr(module, name)
+            if inspect.ismodule(value):  # a function named as its module, whose
+                value = getattr(value, name)  # attribute pytest's import reset
+            public[f"keras_filterprune.{sub}.{name}"] = value
     return public
 
 
