@@ -52,6 +52,7 @@ MODELS = ("vgg", "resnet", "digits")
 DEFAULT_SEEDS = (0, 1, 2)
 TARGETS = (0.5, 0.3)
 PLANS = ("uniform", "macs", "latency", "latency+taylor")
+BASELINE_EPOCHS = {"vgg": 6, "resnet": 6, "digits": 10}  # as the accuracy benchmarks
 CRITERION = "l1_norm"
 QUICK_STEPS = {"conv": {"in": 1, "out": 8}}  # --quick: no block-size probe
 
@@ -269,14 +270,16 @@ def _mean_sd(values, scale=1.0, digits=3) -> str:
     return f"{mean:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
 
 
-def report(results: dict, descriptions: dict, seeds, fit, watch, args) -> str:
+def report(results: dict, descriptions: dict, seeds, fit: dict, watch, args) -> str:
     notes = [
         f"Nets: {', '.join(results)}; targets: "
         + ", ".join(f"{t:g}x" for t in args.targets)
         + f" of the unpruned measured latency; filters ranked by `{CRITERION}`; "
         f"Taylor importance from {args.importance_examples} training examples",
-        f"Training: {fit.describe()}; BatchNorm recalibrated on "
-        f"{common.RECALIBRATION_EXAMPLES} training images before fine-tuning",
+        "Training: "
+        + "; ".join(f"{name}: {f.describe()}" for name, f in fit.items())
+        + f"; BatchNorm recalibrated on {common.RECALIBRATION_EXAMPLES} training "
+        "examples before fine-tuning",
         f"Timing: LiteRT (XNNPACK), {args.threads} threads; all models of a seed "
         "in one interleaved run, rounds of >= 20 ms until each median's 95 % "
         "interval is within ±2 % (or the time limit); `ci` is the larger "
@@ -347,7 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--train", type=int, default=None, help="train images (10000)")
     parser.add_argument("--test", type=int, default=None, help="test images (2000)")
-    parser.add_argument("--epochs", type=int, default=None, help="baseline (6)")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="baseline (6; digits: 10)"
+    )
     parser.add_argument("--ft-epochs", type=int, default=None, help="fine-tune (2)")
     parser.add_argument(
         "--resnet-depth", type=int, default=None, help="6n+2 (14; --quick: 8)"
@@ -371,17 +376,22 @@ def main(argv: list[str] | None = None) -> int:
     if quick:
         args.importance_examples = min(args.importance_examples, 128)
     models = args.models or (["vgg"] if quick else list(MODELS))
-    fit = common.FitConfig(
-        epochs=args.epochs or (1 if quick else 6),
-        ft_epochs=args.ft_epochs or (1 if quick else 2),
-        run_eagerly=quick,
-    )
+    fit = {
+        name: common.FitConfig(
+            epochs=args.epochs or (1 if quick else BASELINE_EPOCHS[name]),
+            ft_epochs=args.ft_epochs or (1 if quick else 2),
+            run_eagerly=quick,
+        )
+        for name in models
+    }
     results, descriptions, tables = {}, {}, {}
     for name, (build, train, test, what) in nets(models, quick, args).items():
         descriptions[name] = what
         results[name] = []
         for seed in seeds:
-            results[name] += run_seed(name, build, train, test, tables, fit, seed, args)
+            results[name] += run_seed(
+                name, build, train, test, tables, fit[name], seed, args
+            )
     common.write_report(
         common.resolve_output(args, NAME),
         report(results, descriptions, seeds, fit, watch, args),
