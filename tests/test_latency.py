@@ -234,7 +234,8 @@ def test_plan_from_a_table_file_and_on_the_command_line(tmp_path):
     assert main([*args, "--latency-table", str(path)]) == 0
     pruned = keras.saving.load_model(out)
     assert pruned.count_params() < model.count_params()
-    assert main(args) == 1  # no table: one line on stderr, no file
+    # A target without a table is a usage error since #28 (exit status 2).
+    assert main(args) == 2  # no table: one line on stderr, no file
     assert main([*args[:4], "--measure-latency"]) == 1  # needs the target
     assert main(["prune", str(model_path), "-o", str(out), "--round-to", "x"]) == 2
 
