@@ -136,7 +136,6 @@ class PlanOptions:
         cli=dict(choices=IMPORTANCES, help="how a latency budget decides each "
                  "group's width: 'taylor' (loss estimate from --data, "
                  "comparable across groups)"),
-        scope=("plan_pruning",),
     )  # fmt: skip
     group_reduction: str = _option(
         "mean",
@@ -338,15 +337,10 @@ def _check_round_to(value: Any, table: Any) -> int | str:
 
 def option_names(scope: str = "plan") -> tuple[str, ...]:
     """The options' names in declaration order: those every planning entry point
-    takes (`"plan"`: `plan_pruning`, `PruningCallback`, the `prune` command),
-    those `sensitivity_analysis` takes (`"sensitivity"`), or all those
-    `plan_pruning` takes (`"plan_pruning"`: also `importance`, which the
-    callback and the command line do not take yet)."""
-    scopes = {scope, "plan"} if scope == "plan_pruning" else {scope}
+    takes (`"plan"`: `plan_pruning`, `PruningCallback`, the `prune` command)
+    or those `sensitivity_analysis` takes (`"sensitivity"`)."""
     return tuple(
-        f.name
-        for f in dataclasses.fields(PlanOptions)
-        if scopes & set(f.metadata["scope"])
+        f.name for f in dataclasses.fields(PlanOptions) if scope in f.metadata["scope"]
     )
 
 

@@ -106,7 +106,8 @@ class PruningCallback(keras.callbacks.Callback):
             Defaults to `"step"`.
         mode: `"soft"` or `"hard"`. Defaults to `"soft"`.
         {planning_options}
-        data: Data for active criteria (see `score_filters`). Defaults to `None`.
+        data: Data for active criteria (see `score_filters`) and for
+            `importance="taylor"` (`(x, y)`). Defaults to `None`.
         calibration_data: Unlabeled inputs to re-estimate BatchNorm statistics
             with (see above and `recalibrate_batchnorm`): arrays (a few hundred
             examples), a `tf.data.Dataset` or a `keras.utils.PyDataset` (read
@@ -171,6 +172,7 @@ class PruningCallback(keras.callbacks.Callback):
         global_ranking: bool = False,
         greedy: bool = False,
         prune_norms: bool = False,
+        importance: str | None = None,
         data: Any = None,
         calibration_data: Any = None,
         verbose: int = 1,
@@ -191,6 +193,7 @@ class PruningCallback(keras.callbacks.Callback):
             global_ranking=global_ranking,
             greedy=greedy,
             prune_norms=prune_norms,
+            importance=importance,
         )
         self.__dict__.update(self._options.as_kwargs())  # criterion, exclude, …
         self.epochs = check.check_epochs(epochs)

@@ -215,7 +215,9 @@ def _cmd_prune(args) -> int:
         if args.per_layer:
             kwargs["per_layer"] = dict(args.per_layer)
         if args.data:
-            gradients = criteria.needs_gradients(args.criterion or "operator_norm")
+            gradients = criteria.needs_gradients(args.criterion or "operator_norm") or (
+                args.importance is not None
+            )
             x, y = load_arrays(args.data, need_y=gradients)
             check_fits(args.data, x, model, "--data")
             if gradients:

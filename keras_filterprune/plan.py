@@ -42,7 +42,7 @@ __all__ = [
 
 
 @graph_argument_removed
-@document_options(scope="plan_pruning")
+@document_options()
 def plan_pruning(
     model: keras.Model,
     ratio: float = 0.5,

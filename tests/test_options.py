@@ -37,7 +37,7 @@ def test_the_option_sets_are_the_same_everywhere():
     callback_args = set(_parameters(PruningCallback.__init__)) & set(DEFAULTS)
     cli_flags = _cli_flags("prune") & set(DEFAULTS)
     assert callback_args == cli_flags == set(option_names())
-    assert plan_args == set(option_names("plan_pruning"))  # plus `importance`
+    assert plan_args == set(option_names())
     sensitivity = set(_parameters(sensitivity_analysis)) | _cli_flags("sensitivity")
     assert sensitivity & set(DEFAULTS) == set(option_names("sensitivity"))
 
@@ -65,15 +65,12 @@ def test_the_same_message_wherever_an_option_comes_from(tmp_path):
                      "--round-to", "0"]) == 2  # fmt: skip
 
 
-def test_plan_pruning_takes_and_documents_its_own_options():
-    """`importance` (#30) is declared once like the others; `plan_pruning` takes
-    it (the callback and the command line do not yet: scope "plan_pruning")."""
-    params = _parameters(plan_pruning)
-    assert "importance" in option_names("plan_pruning")
-    assert "importance" not in option_names()
-    assert set(option_names()) < set(option_names("plan_pruning"))
-    for name in option_names("plan_pruning"):
-        assert params[name].default == DEFAULTS[name], name
-        assert f"\n        {name}: " in plan_pruning.__doc__, name
+def test_importance_is_an_option_like_the_others():
+    """`importance` (#30) is declared once like the others: `plan_pruning`, the
+    callback and the `prune` command take and document it."""
+    assert "importance" in option_names()
+    assert "\n        importance: " in PruningCallback.__doc__
+    with pytest.raises(ValueError, match="importance"):
+        PruningCallback(importance="bogus")
     with pytest.raises(ValueError, match="importance"):
         PlanOptions.from_kwargs(importance="taylor")  # needs target_latency
