@@ -12,22 +12,37 @@ from __future__ import annotations
 
 import weakref
 
-__all__ = ["remember", "remembered"]
+__all__ = ["forget", "remember", "remembered"]
 
 _TRACES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def _all_layers(model) -> list:
+    """Every layer tracked inside `model`, nested ones included (Keras' own
+    recursive walk; the top-level layers where it is missing)."""
+    flatten = getattr(model, "_flatten_layers", None)
+    if flatten is None:
+        return list(getattr(model, "layers", ()))
+    return list(flatten(include_self=False, recursive=True))
+
+
 def _structure(model, version: int) -> tuple:
-    """What a trace depends on that can change: the model's layer objects
-    (`Sequential.add`/`pop`, a reassigned attribute of a subclassed model), its
-    input shapes, and the handler registry (`version`). Weights never change a
-    trace."""
+    """What a trace depends on that can change on a live model: every layer
+    object inside it, nested models and sub-layers included (`Sequential.add` on
+    a nested model, a reassigned attribute of a subclassed model), each layer's
+    activation (a layer given a channel-mixing softmax is frozen), its input
+    shapes, and the handler registry (`version`). Weights, names and trainable
+    flags never change a trace; other in-place config edits of a built layer are
+    not seen (call `forget(model)` after one)."""
     try:
         inputs = model.inputs or ()
     except (AttributeError, ValueError):  # a subclassed model has no inputs
         inputs = ()
     shapes = tuple(str(getattr(x, "shape", None)) for x in inputs)
-    layers = tuple(id(layer) for layer in getattr(model, "layers", ()))
+    layers = tuple(
+        (id(layer), id(getattr(layer, "activation", None)))
+        for layer in _all_layers(model)
+    )
     return layers, shapes, version
 
 
@@ -47,5 +62,13 @@ def remember(model, graph, version: int) -> None:
     """Keeps `graph` as the trace of `model` (while `model` lives)."""
     try:
         _TRACES[model] = (_structure(model, version), graph)
+    except TypeError:
+        pass
+
+
+def forget(model) -> None:
+    """Drops the remembered trace of `model` (traced again on next use)."""
+    try:
+        _TRACES.pop(model, None)
     except TypeError:
         pass

@@ -221,6 +221,7 @@ class PruningCallback(keras.callbacks.Callback):
         self._held, self._release = None, False  # the masks held by constraints
         self._graph = self._macs_base = self._last_step = self._final = None
         self._epoch, self._macs_ratio = 0, 1.0
+        self._epoch_seen: int | None = None
         self._started = self._trained_since_event = False
 
     def on_train_begin(self, logs=None) -> None:
@@ -232,19 +233,25 @@ class PruningCallback(keras.callbacks.Callback):
             self._macs_base = self._graph.profile.total_macs
         except ValueError:  # unknown input size: MACs are not defined
             self._macs_base = None
-        total = (self.params or {}).get("epochs")
-        if self.schedule is None and self.epochs is not None and isinstance(total, int):
-            if not any(e < total for e in self.epochs):
-                warnings.warn(
-                    f"PruningCallback(epochs={list(self.epochs)}) names no epoch of "
-                    f"this fit (epochs 0-{total - 1}, 0-based): nothing will be "
-                    "pruned. Give epochs below the fit's `epochs`.",
-                    FilterPruneWarning,
-                    stacklevel=2,
-                )
 
     def on_epoch_begin(self, epoch, logs=None) -> None:
+        if self._epoch_seen is None:  # the fit's first epoch (`initial_epoch`)
+            self._epoch_seen = int(epoch)
+            self._warn_if_no_event(int(epoch))
         self._epoch = int(epoch)
+
+    def _warn_if_no_event(self, first: int) -> None:
+        total = (self.params or {}).get("epochs")
+        if self.schedule is not None or self.epochs is None:
+            return
+        if isinstance(total, int) and not any(first <= e < total for e in self.epochs):
+            warnings.warn(
+                f"PruningCallback(epochs={list(self.epochs)}) names no epoch of "
+                f"this fit (epochs {first}-{total - 1}, 0-based): nothing will be "
+                "pruned. Give epochs the fit runs.",
+                FilterPruneWarning,
+                stacklevel=2,
+            )
 
     def on_train_batch_begin(self, batch, logs=None) -> None:
         if self._started:

@@ -14,7 +14,6 @@ import dataclasses
 import functools
 import logging
 import warnings
-import weakref
 from collections.abc import Iterable
 
 import keras
@@ -211,7 +210,6 @@ class ChannelGraph:
     ) -> None:
         self.model_name = model.name
         self.unhandled = {}
-        self._model = weakref.ref(model)
         self.walk = walk
         self.tensor_ids = tensor_ids
         uf = builder.uf
@@ -311,10 +309,6 @@ class ChannelGraph:
     def first_calls(self) -> dict[str, Call]:
         """The first call of every layer path."""
         return self._first_calls
-
-    def is_graph_of(self, model: keras.Model) -> bool:
-        """Whether this graph was traced from `model` (the same object)."""
-        return self._model() is model
 
     def resolve(self, names: Iterable[str] | None, arg: str) -> dict[str, list[str]]:
         """Layer names (short or full paths) → the layer paths they mean."""

@@ -507,6 +507,7 @@ def _criterion_fn(criterion):
 # ---------------------------------------------------------------------------
 
 
+@graph_argument_removed
 def recover_plan(
     model: keras.Model,
     *,
@@ -564,6 +565,7 @@ def recover_plan(
     return plan
 
 
+@graph_argument_removed
 def estimate_macs(model: keras.Model, plan: PruningPlan) -> int:
     """MACs per example of the model `apply_plan(model, plan)` would build,
     counted from the traced graph without building it.

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import keras
 
-from keras_filterprune.graph import trace_channels
+from keras_filterprune.graph import graph_of
 from keras_filterprune.plan import PruningPlan
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -43,7 +43,7 @@ def _figure(width: float, height: float) -> Figure:
 
 
 def _producer_widths(model: keras.Model) -> dict[str, int]:
-    graph = trace_channels(model, warn=False)
+    graph = graph_of(model)
     return {
         path: len(channels)
         for group in graph.groups

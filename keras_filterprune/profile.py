@@ -310,9 +310,9 @@ def profile_model(
     Params: 122 (trainable 122, non-trainable 0); MACs per example: 4,040
     """
     graph = remembered(model, registry_version()) if input_shape is None else None
-    if graph is not None:  # traced already (a plan was made): its walk is reused
-        return graph.profile
-    walk = walk_model(model, input_shape)
+    # A model traced already (a plan was made) is not walked again; its profile is
+    # counted afresh (trainable flags change) and warns like any other.
+    walk = graph.walk if graph is not None else walk_model(model, input_shape)
     profile = profile_walk(walk)
     # Per-channel weights (a LayerNorm's gamma) cost next to nothing; a layer
     # nobody knows, or with kernels, may cost anything: say so.

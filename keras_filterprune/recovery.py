@@ -175,6 +175,14 @@ def recalibrate_batchnorm(
         for name in _NOISE_ATTRIBUTES
         if isinstance(getattr(layer, name, None), (int, float))
     ]
+    for layer in norms:
+        if not isinstance(getattr(layer, "momentum", None), (int, float)):
+            raise TypeError(
+                f"Layer '{layer.name}' ({type(layer).__name__}) has running "
+                "statistics (its handler's `statistics_weights`) but no numeric "
+                "`momentum` to re-estimate them with: give the layer a `momentum`, "
+                "or a handler that declares no statistics."
+            )
     momenta = [layer.momentum for layer in norms]
     # Every variable of the BatchNorm layers, restored on any failure, so that a
     # batch of NaN or a generator that breaks halfway leaves the model as it was.
@@ -312,7 +320,9 @@ def _run_batch(model: keras.Model, x: Any, k: int) -> None:
         model(x, training=True)
     except (ValueError, TypeError) as e:
         raise type(e)(_batch_failed(model, k, e)) from e
-    except Exception as e:  # noqa: BLE001 - backend errors (InvalidArgumentError, …)
+    except Exception as e:  # noqa: BLE001 - a backend's shape error, named
+        if type(e).__name__ != "InvalidArgumentError":
+            raise  # out of memory, interrupted, …: not the data's fault
         raise ValueError(_batch_failed(model, k, e)) from e
 
 

@@ -480,7 +480,8 @@ _MIRRORED = textwrap.dedent(
     import numpy as np
     sys.path.insert(0, sys.argv[1])
     from test_callbacks import make_model, masked_values
-    from keras_filterprune import PruningCallback, weight_masks
+    from keras_filterprune import PruningCallback
+    from keras_filterprune.masking import weight_masks
 
     keras.utils.set_random_seed(0)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
@@ -670,6 +671,16 @@ def test_pruned_model_before_any_event(xy):
         make_model().fit(x, y, epochs=1, batch_size=64, callbacks=[callback], verbose=0)
     with pytest.raises(ValueError, match="No pruning event"):
         callback.pruned_model()
+
+
+def test_epochs_outside_a_resumed_fit_warn(xy):
+    x, y = xy
+    callback = PruningCallback("l1_norm", epochs=(1,), verbose=0)
+    with pytest.warns(FilterPruneWarning, match=r"no epoch of this fit \(epochs 2-2"):
+        make_model().fit(
+            x, y, epochs=3, initial_epoch=2, callbacks=[callback], verbose=0
+        )
+    assert callback.history == []
 
 
 def test_config_round_trip():

@@ -36,7 +36,8 @@ import keras
 import numpy as np
 sys.path.insert(0, sys.argv[1])
 from test_callbacks import make_model
-from keras_filterprune import Distiller, PruningCallback, weight_masks
+from keras_filterprune import Distiller, PruningCallback
+from keras_filterprune.masking import weight_masks
 
 out = sys.argv[2]
 strategy = tf.distribute.MultiWorkerMirroredStrategy()
@@ -212,7 +213,8 @@ _DATA_PARALLEL = textwrap.dedent(
     import numpy as np
     sys.path.insert(0, sys.argv[1])
     from test_callbacks import make_model
-    from keras_filterprune import PruningCallback, weight_masks
+    from keras_filterprune import PruningCallback
+    from keras_filterprune.masking import weight_masks
 
     devices = keras.distribution.list_devices("cpu")
     assert len(devices) == 2, devices

@@ -73,3 +73,20 @@ def test_namespaces_declare_their_names_once():
         "measure_latency_table",
     ]
     assert latency.LatencyTable.__module__ == "keras_filterprune.latency.table"
+
+
+def test_a_namespace_loads_alone():
+    """Laziness: a namespace does not load the whole package (the first
+    top-level function does)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, keras_filterprune as k; k.schedules.ConstantRatio; "
+        "assert 'keras_filterprune.plan' not in sys.modules, 'plan loaded'; "
+        "k.apply_plan; assert 'keras_filterprune.plan' in sys.modules"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=1800
+    )
+    assert result.returncode == 0, result.stderr[-2000:]

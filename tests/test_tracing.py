@@ -55,7 +55,7 @@ def test_a_workflow_traces_a_model_once(traces):
     kfp.plan.estimate_macs(model, plan)
     # A plan read back from JSON is plain data; the model's trace is remembered.
     kfp.apply_plan(model, kfp.PruningPlan.from_json(plan.to_json()))
-    assert kfp.profile_model(model) is graph_of(model).profile
+    assert kfp.profile_model(model) == graph_of(model).profile  # its walk reused
     assert len(traces) == 1
     kfp.plan_pruning(_fresh(), 0.5)  # another model: traced
     assert len(traces) == 2
@@ -153,3 +153,26 @@ def test_each_module_imports_on_its_own(module):
         timeout=HANG_GUARD_S,
     )
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_a_nested_model_or_an_activation_that_changes_is_traced_again(traces):
+    inner = keras.Sequential([keras.Input((8, 8, 3)), L.Conv2D(4, 3, name="c1")])
+    inputs = keras.Input((8, 8, 3))
+    outer = keras.Model(inputs, L.GlobalAveragePooling2D()(inner(inputs)))
+    assert [g.width for g in graph_of(outer).groups] == [4]
+    inner.add(L.Conv2D(6, 3, name="c2"))
+    assert [g.width for g in graph_of(outer).groups] == [4, 6]
+    assert graph_of(outer).groups[0].frozen is None
+    inner.get_layer("c1").activation = keras.activations.softmax
+    assert "softmax" in (graph_of(outer).groups[0].frozen or "")
+    assert len(traces) == 3
+
+
+def test_a_profile_from_a_remembered_trace_is_counted_afresh():
+    model = _fresh()
+    kfp.plan_pruning(model, 0.5)
+    before = kfp.profile_model(model)
+    model.get_layer("c1").trainable = False
+    after = kfp.profile_model(model)
+    assert after.total_params == before.total_params
+    assert after.trainable_params == before.trainable_params - 8 * 3 * 3 * 3 - 8

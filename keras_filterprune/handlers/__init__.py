@@ -10,7 +10,7 @@ this one table, so teaching keras-filterprune a custom layer is one
 `register_handler` call:
 
 >>> import keras
->>> from keras_filterprune import register_handler
+>>> from keras_filterprune.handlers import register_handler
 >>> from keras_filterprune.handlers import PassThroughHandler, unregister_handler
 >>> @keras.saving.register_keras_serializable(package="doc_example")
 ... class Scale(keras.layers.Layer):  # a per-channel scale, like ConvNeXt's

@@ -6,7 +6,7 @@ and `compare_models` (`runtime.compare`). The other modules are this package's
 internal API, shared with `keras_filterprune.export` and
 `keras_filterprune.latency`: `runtime.litert` (`Runner`, `interpreter_class`,
 `sorted_outputs`), `runtime.feeds` (model inputs as `{name: array}` feeds),
-`runtime.timing` (`time_calls`) and `runtime.convert` (`convert_tflite`).
+`runtime.timing` (`time_rounds`, `median_ci`) and `runtime.convert` (`convert_tflite`).
 
 Names are declared once, in `__init__.pyi`, and loaded on first use
 (`lazy_loader.attach_stub`, PEP 562): importing one module of the package

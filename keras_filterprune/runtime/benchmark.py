@@ -47,7 +47,9 @@ class LatencyStats:
 
     Attributes:
         median_ms, mean_ms, p90_ms, min_ms, std_ms: `float`. Statistics over the
-            rounds.
+            rounds' mean times per call (so `p90_ms` is not the tail of single
+            calls: time with `min_round_ms=0, target_ci=None` for one call per
+            round).
         runs: `int`. Timed calls in all (after `warmup` untimed ones).
         batch_size: `int`. Samples per call.
         num_threads: `int` or `None`. Interpreter threads (`None` for Keras, which

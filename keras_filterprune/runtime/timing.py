@@ -32,7 +32,6 @@ __all__ = [
     "check_adaptive_args",
     "median_ci",
     "relative_halfwidth",
-    "time_calls",
     "time_rounds",
 ]
 
@@ -193,7 +192,9 @@ def time_rounds(
         min_round_s: Seconds each round of a call lasts, at least.
         target_ci: Stop once every call's 95 % interval of its median round is
             within `±target_ci` of it (and `MIN_CI_ROUNDS` rounds are done);
-            `None`: stop after the minimum numbers of runs and rounds.
+            `None`: stop after the minimum numbers of runs and rounds (at least
+            `MIN_CI_ROUNDS` rounds when `min_round_s > 0`, so that the spread and
+            interval mean something).
         max_rounds: Rounds at most.
         max_seconds: Stop starting new rounds after this many seconds.
         drop_converged: Stop timing a call once its own interval is met (the
@@ -210,7 +211,7 @@ def time_rounds(
             for _ in range(warmup):
                 call()
     wanted = [max(min_rounds, math.ceil(runs / n)) for n in per_call]
-    if target_ci is not None:
+    if target_ci is not None or min_round_s > 0:  # a spread needs a few rounds
         wanted = [max(w, MIN_CI_ROUNDS) for w in wanted]
     wanted = [min(w, max_rounds) for w in wanted]
     timings = [Timing([], n, target_ci is None) for n in per_call]
@@ -278,13 +279,3 @@ def time_rounds(
                 t.relative_ci() <= target_ci
             )
     return timings
-
-
-def time_calls(calls: Sequence, runs: int, warmup: int, interleave: bool):
-    """Times each call `runs` times, one call per round (no adaptation); returns
-    the seconds of every call, per callable. Interleaved runs alternate A B,
-    B A, …"""
-    timings = time_rounds(
-        calls, runs=runs, warmup=warmup, interleave=interleave, min_rounds=runs
-    )
-    return [t.rounds for t in timings]
