@@ -33,7 +33,7 @@ def _structure(model, version: int) -> tuple:
     activation (a layer given a channel-mixing softmax is frozen), its input
     shapes, and the handler registry (`version`). Weights, names and trainable
     flags never change a trace; other in-place config edits of a built layer are
-    not seen (call `forget(model)` after one)."""
+    not seen (`keras_filterprune.graph.forget_trace(model)` after one)."""
     try:
         inputs = model.inputs or ()
     except (AttributeError, ValueError):  # a subclassed model has no inputs

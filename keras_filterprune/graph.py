@@ -20,7 +20,7 @@ import keras
 import numpy as np
 
 from keras_filterprune._paths import resolve_layer_names
-from keras_filterprune._traces import remember, remembered
+from keras_filterprune._traces import forget, remember, remembered
 from keras_filterprune._validation import check_layer_names
 from keras_filterprune.exceptions import FilterPruneWarning
 from keras_filterprune.handlers import (
@@ -32,7 +32,7 @@ from keras_filterprune.handlers import (
 from keras_filterprune.profile import ModelProfile, profile_walk
 from keras_filterprune.walk import Call, ModelWalk, walk_model
 
-__all__ = ["ChannelGroup", "ChannelGraph", "graph_of", "trace_channels"]
+__all__ = ["ChannelGroup", "ChannelGraph", "forget_trace", "graph_of", "trace_channels"]
 
 logger = logging.getLogger(__name__)
 
@@ -520,3 +520,28 @@ def graph_of(model: keras.Model, *, warn: bool = False) -> ChannelGraph:
     if warn:
         graph.warn(stacklevel=3)
     return graph
+
+
+def forget_trace(model: keras.Model) -> None:
+    """Forgets the remembered trace of `model`: the next function given it traces
+    it again.
+
+    `graph_of` notices new or replaced layers (nested ones too), input shapes,
+    activations and handlers; call this after any other in-place change of a
+    built layer's configuration that changes how its channels flow.
+
+    Args:
+        model: A model (anything else is ignored).
+
+    Example:
+
+    >>> import keras
+    >>> model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3)])
+    >>> graph = graph_of(model)
+    >>> graph_of(model) is graph
+    True
+    >>> forget_trace(model)
+    >>> graph_of(model) is graph
+    False
+    """
+    forget(model)
