@@ -53,7 +53,7 @@ docs: venv
 
 test: venv sysdeps lint torch docs
 	$(PY) -m pytest -n auto --durations=15 $(PYTEST_ARGS)
-	$(PY) -m pytest -n auto --nbmake --nbmake-timeout=300 notebooks
+	$(PY) -m pytest -n auto --nbmake --nbmake-timeout=1800 notebooks
 	KERAS_BACKEND=jax $(PY) -m pytest -n auto $(BACKEND_TESTS)
 	@if test -f $(TORCH_STAMP); then \
 		echo "KERAS_BACKEND=torch $(PY) -m pytest -n auto $(BACKEND_TESTS)"; \

@@ -42,6 +42,11 @@ MODELS = ("vgg16", "resnet56", "mobilenetv2")
 TARGETS = (0.7, 0.5)
 
 
+def quick_timing(args) -> dict:
+    """`--quick` checks the machinery only: fixed rounds, a short time cap."""
+    return {"target_ci": None, "max_seconds": 20.0} if args.quick else {}
+
+
 def build(name: str, quick: bool):
     import keras
 
@@ -169,6 +174,7 @@ def run_model(name, args, fit, steps, quantizations, data) -> dict:
             steps=steps[label],
             rounds=2 if args.quick else 5,
             verbose=0,
+            **quick_timing(args),
         )
         table_s = watch.lap()
         steps[label] = table.steps
@@ -203,6 +209,7 @@ def run_model(name, args, fit, steps, quantizations, data) -> dict:
                     criterion="l1_norm",
                     rounds=3 if args.quick else 7,
                     verbose=0,
+                    **quick_timing(args),
                 )
                 iterations = timed.meta["latency_iterations"]
                 common.log(

@@ -94,7 +94,7 @@ def weight_masks(model: keras.Model, plan: PruningPlan) -> dict[str, list]:
     >>> masks = weight_masks(model, plan_pruning(model, ratio=0.5))
     >>> kernel_mask, bias_mask = masks["conv"]
     >>> kernel_mask.shape, int(bias_mask.sum())  # 2 of the 4 filters kept
-    ((1, 1, 1, 4), 2)
+    ((3, 3, 3, 4), 2)
     """
     check_plan(plan)
     graph = graph_of(model)

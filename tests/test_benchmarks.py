@@ -12,6 +12,8 @@ import sys
 
 import pytest
 
+from tests._timeouts import HANG_GUARD_S
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCHMARKS = os.path.join(ROOT, "benchmarks")
 FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
@@ -27,7 +29,7 @@ def _run(script: str, tmp_path, *extra: str) -> str:
         text=True,
         cwd=ROOT,
         env=env,
-        timeout=300,
+        timeout=HANG_GUARD_S,  # a hang, not a slow machine
     )
     assert result.returncode == 0, result.stderr[-4000:]
     text = output.read_text(encoding="utf-8")
@@ -121,7 +123,7 @@ def test_bench_recovery_rejects_bad_budgets(args, message):
         capture_output=True,
         text=True,
         cwd=ROOT,
-        timeout=120,
+        timeout=HANG_GUARD_S,
     )
     assert result.returncode == 2 and message in result.stderr
 

@@ -1,6 +1,7 @@
 """Tests of keras_filterprune/__init__.py: the lazy public namespace."""
 
 import keras_filterprune as kfp
+from tests._timeouts import HANG_GUARD_S
 
 
 def test_every_public_name_resolves():
@@ -87,6 +88,9 @@ def test_a_namespace_loads_alone():
         "k.apply_plan; assert 'keras_filterprune.plan' in sys.modules"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=1800
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_S,
     )
     assert result.returncode == 0, result.stderr[-2000:]

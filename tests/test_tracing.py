@@ -9,7 +9,6 @@ import keras_filterprune as kfp
 from keras_filterprune import graph as graph_module
 from keras_filterprune.graph import graph_of
 from keras_filterprune.masking import weight_masks
-from tests._models import case_model
 from tests._timeouts import HANG_GUARD_S
 
 L = keras.layers
@@ -30,7 +29,7 @@ def traces(monkeypatch):
 
 
 def test_prune_keras_model_traces_once(traces):
-    kfp.prune_keras_model(case_model("residual_projection"), 0.5, "l1_norm")
+    kfp.prune_keras_model(_fresh(), 0.5, "l1_norm")
     assert len(traces) == 1
 
 

@@ -18,6 +18,7 @@ import keras_filterprune.audio._cache as cache_module
 import keras_filterprune.audio.dataset as dataset_module
 from keras_filterprune import FilterPruneWarning
 from keras_filterprune.audio import PANNsLogMel, audio_dataset
+from tests._timeouts import HANG_GUARD_S
 
 sf = pytest.importorskip("soundfile")
 pytest.importorskip("soxr")
@@ -224,7 +225,7 @@ def test_streaming_features_train_with_pruning_under_mirrored_strategy(tmp_path)
         capture_output=True,
         text=True,
         env=env,
-        timeout=300,
+        timeout=HANG_GUARD_S,  # a hang, not a slow machine
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "conv filters 4" in result.stdout
