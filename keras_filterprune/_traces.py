@@ -17,7 +17,7 @@ __all__ = ["forget", "remember", "remembered"]
 _TRACES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _all_layers(model) -> list:
+def _tracked_layers(model) -> list:
     """Every layer tracked inside `model`, nested ones included (Keras' own
     recursive walk; the top-level layers where it is missing)."""
     flatten = getattr(model, "_flatten_layers", None)
@@ -41,7 +41,7 @@ def _structure(model, version: int) -> tuple:
     shapes = tuple(str(getattr(x, "shape", None)) for x in inputs)
     layers = tuple(
         (id(layer), id(getattr(layer, "activation", None)))
-        for layer in _all_layers(model)
+        for layer in _tracked_layers(model)
     )
     return layers, shapes, version
 
