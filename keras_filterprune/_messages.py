@@ -1,13 +1,17 @@
-"""Progress messages, shown the way Keras shows its own (`fit` logs, `Progbar`)."""
+"""Progress messages, shown the way Keras shows its own (`fit` logs, `Progbar`),
+and warnings that point at the user's line."""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import warnings
 
 import keras
 
 logger = logging.getLogger("keras_filterprune")
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def say(message: str) -> None:
@@ -20,3 +24,13 @@ def say(message: str) -> None:
         sys.stdout.flush()
     else:
         logger.info(message)
+
+
+def warn(message: str | Warning, category: type[Warning]) -> None:
+    """`warnings.warn` attributed to the first caller outside the package, so
+    that the warning names the user's line however deep inside it is raised
+    (what Python 3.12's `skip_file_prefixes` does)."""
+    frame, level = sys._getframe(1), 2  # 1 is this function
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)

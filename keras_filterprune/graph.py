@@ -13,12 +13,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import warnings
 from collections.abc import Iterable
 
 import keras
 import numpy as np
 
+from keras_filterprune._messages import warn
 from keras_filterprune._paths import resolve_layer_names
 from keras_filterprune._traces import forget, remember, remembered
 from keras_filterprune._validation import check_layer_names
@@ -347,11 +347,11 @@ class ChannelGraph:
         """The `ModelProfile` of the traced model, from this graph's walk."""
         return profile_walk(self.walk)
 
-    def warn(self, stacklevel: int = 2) -> None:
-        """Warns (`FilterPruneWarning`) about each layer the trace had to freeze
-        for lack of a handler or of a config (`notes`)."""
+    def warn(self) -> None:
+        """Warns (`FilterPruneWarning`, at the user's line) about each layer the
+        trace had to freeze for lack of a handler or of a config (`notes`)."""
         for note in self.notes:
-            warnings.warn(note, FilterPruneWarning, stacklevel=stacklevel + 1)
+            warn(note, FilterPruneWarning)
 
     def summary(self) -> str:
         lines = [f"ChannelGraph of '{self.model_name}': {len(self.groups)} groups"]
@@ -471,7 +471,7 @@ def trace_channels(
     graph.unhandled = unhandled
     graph.notes = tuple(notes)
     if warn:
-        graph.warn(stacklevel=3)
+        graph.warn()
     if exclude is not None:
         for g, reason in graph.exclusions(exclude).items():
             graph.groups[g].frozen = graph.groups[g].frozen or reason
@@ -518,7 +518,7 @@ def graph_of(model: keras.Model, *, warn: bool = False) -> ChannelGraph:
         graph = trace_channels(model, warn=False)
         remember(model, graph, registry_version())
     if warn:
-        graph.warn(stacklevel=3)
+        graph.warn()
     return graph
 
 

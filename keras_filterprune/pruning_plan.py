@@ -21,6 +21,7 @@ from keras_filterprune._files import check_writable, write_text
 __all__ = ["GroupPlan", "PruningPlan", "keep_mask"]
 
 _FORMAT = "keras_filterprune.PruningPlan/1"
+_FIELDS = ("format", "model_name", "meta", "groups")
 
 
 def keep_mask(width: int, keep) -> np.ndarray:
@@ -165,7 +166,7 @@ class PruningPlan:
 
     # -- serialisation --------------------------------------------------------
     def get_config(self) -> dict:
-        return {
+        return {  # keys: _FIELDS
             "format": _FORMAT,
             "model_name": self.model_name,
             "meta": self.meta,
@@ -188,6 +189,13 @@ class PruningPlan:
                 "Not a keras-filterprune pruning plan: expected a mapping with "
                 f"`format` == '{_FORMAT}'."
             )
+        extra = [key for key in config if key not in _FIELDS]
+        _require(
+            not extra,
+            str(extra[0]) if extra else "",
+            f"unknown field (a plan holds {', '.join(_FIELDS)}; keep your own "
+            "data in `meta`)",
+        )
         model_name = config.get("model_name", "")
         meta = config.get("meta") or {}
         _require(isinstance(model_name, str), "model_name", "must be a string")

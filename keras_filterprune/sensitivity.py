@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -27,6 +28,7 @@ import numpy as np
 
 from keras_filterprune import criteria as criteria_lib
 from keras_filterprune._deprecation import graph_argument_removed
+from keras_filterprune._messages import warn
 from keras_filterprune._options import PlanOptions, option_names
 from keras_filterprune._paths import all_layers, layer_by_path
 from keras_filterprune._validation import check_bool, check_int, check_number
@@ -175,6 +177,18 @@ class SensitivityResult:
 # ---------------------------------------------------------------------------
 # Evaluation
 # ---------------------------------------------------------------------------
+
+
+def _copy(layer: keras.layers.Layer) -> keras.layers.Layer:
+    """A layer of the evaluated copy: a new one from the config, or the layer
+    itself when it has no weights and its config cannot be read back (a Python
+    `Lambda`): masking changes weights only, so sharing it changes nothing."""
+    try:
+        return layer.__class__.from_config(layer.get_config())
+    except Exception:
+        if layer.weights:
+            raise
+        return layer
 
 
 def _check_ratios(ratios) -> tuple[float, ...]:
@@ -410,13 +424,18 @@ def sensitivity_analysis(
         score_data = data if criteria_lib.needs_gradients(criterion) else data[0]
     # Traced once (graph_of remembers): every plan and every mask reuses it.
     scores = score_filters(model, criterion, score_data)
-    plans = {
-        r: plan_pruning(model, r, criterion, scores=scores, **plan_kwargs)
-        for r in ratios
-    }
+    plans, warned = {}, set()
+    for r in ratios:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            plans[r] = plan_pruning(model, r, criterion, scores=scores, **plan_kwargs)
+        for w in caught:  # each fact once (a frozen layer), not once per ratio
+            if (w.category, str(w.message)) not in warned:
+                warned.add((w.category, str(w.message)))
+                warn(w.message, w.category)
     selected = _select_groups(plans[ratios[0]], groups)
 
-    clone = keras.models.clone_model(model, recursive=True)
+    clone = keras.models.clone_model(model, clone_function=_copy, recursive=True)
     clone.set_weights(model.get_weights())
     if eval_fn is not None:
         if getattr(model, "compiled", False):

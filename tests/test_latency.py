@@ -298,6 +298,7 @@ CORRUPT = [
     (_set("units", []), "units"),
     (_set("units", "c1"), "units"),
     (_set("units.0", 5), r"units\[0\]"),
+    (_set("unit", []), "unit: unknown field"),
     (_set("settings", []), "settings"),
     (_drop("settings.num_threads"), r"settings\.num_threads"),
     (_set("settings.num_threads", "2"), r"settings\.num_threads"),

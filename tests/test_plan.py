@@ -159,6 +159,10 @@ def test_a_plan_cannot_remove_frozen_channels():
         ('{"format": "other/1", "groups": []}', "Not a keras-filterprune"),
         ('{"format": "keras_filterprune.PruningPlan/1"}', "Corrupt pruning plan"),
         (
+            '{"format": "keras_filterprune.PruningPlan/1", "groups": [], "notes": 1}',
+            "Corrupt pruning plan: notes: unknown field .*keep your own data in",
+        ),
+        (
             '{"format": "keras_filterprune.PruningPlan/1", "groups": [{"id": 0}]}',
             "Corrupt pruning plan",
         ),

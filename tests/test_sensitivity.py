@@ -237,3 +237,30 @@ def test_sensitivity_recalibrates_batchnorm_by_default():
     assert all(np.array_equal(s, seen[0]) for s in seen)
     for a, b in zip(model.get_weights(), before):
         np.testing.assert_array_equal(a, b)
+
+
+class _Flip(keras.layers.Layer):
+    """Reverses the channels: no handler knows it (its groups are frozen)."""
+
+    def call(self, x):
+        return keras.ops.flip(x, axis=-1)
+
+
+def test_a_frozen_layer_is_reported_once_at_the_callers_line_and_lambdas_work():
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(8, 3, name="c1")(inputs)
+    x = _Flip(name="flip")(x)
+    x = keras.layers.Conv2D(8, 3, name="c2")(x)
+    x = keras.layers.Lambda(lambda t: t * 2.0, name="double")(x)  # not rebuildable
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(6, 1, name="c3")(x))
+    model = keras.Model(inputs, keras.layers.Dense(4)(x))
+    with pytest.warns(Warning) as caught:
+        result = sensitivity_analysis(
+            model, data=_task(32, 3), ratios=(0.25, 0.5, 0.75), verbose=0
+        )
+    notes = [w for w in caught if "has no pruning handler" in str(w.message)]
+    assert len(notes) == 1, [str(w.message) for w in caught]
+    assert notes[0].filename == __file__
+    # c1 is frozen by the flip, c2 by the Lambda; the copy shares the Lambda.
+    assert list(result.curves) == ["c3"]
+    assert [r for r, _ in result.curves["c3"]] == [0.0, 0.25, 0.5, 0.75]

@@ -198,6 +198,13 @@ def _whole(value: float) -> bool:
 
 def _fields_of(data: Mapping) -> dict[str, Any]:
     _keys(data, FIELDS, "")
+    extra = [key for key in data if key not in ("format", "version", *FIELDS)]
+    _require(
+        not extra,
+        str(extra[0]) if extra else "",
+        f"unknown field (a latency table holds {', '.join(FIELDS)}); a table "
+        "written by `LatencyTable.save` has no other",
+    )
     name = data["model_name"]
     _require(
         isinstance(name, str),
