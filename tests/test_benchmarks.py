@@ -173,3 +173,4 @@ def test_bench_latency_accuracy_quick(tmp_path):
     pytest.importorskip("ai_edge_litert")
     text = _run("bench_latency_accuracy.py", tmp_path)
     assert "measured latency ratio" in text and "latency+taylor" in text
+    assert "Latency plans: `calibrate_latency_plan`" in text
