@@ -524,6 +524,98 @@ def test_a_table_whose_layers_differ_says_which_layer():
         synthetic_table(model).latency_ms(plan)
 
 
+def _siamese():
+    """Two inputs through one shared stem and one shared conv: the table lists
+    each shared layer once per call."""
+    a, b = keras.Input((8, 8, 3)), keras.Input((8, 8, 3))
+    stem = keras.layers.Conv2D(8, 3, padding="same", name="stem")
+    shared = keras.layers.Conv2D(16, 3, padding="same", name="shared")
+    x = keras.layers.Concatenate()([shared(stem(a)), shared(stem(b))])
+    outputs = keras.layers.Conv2D(4, 1, name="head")(x)
+    return keras.Model([a, b], outputs, name="siamese")
+
+
+def test_a_table_lists_each_call_of_a_layer_once():
+    """A layer repeated in a table counts twice (L11, L61): it is refused for a
+    model that calls it once, and required for a layer the model shares."""
+    model = small_model()
+    data = json.loads(_table_json())
+    data["units"].append(data["units"][0])  # c1 twice, as a hand edit would
+    doubled = LatencyTable.from_dict(data)  # a shared layer's table looks so
+    match = r"times layer 'c1' twice, but model 'small' calls it once"
+    with pytest.raises(ValueError, match=r"measured on model 'small'.*" + match):
+        plan_pruning(model, target_latency="50%", latency_table=doubled)
+    with pytest.raises(ValueError, match=match):
+        plan_pruning(model, 0.5, latency_table=doubled, round_to="auto")
+    siamese = _siamese()
+    table = synthetic_table(siamese)
+    assert [u["path"] for u in table.units].count("shared") == 2
+    plan = plan_pruning(siamese, target_latency="80%", latency_table=table)
+    assert plan.meta["predicted_latency_ms"] <= table.model_ms * 0.8 + 1e-9
+    data = table.to_dict()
+    data["units"] = [u for u in data["units"] if u["path"] != "stem"][:1] + [
+        u for u in data["units"] if u["path"] != "shared"
+    ]  # 'shared' once, 'stem' twice
+    with pytest.raises(ValueError, match="times layer 'shared' once, but model 'si"):
+        plan_pruning(siamese, 0.5, latency_table=LatencyTable.from_dict(data))
+
+
+@pytest.mark.parametrize(
+    "counts, error, match",
+    [
+        ({99: 3}, ValueError, r"channel group 99, .*its groups: \[0, 1, 2, 3\]"),
+        ({"0": 4}, TypeError, r"keys must be channel group ids.*Write 0, not '0'"),
+        ({None: 4}, TypeError, r"keys must be channel group ids.*None"),
+        ({True: 4}, TypeError, "keys must be channel group ids"),
+        ({0: -1, 1: 4}, ValueError, r"`counts\[0\]`.* in \[1, 64\].*=-1$"),
+        ({0: 0}, ValueError, r"`counts\[0\]`.* in \[1, 64\]"),
+        ({3: 11}, ValueError, r"`counts\[3\]`.* in \[1, 10\]"),
+        ({0: math.nan, 1: 4}, ValueError, r"`counts\[0\]`.*=nan$"),
+        ({0: math.inf}, ValueError, r"`counts\[0\]`.*=inf$"),
+        ({0: 4.5}, ValueError, r"`counts\[0\]` must be a whole number"),
+        ({0: "4"}, TypeError, r"`counts\[0\]` must be a number.*'4'"),
+        ({0: True}, TypeError, r"`counts\[0\]` must be a number"),
+        ([(0, 4)], TypeError, "`counts` must be a dict"),
+    ],
+)
+def test_predict_checks_the_counts(counts, error, match):
+    """Unknown groups, string keys, and counts outside [1, width] are errors
+    naming the argument, not the unpruned latency or a NumPy message (L46,
+    L47, L48, L62)."""
+    table = synthetic_table(small_model())
+    with pytest.raises(error, match=match):
+        table.predict(counts)
+
+
+def test_predict_takes_whole_numbers_of_any_type():
+    table = synthetic_table(small_model())
+    expected = table.predict({0: 32, 1: 64})
+    assert table.predict({np.int64(0): 32.0, 1: np.int32(64)}) == expected
+    assert 0 < table.predict({0: 1}) < expected  # 1 channel: the lowest count
+
+
+@pytest.mark.parametrize(
+    "min_filters, error", [(0, ValueError), (-2, ValueError), (1.5, TypeError)]
+)
+def test_min_latency_checks_min_filters_as_the_planner_does(min_filters, error):
+    table = synthetic_table(small_model())
+    with pytest.raises(error, match=r"`min_filters` must be an int >= 1"):
+        table.min_latency_ms(min_filters)
+    with pytest.raises(error, match=r"`min_filters` must be an int >= 1"):
+        plan_pruning(small_model(), 0.5, min_filters=min_filters)
+
+
+def test_calibrate_says_the_table_is_of_another_model_before_the_target():
+    """A table of another model and a target its predictions cannot reach: the
+    model that differs is the error (L42), naming the layer, not the target."""
+    table = synthetic_table(small_model())
+    other = _chain({"c1": 64, "c2": 32, "c3": 96})
+    match = r"channel group 1 \(layer 'c2'\) has 32 channels in model 'small' but 64"
+    for target in ("1%", "60%"):
+        with pytest.raises(ValueError, match=match):
+            kfp.latency.calibrate_latency_plan(other, target, table, verbose=0)
+
+
 def test_the_lowest_latency_is_a_bound_and_says_so():
     model = small_model()
     table = synthetic_table(model)

@@ -20,7 +20,7 @@ import numpy as np
 
 from keras_filterprune.latency.table import LatencyTable, parse_latency_target
 
-__all__ = ["check_latency_args", "latency_counts"]
+__all__ = ["check_latency_args", "check_reachable", "latency_counts"]
 
 MAX_MOVES_PER_GROUP = 64
 _NO_SAVING = 1e-9
@@ -69,16 +69,27 @@ def check_latency_args(
             "combined with `global_ranking=True` or `greedy=True`."
         )
     target_ms = parse_latency_target(target_latency, table)
-    lowest = table.min_latency_ms(options.min_filters)
+    check_reachable(table, target_ms, options.min_filters)
+    return table, target_ms
+
+
+def check_reachable(table: LatencyTable, target_ms: float, min_filters: int) -> None:
+    """Raises a ValueError saying the lowest latency the table predicts when
+    `target_ms` is below it (every channel group down to `min_filters`).
+
+    A property of the table alone: where the model is known, check that the
+    table fits it first (`LatencyTable.check_graph`), or a table of another
+    model is reported as an unreachable target.
+    """
+    lowest = table.min_latency_ms(min_filters)
     if target_ms < lowest * (1 - 1e-9):
         raise ValueError(
             f"`target_latency`={target_ms:.4g} ms cannot be reached with this "
             "latency table: with every channel group down to `min_filters`="
-            f"{options.min_filters} channels, the model is predicted at "
+            f"{min_filters} channels, the model is predicted at "
             f"{lowest:.4g} ms at best ({lowest / table.model_ms:.1%} of the "
             f"unpruned {table.model_ms:.4g} ms)."
         )
-    return table, target_ms
 
 
 def latency_counts(

@@ -101,7 +101,9 @@ def calibrate_latency_plan(
 
     Raises:
         ValueError: bad arguments, a corrupt `latency_table` ("Corrupt latency
-            table: <field>: <problem>"), or any error of `plan_pruning`.
+            table: <field>: <problem>"), a table measured on another model (the
+            message names the first channel group or layer that differs, before
+            any target is judged), or any error of `plan_pruning`.
         TypeError: `latency_table` is neither a `LatencyTable` nor a path.
         RuntimeError: a backend other than TensorFlow.
         ImportError: LiteRT is not installed.
@@ -156,6 +158,9 @@ def calibrate_latency_plan(
     requested = parse_latency_target(target_latency, latency_table) / (
         latency_table.model_ms
     )
+    # The table must describe this model before its predictions judge the
+    # target: a table of another model would read as an unreachable target.
+    latency_table.check_graph(graph_of(model))  # traced once, remembered
     if keras.backend.backend() != "tensorflow":
         raise RuntimeError(
             "calibrate_latency_plan converts the pruned models to TFLite with "
@@ -164,7 +169,6 @@ def calibrate_latency_plan(
             f"backend: {keras.backend.backend()!r}"
         )
     interpreter_class()
-    graph_of(model)  # traced (once, remembered): a bad model fails before converting
     threads = int(latency_table.settings.get("num_threads", 1))
     quantization = latency_table.settings.get("quantization")
     base = None  # converted after the first plan: bad options fail fast

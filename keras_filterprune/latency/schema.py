@@ -30,6 +30,7 @@ __all__ = [
     "checked_fields",
     "parse_json",
     "read_fields",
+    "unit_count_difference",
     "unit_difference",
 ]
 
@@ -451,6 +452,28 @@ def unit_difference(
         f"layer '{unit['path']}' has {_axis_text(spec[axis], axis, widths)} in "
         f"{other} but {_axis_text(unit[axis], axis, widths)} in the table"
     )
+
+
+def unit_count_difference(
+    path: str, listed: Mapping[str, int], specs: Mapping[str, list], other: str
+) -> str | None:
+    """How often the table times layer `path` (`listed`: path → units) against
+    how often `other` calls it (`specs`, as in `unit_difference`), in words;
+    None when they agree. A table has one unit per call, so a layer listed
+    twice is a layer called twice (shared by two branches), or a hand-edited
+    table."""
+    n, calls = listed[path], len(specs.get(path, ()))
+    if n == calls:
+        return None
+    return (
+        f"the table times layer '{path}' {_times(n)}, but {other} calls it "
+        f"{_times(calls)} (a table has one unit per call of a layer; a repeated "
+        "unit is counted twice)"
+    )
+
+
+def _times(n: int) -> str:
+    return {1: "once", 2: "twice"}.get(n, f"{n} times")
 
 
 def _same_axis(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:

@@ -18,14 +18,17 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from keras_filterprune._files import check_writable, write_text
+from keras_filterprune._validation import check_int
 from keras_filterprune.latency.schema import (
     FIELDS,
     FORMAT,
@@ -34,6 +37,7 @@ from keras_filterprune.latency.schema import (
     checked_fields,
     parse_json,
     read_fields,
+    unit_count_difference,
     unit_difference,
 )
 from keras_filterprune.pruning_plan import PruningPlan, check_plan
@@ -163,10 +167,21 @@ class LatencyTable:
     def _sum(self, counts: Mapping[int, float]) -> float:
         return sum(self.unit_latency(u, counts) for u in self.units)
 
-    def predict(self, counts: Mapping[int, float]) -> float:
-        """Predicted latency (ms) when group `g` keeps `counts[g]` channels."""
+    def predict(self, counts: Mapping[int, int]) -> float:
+        """Predicted latency (ms) when group `g` keeps `counts[g]` channels.
+
+        Args:
+            counts: Channel group id → channels kept, a whole number in
+                [1, the group's width]. Groups left out keep all their channels.
+
+        Raises:
+            TypeError: `counts` is not a mapping, a key is not an int group id or
+                a count is not a number.
+            ValueError: a key is not a channel group of the table, or a count is
+                not a whole number in [1, the group's width].
+        """
         full = dict(self.groups)
-        full.update(counts)
+        full.update(self.check_counts(counts))
         if self.full_units_ms <= 0:
             return self.model_ms
         return self.model_ms * self._sum(full) / self.full_units_ms
@@ -177,7 +192,13 @@ class LatencyTable:
 
         A bound: frozen and excluded groups and rounding keep more channels, so
         a plan may predict more; none predicts less (a measured curve that is
-        not monotonic counts at its lowest point)."""
+        not monotonic counts at its lowest point).
+
+        Raises:
+            TypeError, ValueError: `min_filters` is not an int >= 1 (as in
+                `plan_pruning`).
+        """
+        min_filters = check_int(min_filters, "min_filters", 1)
         least = {g: min(w, min_filters) for g, w in self.groups.items()}
         total = 0.0
         for unit in self.units:
@@ -232,6 +253,49 @@ class LatencyTable:
         return self.predict({g.id: len(g.keep) for g in plan.groups})
 
     # -- checks -----------------------------------------------------------------
+    def check_counts(self, counts: Mapping[int, int]) -> dict[int, int]:
+        """`counts` (channel group id → channels kept) checked against the
+        table's groups, as ints: the argument of `predict`."""
+        name = "counts"
+        if not isinstance(counts, Mapping):
+            raise TypeError(
+                f"`{name}` must be a dict of channel group id -> channels kept. "
+                f"Received: {name}={counts!r}"
+            )
+        known = sorted(self.groups)
+        result = {}
+        for key, count in counts.items():
+            if isinstance(key, bool) or not isinstance(key, numbers.Integral):
+                hint = ""
+                if isinstance(key, str) and key.strip().isdigit():
+                    hint = f" Write {int(key)}, not {key!r}."
+                raise TypeError(
+                    f"`{name}` keys must be channel group ids (ints) of the latency "
+                    f"table, one of {known}. Received key {key!r} in {name}." + hint
+                )
+            gid = int(key)
+            if gid not in self.groups:
+                raise ValueError(
+                    f"`{name}` has channel group {gid}, which the latency table of "
+                    f"model '{self.model_name}' does not have (its groups: "
+                    f"{known}). Received: {name}={dict(counts)!r}"
+                )
+            width = self.groups[gid]
+            if isinstance(count, bool) or not isinstance(count, numbers.Real):
+                raise TypeError(
+                    f"`{name}[{gid}]` must be a number of channels. Received: "
+                    f"{name}[{gid}]={count!r}"
+                )
+            whole = math.isfinite(count) and float(count).is_integer()
+            if not whole or not 1 <= count <= width:
+                raise ValueError(
+                    f"`{name}[{gid}]` must be a whole number of channels in [1, "
+                    f"{width}] (channel group {gid} has {width}). Received: "
+                    f"{name}[{gid}]={count!r}"
+                )
+            result[gid] = int(count)
+        return result
+
     def check(self) -> None:
         """Raises a ValueError naming the first field of the table that is
         wrong, as `from_dict` does (its attributes may have been changed since
@@ -282,7 +346,9 @@ class LatencyTable:
         """Raises a ValueError saying what differs when `graph` is not the
         table's model: a channel group (missing, extra, or of another width), a
         timed layer the model does not have, or the channels a timed layer
-        reads or writes."""
+        reads or writes, or how many times the model calls a timed layer (a
+        table lists a layer once per call: twice for a layer shared by two
+        branches)."""
         from keras_filterprune.latency.units import unit_specs  # imports Keras
 
         other = f"model '{graph.model_name}'"
@@ -291,8 +357,11 @@ class LatencyTable:
             specs: dict[str, list] = {}
             for spec in unit_specs(graph):
                 specs.setdefault(spec["path"], []).append(spec)
+            listed = Counter(unit["path"] for unit in self.units)
             for unit in self.units:
-                difference = unit_difference(unit, specs, self.groups, other)
+                difference = unit_difference(
+                    unit, specs, self.groups, other
+                ) or unit_count_difference(unit["path"], listed, specs, other)
                 if difference is not None:
                     break
         if difference is not None:
