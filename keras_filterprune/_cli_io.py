@@ -66,15 +66,76 @@ def _model_file_problem(path: str) -> str | None:
     return None
 
 
-def load_arrays(path: str, need_y: bool = False):
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
+_DATA_FORMATS = (
+    "a .npz of arrays x and y (np.savez(path, x=x, y=y)) or a .npy of inputs x "
+    "(np.save(path, x))"
+)
+
+
+def _not_numbers(path: str, why: str) -> CommandError:
+    return CommandError(
+        f"'{path}' is not a NumPy array file of numbers: {why}. Save {_DATA_FORMATS}"
+    )
+
+
+def _array_error(path: str, name: str, error: Exception) -> CommandError:
+    """NumPy's own message for an object array advises `allow_pickle`, which
+    would let the file run code: never passed on."""
+    if "pickle" in str(error):
+        return _not_numbers(
+            path,
+            f"{name} holds Python objects (dtype object), which are not loaded "
+            "(unpickling can run code)",
+        )
+    return CommandError(f"cannot read {name} of '{path}': {error}")
+
+
+def _read_arrays(path: str) -> tuple[dict, bool]:
+    """The arrays of an .npz (by name) or of an .npy (as `x`), never unpickled;
+    and whether the file was an .npy. The format comes from the file's first
+    bytes, not its name."""
     import numpy as np
 
-    existing_path(path, "data file")
+    if os.path.isdir(path):
+        raise CommandError(f"'{path}' is a directory; pass a file: {_DATA_FORMATS}")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except Exception as e:
-        raise CommandError(f"cannot read data '{path}': {e}") from e
+        with open(path, "rb") as f:
+            head = f.read(len(_NPY_MAGIC))
+    except OSError as e:
+        raise CommandError(f"cannot read data '{path}': {e.strerror}") from None
+    if head == _NPY_MAGIC:
+        try:
+            return {"x": np.load(path, allow_pickle=False)}, True
+        except Exception as e:
+            raise _array_error(path, "its array", e) from None
+    if head[:4] not in _ZIP_MAGICS:
+        raise _not_numbers(path, "it is neither an .npz nor an .npy file")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception:
+        raise _not_numbers(
+            path, "it is a zip archive that NumPy cannot read (damaged?)"
+        ) from None
+    arrays = {}
+    with data:
+        for name in data.files:
+            try:
+                arrays[name] = data[name]
+            except Exception as e:
+                raise _array_error(path, f"its array {name!r}", e) from None
+            if not isinstance(arrays[name], np.ndarray):
+                raise _not_numbers(
+                    path, f"it is a zip archive whose member {name!r} is not an array"
+                )
+    return arrays, False
+
+
+def load_arrays(path: str, need_y: bool = False):
+    """`x` and `y` (or `None`) from an .npz, or `x` alone from an .npy."""
+    existing_path(path, "data file")
+    arrays, npy = _read_arrays(path)
     if "x" in arrays:
         x, y = arrays["x"], arrays.get("y")
     elif set(arrays) == {"arr_0", "arr_1"}:
@@ -87,7 +148,11 @@ def load_arrays(path: str, need_y: bool = False):
             f"found {sorted(arrays)}"
         )
     if need_y and y is None:
-        raise CommandError(f"'{path}' has no 'y' array (labels)")
+        held = "is an .npy file: it holds inputs x only" if npy else "has no 'y' array"
+        raise CommandError(
+            f"'{path}' {held}; labels are needed here: save x and y with "
+            "np.savez(path, x=x, y=y)"
+        )
     _check_numbers(path, x, "x")
     if y is not None:
         if y.ndim == 0 or y.dtype.kind not in "biuf":
@@ -194,21 +259,6 @@ def load_representative(path: str, model):
             for f in sorted(files)[:500]
         ]
         return np.stack(images).astype("float32") / 255.0
-    if path.endswith(".npz"):
-        x = load_arrays(path)[0]
-    else:
-        try:
-            x = np.load(path, allow_pickle=False)
-        except Exception as e:
-            raise CommandError(f"cannot read representative data '{path}': {e}") from e
-        if not isinstance(x, np.ndarray):
-            raise CommandError(
-                f"representative data '{path}' must be one array (.npy) or an .npz "
-                "holding 'x'"
-            )
-        try:
-            _check_numbers(path, x)
-        except CommandError as e:
-            raise CommandError(f"representative data {e}") from None
+    x = load_arrays(path)[0]
     check_fits(path, x, model, "representative data")
     return x

@@ -179,7 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL.keras")
     p.add_argument("--criterion", default="operator_norm", help=_criterion_help())
     p.add_argument(
-        "--data", metavar="DATA.npz", help="inputs for active criteria (array `x`)"
+        "--data",
+        metavar="DATA.npz",
+        help="inputs for active criteria: an .npz with array `x` (and `y` for "
+        "gradient criteria), or an .npy of `x`",
     )
 
     # prune
@@ -198,13 +201,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--data",
         metavar="DATA.npz",
-        help="inputs (x, and y for gradient criteria) for active criteria",
+        help="inputs for active criteria: an .npz with array `x` (and `y` for "
+        "gradient criteria), or an .npy of `x`",
     )
     p.add_argument(
         "--calibration-data",
         metavar="DATA.npz",
-        help="inputs (array `x`) to re-estimate the pruned model's BatchNorm "
-        "statistics with (a few hundred examples)",
+        help="inputs (an .npz with array `x`, or an .npy of `x`) to re-estimate "
+        "the pruned model's BatchNorm statistics with (a few hundred examples)",
     )
     plans = p.add_mutually_exclusive_group()
     plans.add_argument(

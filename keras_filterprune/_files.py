@@ -143,6 +143,19 @@ def check_writable(path: Any, name: str = "path") -> str:
     return path
 
 
+def same_file(a: str, b: str) -> bool:
+    """Whether paths `a` and `b` name one file or directory: the same file when
+    both exist (hard links, bind mounts), else the same resolved path (symlinks,
+    `./d/../x` spellings, a file still to be written)."""
+    try:
+        if os.path.exists(a) and os.path.exists(b):
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    resolved = (os.path.normcase(os.path.realpath(p)) for p in (a, b))
+    return next(resolved) == next(resolved)
+
+
 def write_text(path: str, text: str) -> None:
     """Writes `text` to `path` atomically (no partial file, no temporary left)."""
     with staged(path) as tmp:

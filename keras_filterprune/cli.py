@@ -433,8 +433,69 @@ def _one_line(error: BaseException) -> str:
     return text if len(text) <= 400 else text[:397] + "..."
 
 
+# The paths each command reads and writes: (attribute, the argument as --help
+# names it). An output that is an input, or another output, would destroy it.
+_INPUTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "score": (("model", "MODEL.keras"), ("data", "--data")),
+    "prune": (
+        ("model", "MODEL.keras"),
+        ("data", "--data"),
+        ("calibration_data", "--calibration-data"),
+        ("plan", "--plan"),
+        ("latency_table", "--latency-table"),
+    ),
+    "profile": (("model", "MODEL.keras"),),
+    "export": (("model", "MODEL.keras"), ("representative", "--representative")),
+    "latency": (("model", "MODEL.keras"),),
+    "sensitivity": (("model", "MODEL.keras"), ("data", "--data")),
+    "demo": (("data_dir", "--data-dir"),),
+}
+_OUTPUTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "prune": (("output", "-o/--output"), ("plan_out", "--plan-out")),
+    "export": (("tflite", "--tflite"),),
+    "latency": (("output", "-o/--output"),),
+    "sensitivity": (("plot", "--plot"), ("json", "--json")),
+    "demo": (("output_dir", "--output-dir"),),
+}
+
+
+def _path_clash(args) -> str | None:
+    """An output path that is the same file as an input or as another output
+    (resolved: symlinks, `./d/../x`, hard links), found before any work."""
+    from keras_filterprune._files import same_file
+
+    def given(table):
+        return [
+            (option, os.fspath(getattr(args, attr)))
+            for attr, option in table.get(args.command, ())
+            if getattr(args, attr, None) is not None
+        ]
+
+    inputs, outputs = given(_INPUTS), given(_OUTPUTS)
+    for i, (option, path) in enumerate(outputs):
+        kind = "directory" if os.path.isdir(path) else "file"
+        for other, other_path in inputs:
+            if same_file(path, other_path):
+                return (
+                    f"{option} '{path}' is the same {kind} as the input {other} "
+                    f"'{other_path}': writing it would destroy the input. Choose a "
+                    f"new path for {option}"
+                )
+        for other, other_path in outputs[i + 1 :]:
+            if same_file(path, other_path):
+                return (
+                    f"{option} '{path}' and {other} '{other_path}' are the same "
+                    f"{kind}; one would overwrite the other. Give them different paths"
+                )
+    return None
+
+
 def _usage_problem(args) -> str | None:
-    """Flags that only work together, checked before anything runs (exit 2)."""
+    """Flags that only work together, and outputs that would overwrite an input
+    or each other, checked before anything runs (exit 2)."""
+    clash = _path_clash(args)
+    if clash:
+        return clash
     table = getattr(args, "latency_table", None)
     if args.command == "sensitivity" and getattr(args, "round_to", None) == "auto":
         return (

@@ -298,7 +298,7 @@ def test_failures_in_process(files, tmp_path, capsys):
         ),  # fmt: skip
         (["export", model, "--tflite", str(tmp_path / "m.tfl")], "'.tflite'"),
         (["sensitivity", model, "--data", str(tmp_path / "none.npz")], "data file"),
-        (["sensitivity", model, "--data", str(files / "rep.npy")], "cannot read"),
+        (["sensitivity", model, "--data", str(files / "rep.npy")], "x only"),
         (["profile", str(tmp_path)], "not a Keras model file"),
     ]
     for argv, message in cases:
@@ -432,3 +432,182 @@ def test_prune_norms_in_process(tmp_path, capsys):
     assert cli.main([*argv, "--prune-norms"]) == 0, capsys.readouterr().err
     assert "prune_norms=True" in capsys.readouterr().out
     assert keras.saving.load_model(out).get_layer("stem").filters == 4
+
+
+# ---------------------------------------------------------------------------
+# Outputs never overwrite an input or each other
+# ---------------------------------------------------------------------------
+
+
+def _digest(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def workdir(files, tmp_path, monkeypatch):
+    """A copy of the model and data in a fresh directory, the current one."""
+    for name in ("model.keras", "data.npz", "rep.npy"):
+        shutil.copy(files / name, tmp_path / name)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "table.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+# (argv, the two arguments named, the path named): M is the model.
+CLASHES = [
+    # an output that is an input
+    (["prune", "M", "-o", "model.keras"], ("-o/--output", "MODEL.keras")),
+    (["prune", "M", "-o", "./sub/../model.keras"], ("-o/--output", "MODEL.keras")),
+    (["prune", "M", "-o", "link.keras"], ("-o/--output", "MODEL.keras")),
+    (["prune", "M", "-o", "hard.keras"], ("-o/--output", "MODEL.keras")),
+    (["prune", "M", "-o", "o.keras", "--plan-out", "model.keras"],
+     ("--plan-out", "MODEL.keras")),
+    (["prune", "M", "-o", "o.keras", "--data", "data.npz", "--plan-out",
+      "sub/../data.npz"], ("--plan-out", "--data")),
+    (["prune", "M", "-o", "o.keras", "--calibration-data", "rep.npy",
+      "--plan-out", "rep.npy"], ("--plan-out", "--calibration-data")),
+    (["prune", "M", "-o", "o.keras", "--target-latency", "50%",
+      "--latency-table", "table.json", "--plan-out", "table.json"],
+     ("--plan-out", "--latency-table")),
+    (["prune", "M", "-o", "plan.keras", "--plan", "plan.keras"],
+     ("-o/--output", "--plan")),
+    (["sensitivity", "M", "--data", "data.npz", "--json", "model.keras"],
+     ("--json", "MODEL.keras")),
+    (["sensitivity", "M", "--data", "data.npz", "--plot", "./data.npz"],
+     ("--plot", "--data")),
+    (["latency", "M", "-o", "link.keras"], ("-o/--output", "MODEL.keras")),
+    (["export", "M", "--tflite", "model.keras"], ("--tflite", "MODEL.keras")),
+    (["export", "M", "--tflite", "r.tflite", "--representative", "r.tflite"],
+     ("--tflite", "--representative")),
+    (["demo", "--data-dir", "sub", "--output-dir", "./sub/"],
+     ("--output-dir", "--data-dir")),
+    # two outputs that are one file
+    (["prune", "M", "-o", "o.keras", "--plan-out", "o.keras"],
+     ("-o/--output", "--plan-out")),
+    (["prune", "M", "-o", "o.keras", "--plan-out", "sub/../o.keras"],
+     ("-o/--output", "--plan-out")),
+    (["sensitivity", "M", "--data", "data.npz", "--plot", "m.png", "--json",
+      "m.png"], ("--plot", "--json")),
+    (["sensitivity", "M", "--data", "data.npz", "--plot", "m.png", "--json",
+      "dangling.json"], ("--plot", "--json")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("argv, named", CLASHES)
+def test_an_output_that_is_an_input_or_another_output_is_refused(
+    workdir, capsys, argv, named
+):
+    """Refused as a usage error before any work: the model stays byte-identical
+    and no file appears (the command would have run, and destroyed a file)."""
+    os.symlink("model.keras", "link.keras")
+    os.link("model.keras", "hard.keras")
+    os.symlink("m.png", "dangling.json")  # resolves to --plot's path
+    argv = [str(workdir / "model.keras") if a == "M" else a for a in argv]
+    before = {p: _digest(p) for p in workdir.rglob("*") if p.is_file()}
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"keras-filterprune {argv[0]}: error: "), err
+    for option in named:
+        assert f"{option} '" in err, err
+    assert "destroy the input" in err or "one would overwrite the other" in err
+    after = {p: _digest(p) for p in workdir.rglob("*") if p.is_file()}
+    assert after == before  # nothing written, nothing changed
+
+
+def test_every_path_argument_is_checked_for_clashes():
+    """Each command's file and directory arguments are listed as an input or
+    an output of that command (a new one cannot be forgotten)."""
+    import argparse
+
+    parser = cli.build_parser()
+    commands = next(
+        a for a in parser._actions if isinstance(a, argparse._SubParsersAction)
+    ).choices
+    for name, sub in commands.items():
+        listed = {a for a, _ in cli._INPUTS.get(name, ())}
+        listed |= {a for a, _ in cli._OUTPUTS.get(name, ())}
+        for action in sub._actions:
+            metavar = str(action.metavar or "")
+            if "." in metavar or "DIR" in metavar or "FILE" in metavar:
+                assert action.dest in listed, (name, action.dest)
+
+
+def test_outputs_that_differ_still_work(workdir, capsys):
+    argv = ["prune", "model.keras", "-o", "sub/o.keras", "--ratio", "0.5"]
+    assert cli.main([*argv, "--plan-out", "sub/o.json"]) == 0, capsys.readouterr()
+    assert (workdir / "sub" / "o.keras").is_file()
+    assert (workdir / "sub" / "o.json").is_file()
+
+
+# ---------------------------------------------------------------------------
+# Data files: .npz or .npy of numbers, nothing else, never unpickled
+# ---------------------------------------------------------------------------
+
+
+def test_an_npy_of_inputs_is_calibration_data(workdir, capsys):
+    from keras_filterprune import prune_keras_model
+
+    argv = ["prune", "model.keras", "-o", "c.keras", "--ratio", "0.5"]
+    assert cli.main([*argv, "--calibration-data", "rep.npy"]) == 0, (
+        capsys.readouterr().err
+    )
+    pruned = keras.saving.load_model(workdir / "c.keras")
+    model = keras.saving.load_model(workdir / "model.keras")
+    x = np.load(workdir / "rep.npy")
+    expected = prune_keras_model(model, 0.5, calibration_data=x)
+    np.testing.assert_allclose(
+        pruned.get_layer("bn1").moving_mean.numpy(),
+        expected.get_layer("bn1").moving_mean.numpy(),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+def _save_data_files(d) -> None:
+    (d / "notes.txt").write_text("hello")
+    objects = np.array([{"a": 1}] * 4, dtype=object)
+    np.savez(d / "objx.npz", x=objects, y=np.zeros(4))
+    np.save(d / "objx.npy", objects, allow_pickle=True)
+    (d / "truncated.npz").write_bytes((d / "data.npz").read_bytes()[:200])
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["prune", "M", "-o", "o.keras", "--calibration-data", "notes.txt"],
+         "'notes.txt' is not a NumPy array file of numbers: it is neither"),
+        (["prune", "M", "-o", "o.keras", "--criterion", "apoz", "--data",
+          "objx.npz"], "'objx.npz' is not a NumPy array file of numbers: its "
+         "array 'x' holds Python objects (dtype object)"),
+        (["prune", "M", "-o", "o.keras", "--calibration-data", "objx.npy"],
+         "'objx.npy' is not a NumPy array file of numbers: its array holds "
+         "Python objects"),
+        (["prune", "M", "-o", "o.keras", "--calibration-data", "truncated.npz"],
+         "'truncated.npz' is not a NumPy array file of numbers"),
+        (["prune", "M", "-o", "o.keras", "--calibration-data", "model.keras"],
+         "is not an array"),
+        (["prune", "M", "-o", "o.keras", "--calibration-data", "sub"],
+         "'sub' is a directory"),
+        (["score", "M", "--criterion", "apoz", "--data", "notes.txt"],
+         "not a NumPy array file"),
+        (["export", "M", "--tflite", "o.tflite", "--representative", "notes.txt"],
+         "'notes.txt' is not a NumPy array file of numbers"),
+        (["sensitivity", "M", "--data", "rep.npy"],
+         "'rep.npy' is an .npy file: it holds inputs x only; labels are needed "
+         "here: save x and y with np.savez(path, x=x, y=y)"),
+    ],
+)  # fmt: skip
+def test_data_files_that_are_not_arrays_of_numbers(workdir, capsys, argv, message):
+    _save_data_files(workdir)
+    argv = [str(workdir / "model.keras") if a == "M" else a for a in argv]
+    before = _digest(workdir / "model.keras")
+    assert cli.main(argv) == 1
+    line = _error(capsys)
+    assert line.startswith(f"keras-filterprune {argv[0]}: error: "), line
+    assert message in line, line
+    assert "allow_pickle" not in line and "pickle.load" not in line
+    assert _digest(workdir / "model.keras") == before
+    assert not (workdir / "o.keras").exists() and not (workdir / "o.tflite").exists()
