@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import numbers
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -28,7 +30,7 @@ from keras_filterprune._validation import (
     check_ratio,
 )
 
-__all__ = ["PlanOptions", "document_options", "option_names"]
+__all__ = ["PlanOptions", "check_not_both", "document_options", "option_names"]
 
 REDUCTIONS = ("mean", "sum", "max", "l2")
 BUDGETS = ("target_macs", "target_params", "target_latency")
@@ -72,7 +74,10 @@ class PlanOptions:
     per_layer: dict[str, float] | None = _option(
         None,
         "`dict` layer name → ratio, overriding `ratio` for the groups of those "
-        "producers (a group with several gets the smallest). Defaults to `None`.",
+        "producers (a group with several gets the smallest). A group that cannot "
+        "be pruned (frozen, or excluded) takes only ratio 0, and a layer cannot "
+        "be both here and in `exclude` (a ValueError names it). Defaults to "
+        "`None`.",
         cli=dict(type="layer_ratio", nargs="+", action="extend",
                  metavar="LAYER=RATIO", help="ratio for one layer's group"),
     )  # fmt: skip
@@ -218,14 +223,17 @@ class PlanOptions:
         for name in ("target_macs", "target_params"):
             if values[name] is not None:
                 check_budget(values[name], name)
+        per_layer = check_per_layer(values["per_layer"])
+        exclude = check_layer_names(values["exclude"], "exclude")
+        check_not_both(per_layer, exclude)
         options = cls(
             ratio=check_ratio(values["ratio"], "ratio"),
             criterion=criterion,
-            per_layer=check_per_layer(values["per_layer"]),
-            exclude=check_layer_names(values["exclude"], "exclude"),
+            per_layer=per_layer,
+            exclude=exclude,
             target_macs=values["target_macs"],
             target_params=values["target_params"],
-            target_latency=values["target_latency"],
+            target_latency=_check_latency_target(values["target_latency"]),
             latency_table=values["latency_table"],
             importance=_check_importance(values["importance"], values),
             group_reduction=check_choice(
@@ -321,6 +329,51 @@ def _check_importance(value: Any, values: dict[str, Any]) -> str | None:
             "which `importance` cannot change."
         )
     return value
+
+
+def _check_latency_target(value: Any) -> float | str | None:
+    """`target_latency` before the table is read: a number of milliseconds
+    (a NumPy scalar too, returned as a float) or a string, whose percentage must
+    be in (0%, 100%] as for the other budgets (the table parses the rest)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*%\s*", value)
+        if match and not 0 < float(match.group(1)) <= 100:
+            raise ValueError(
+                "`target_latency` as a percentage must be of the unpruned latency "
+                "in (0%, 100%], such as '50%' (or a number of milliseconds). "
+                f"Received: target_latency={value!r}"
+            )
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            "`target_latency` must be a number of milliseconds or a string such "
+            f"as '12.5ms' or '50%'. Received: target_latency={value!r}"
+        )
+    return float(value)
+
+
+def check_not_both(per_layer: Any, exclude: Any, paths: Any = None) -> None:
+    """Raises a ValueError when a layer is both in `per_layer` (a ratio for its
+    group) and in `exclude` (its group never pruned). `paths` (name → the layer
+    paths it means, `ChannelGraph.resolve` of both) also catches a short name and
+    a full path of the same layer.
+    """
+    if not per_layer or not exclude:
+        return
+
+    def layers(name: str) -> set[str]:
+        return set(paths.get(name, ())) if paths is not None else {name}
+
+    excluded = set().union(*(layers(name) for name in exclude))
+    both = [name for name in per_layer if layers(name) & excluded]
+    if both:
+        raise ValueError(
+            f"Layer '{both[0]}' is both in `per_layer` (a ratio for its group) and "
+            "in `exclude` (its group never pruned). Remove it from one of them. "
+            f"Received: per_layer={dict(per_layer)!r}, exclude={list(exclude)!r}"
+        )
 
 
 def _check_round_to(value: Any, table: Any) -> int | str:

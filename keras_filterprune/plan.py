@@ -17,8 +17,8 @@ import numpy as np
 
 from keras_filterprune._cost import cost_model, pruned_macs
 from keras_filterprune._deprecation import graph_argument_removed
-from keras_filterprune._options import PlanOptions, document_options
-from keras_filterprune._validation import check_scores
+from keras_filterprune._options import PlanOptions, check_not_both, document_options
+from keras_filterprune._validation import check_int, check_scores
 from keras_filterprune.exceptions import FilterPruneWarning
 from keras_filterprune.graph import ChannelGraph, graph_of
 from keras_filterprune.latency.budget import latency_counts
@@ -82,7 +82,7 @@ def plan_pruning(
             of what `within` kept (never more: removed filters do not return),
             and filters are scored as the physically pruned model would score
             them. Defaults to `None`.
-        verbose: `int`. Progress for active criteria.
+        verbose: `int` >= 0. Progress for active criteria. Defaults to `0`.
 
     Returns:
         A `PruningPlan` (plain data: `to_json`/`from_json`). `model` is traced
@@ -91,7 +91,9 @@ def plan_pruning(
 
     Raises:
         ValueError: ratio outside [0, 1), unknown criterion or reduction, unknown
-            layer names, unreachable targets.
+            layer names, a layer both in `per_layer` and `exclude`, a positive
+            `per_layer` ratio for a group that cannot be pruned (frozen or
+            excluded), unreachable targets.
         TypeError: a subclassed model whose `call()` cannot be traced, or bad
             argument types.
 
@@ -124,6 +126,7 @@ def plan_pruning(
         greedy=greedy,
         prune_norms=prune_norms,
     )
+    verbose = check_int(verbose, "verbose", 0)
     return plan_with(
         model, options, data=data, scores=scores, within=within, verbose=verbose
     )
@@ -186,8 +189,12 @@ class _Planner:
         }
         for g, reason in graph.exclusions(options.exclude).items():
             self.frozen.setdefault(g, reason)
+        per_layer = graph.resolve(options.per_layer, "per_layer")
+        excluded = graph.resolve(options.exclude, "exclude")
+        check_not_both(options.per_layer, options.exclude, {**per_layer, **excluded})
         self.per_group: dict[int, float] = {}
-        for name, paths in graph.resolve(options.per_layer, "per_layer").items():
+        for name, paths in per_layer.items():
+            r = options.per_layer[name]
             for path in paths:
                 try:
                     g = graph.group_of(path).id
@@ -196,7 +203,12 @@ class _Planner:
                         f"`per_layer` names '{path}', which produces no prunable "
                         "channels."
                     ) from None
-                r = options.per_layer[name]
+                if g in self.frozen and r > 0:
+                    raise ValueError(
+                        f"`per_layer` names '{path}', whose channel group cannot be "
+                        f"pruned: {self.frozen[g]}. Remove it from `per_layer` "
+                        f"(or give it ratio 0). Received: per_layer['{name}']={r}"
+                    )
                 self.per_group[g] = min(self.per_group.get(g, 1.0), r)
         self.within = within
         self.prev_keep = None

@@ -280,7 +280,8 @@ def _match(graph, plan: PruningPlan) -> dict[int, np.ndarray]:
     """Checks that `plan` fits the traced model; returns keep masks by group id."""
     by_producers = {frozenset(g.producers): g for g in plan.groups}
     plan_paths = {p for g in plan.groups for p in g.producers}
-    for path in sorted(plan_paths):
+    members = {p for g in plan.groups for p in g.members} - plan_paths
+    for path in [*sorted(plan_paths), *sorted(members)]:  # producers first
         if path not in graph.walk.layers:
             raise ValueError(
                 f"The plan does not match the model: it names layer '{path}', which "
@@ -394,6 +395,12 @@ def _group_from_config(g, field: str) -> GroupPlan:
     _require(bool(keep), f"{field}.keep", "must keep at least one channel")
     frozen = g.get("frozen")
     _require(frozen is None or isinstance(frozen, str), f"{field}.frozen", "str/null")
+    _require(
+        not frozen or len(keep) == width,
+        f"{field}.keep",
+        f"a frozen group keeps all its channels (frozen: {frozen!r}; keeps "
+        f"{len(keep)} of {width})",
+    )
     scores = g.get("scores")
     if scores is not None:
         ok = isinstance(scores, list) and len(scores) == width

@@ -74,3 +74,36 @@ def test_importance_is_an_option_like_the_others():
         PruningCallback(importance="bogus")
     with pytest.raises(ValueError, match="importance"):
         PlanOptions.from_kwargs(importance="taylor")  # needs target_latency
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (
+            dict(per_layer={"c1": 0.5}, exclude=["c1"]),
+            ValueError,
+            r"Layer 'c1' is both in `per_layer` .* and in `exclude`",
+        ),
+        (
+            dict(per_layer={"c2": 0.5, "c1": 0.0}, exclude="c1"),
+            ValueError,
+            r"Layer 'c1' is both in `per_layer`",
+        ),
+        (
+            dict(target_latency="150%"),
+            ValueError,
+            r"`target_latency` as a percentage .* in \(0%, 100%\].* Received: "
+            r"target_latency='150%'",
+        ),
+        (dict(target_latency=b"5ms"), TypeError, "`target_latency` must be a number"),
+        (dict(target_latency=True), TypeError, "`target_latency` must be a number"),
+    ],
+)
+def test_what_needs_no_model_is_refused_with_the_options(kwargs, error, match):
+    """A contradiction or a bad budget is refused where the options are checked,
+    with one message: by `plan_pruning` and the callback's constructor alike."""
+    with pytest.raises(error, match=match) as from_options:
+        PlanOptions.from_kwargs(**kwargs)
+    with pytest.raises(error) as from_callback:
+        PruningCallback(**kwargs)
+    assert str(from_options.value) == str(from_callback.value)

@@ -145,10 +145,61 @@ def test_a_plan_cannot_remove_frozen_channels():
     model = case_model("layer_norm")
     config = plan_pruning(model, 0.5, "l1_norm").get_config()
     config["groups"][0]["keep"] = [0, 1, 2]  # the stem group, frozen by LayerNorm
+    # A plan file that says so itself is corrupt ...
+    with pytest.raises(
+        ValueError,
+        match=r"Corrupt pruning plan: groups\[0\]\.keep: a frozen group keeps all "
+        "its channels",
+    ):
+        PruningPlan.from_config(config)
+    # ... and one that says nothing is refused by the model.
+    config["groups"][0]["frozen"] = None
     with pytest.raises(ValueError, match="cannot be pruned in this model: LayerNorm"):
         apply_plan(model, PruningPlan.from_config(config))
     with pytest.raises(TypeError, match="must be a keras_filterprune.PruningPlan"):
         apply_plan(model, config)
+
+
+def test_a_frozen_group_of_a_plan_file_keeps_all_its_channels(tmp_path):
+    """A group the file marks frozen but whose `keep` drops channels is corrupt,
+    whatever the model says of that group (F12)."""
+    model = wide_model()
+    config = plan_pruning(model, 0.5, "l1_norm").get_config()
+    i, group = next(
+        (i, g) for i, g in enumerate(config["groups"]) if len(g["keep"]) < g["width"]
+    )
+    group["frozen"] = "frozen by hand"
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(config))
+    match = rf"groups\[{i}\]\.keep: a frozen group keeps all its channels"
+    with pytest.raises(ValueError, match="Corrupt pruning plan: " + match):
+        PruningPlan.from_config(config)
+    with pytest.raises(ValueError, match=match):
+        PruningPlan.load(path)
+    # Frozen groups that keep everything (as `exclude` writes them) load.
+    plan = plan_pruning(model, 0.5, "l1_norm", exclude=["r1"])
+    assert PruningPlan.from_json(plan.to_json()).group_of("r1").frozen
+
+
+@pytest.mark.parametrize("field", ["members", "producers"])
+def test_a_plan_naming_a_layer_the_model_lacks_does_not_match(field):
+    """An unknown member is refused like an unknown producer (F24), by every
+    function that matches a plan to a model."""
+    model = wide_model()
+    config = plan_pruning(model, 0.5, "l1_norm").get_config()
+    group = config["groups"][1]  # r1's
+    if field == "members":
+        group["members"].append("nope")
+    else:
+        group["producers"]["nope"] = list(range(group["width"]))
+    plan = PruningPlan.from_config(config)
+    for use in (apply_plan, mask_model, estimate_macs):
+        with pytest.raises(
+            ValueError,
+            match="does not match the model: it names layer 'nope', which model "
+            "'wide' does not have",
+        ):
+            use(model, plan)
 
 
 @pytest.mark.parametrize(
@@ -328,6 +379,115 @@ def test_exclude_freezes_the_groups_of_a_layer():
     # An excluded layer keeps its filters; the channels it reads may still go.
     assert pruned.get_layer("stem").filters == 16
     assert pruned.get_layer("r1").kernel.shape[2] == 16
+
+
+def test_per_layer_cannot_prune_a_frozen_group():
+    """A `per_layer` ratio for a group that cannot be pruned is an error naming
+    the layer and why (P14), as a non-producer is; ratio 0 asks for nothing."""
+    model = wide_model()
+    with pytest.raises(
+        ValueError,
+        match=r"`per_layer` names 'head', whose channel group cannot be pruned: "
+        r"model output .*per_layer\['head'\]=0.5",
+    ):
+        plan_pruning(model, 0.5, "l1_norm", per_layer={"head": 0.5})
+    with pytest.raises(
+        ValueError,
+        match="`per_layer` names 'r2', whose channel group cannot be pruned: "
+        "excluded by the user \\(at layer 'add'\\)",
+    ):
+        plan_pruning(model, 0.5, "l1_norm", per_layer={"r2": 0.5}, exclude=["add"])
+    plan = plan_pruning(model, 0.5, "l1_norm", per_layer={"head": 0.0})
+    assert len(plan.kept_filters("head")) == 10
+    assert len(plan.kept_filters("r1")) == 24
+
+
+@pytest.mark.parametrize(
+    "model_name, per_layer, exclude, layer",
+    [
+        ("wide", {"r1": 0.5}, ["r1"], "r1"),
+        ("wide", {"stem": 0.25, "r1": 0.0}, ["fc", "r1"], "r1"),
+        ("nested_sequential", {"inner1": 0.5}, ["block/inner1"], "inner1"),
+    ],
+)
+def test_a_layer_in_per_layer_and_exclude_is_refused(
+    model_name, per_layer, exclude, layer
+):
+    """Contradictory (P50): one says prune its group so much, the other never."""
+    model = wide_model() if model_name == "wide" else case_model(model_name)
+    with pytest.raises(
+        ValueError,
+        match=f"Layer '{layer}' is both in `per_layer` .* and in `exclude` .*Remove "
+        "it from one of them",
+    ):
+        plan_pruning(model, 0.5, "l1_norm", per_layer=per_layer, exclude=exclude)
+
+
+@functools.cache
+def _latency_case():
+    from tests.test_latency import small_model, synthetic_table
+
+    model = small_model("latency_case")
+    return model, synthetic_table(model, out_step=8)
+
+
+@pytest.mark.parametrize("budget", ["target_macs", "target_params", "target_latency"])
+@pytest.mark.parametrize("value", ["150%", " 100.5 % ", "0%"])
+def test_every_budget_refuses_a_percentage_outside_0_100(budget, value):
+    """`target_latency='150%'` is refused as `target_macs='150%'` is (L24), not
+    turned into a plan that removes nothing."""
+    model, table = _latency_case()
+    with pytest.raises(ValueError, match=rf"`{budget}` as a .*in \(0%, 100%\]"):
+        plan_pruning(model, latency_table=table, **{budget: value})
+
+
+def test_a_latency_budget_of_100_percent_removes_nothing():
+    model, table = _latency_case()
+    plan = plan_pruning(model, target_latency="100%", latency_table=table)
+    assert plan.num_removed == 0
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("ratio", lambda table: np.float32(0.25)),
+        ("per_layer", lambda table: {"c2": np.float64(0.75)}),
+        ("target_macs", lambda table: np.int64(2_000_000)),
+        ("target_params", lambda table: np.float32(40_000.0)),
+        ("target_latency", lambda table: np.float32(0.6 * table.model_ms)),
+        ("round_to", lambda table: np.int64(16)),
+        ("min_filters", lambda table: np.int32(40)),
+        ("verbose", lambda table: np.int64(0)),
+    ],
+)
+def test_numpy_scalars_are_numbers_for_every_option(name, value):
+    """A NumPy scalar plans as the Python number it holds (P09: a float32
+    `target_latency` was refused while an int64 `target_macs` was taken)."""
+    model, table = _latency_case()
+    value = value(table)
+    plain = (
+        {k: v.item() for k, v in value.items()}
+        if isinstance(value, dict)
+        else value.item()
+    )
+    options = {"ratio": 0.5, "latency_table": table}
+    plan = plan_pruning(model, **{**options, name: value})
+    same = plan_pruning(model, **{**options, name: plain})
+    assert [g.keep for g in plan.groups] == [g.keep for g in same.groups]
+    assert plan.num_removed > 0
+
+
+@pytest.mark.parametrize(
+    "verbose, error", [(-1, ValueError), (True, TypeError), (0.5, TypeError)]
+)
+def test_verbose_is_checked_as_the_callback_checks_it(verbose, error):
+    from keras_filterprune import PruningCallback
+
+    with pytest.raises(error, match="`verbose` must be an int >= 0") as from_plan:
+        plan_pruning(wide_model(), 0.5, verbose=verbose)
+    with pytest.raises(error) as from_callback:
+        PruningCallback(verbose=verbose)
+    assert str(from_plan.value) == str(from_callback.value)
 
 
 def test_cost_model_counts_params_exactly():
