@@ -66,8 +66,12 @@ def check_number(
         right = ")" if high_open else "]"
         lo = "-inf" if low is None else f"{low:g}"
         hi = "inf" if high is None else f"{high:g}"
+        if high is None:  # infinity is in the interval only on request
+            right = "]" if allow_inf else ")"
+        finite = "a finite number " if high is None and not allow_inf else ""
         raise ValueError(
-            f"`{name}` must be in {left}{lo}, {hi}{right}. Received: {name}={value}"
+            f"`{name}` must be {finite}in {left}{lo}, {hi}{right}. "
+            f"Received: {name}={value}"
         )
     return value
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import keras
 
+from keras_filterprune._validation import check_number
 from keras_filterprune.graph import graph_of
 from keras_filterprune.plan import PruningPlan
 
@@ -72,6 +73,8 @@ def plot_widths(
     Raises:
         ImportError: matplotlib is not installed.
         TypeError: `pruned` is neither a model nor a plan.
+        ValueError: `pruned` is not a pruned copy of `original`, or the plan was
+            made for another model.
 
     Example:
 
@@ -84,8 +87,13 @@ def plot_widths(
     >>> [t.get_text() for t in fig.axes[0].get_xticklabels()]
     ['conv', 'head']
     """
+    if not isinstance(original, keras.Model):
+        raise TypeError(
+            f"`original` must be a keras.Model. Received: {type(original).__name__}"
+        )
     before = _producer_widths(original)
     if isinstance(pruned, PruningPlan):
+        pruned.keep_flags(graph_of(original))  # a plan made for another model fails
         after = {path: len(pruned.kept_filters(path)) for path in before}
     elif isinstance(pruned, keras.Model):
         after = _producer_widths(pruned)
@@ -95,6 +103,18 @@ def plot_widths(
             f"{type(pruned).__name__}"
         )
     names = [p for p in before if p in after]
+    wider = [n for n in names if after[n] > before[n]]
+    if not names or wider:
+        problem = (
+            f"layer '{wider[0]}' has {after[wider[0]]} filters there and "
+            f"{before[wider[0]]} in `original`"
+            if wider
+            else "they share no convolution or Dense layer name"
+        )
+        raise ValueError(
+            f"`pruned` is not a pruned copy of `original`: {problem}. Pass the "
+            "model `apply_plan(original, plan)` returned, or the plan."
+        )
     fig = _figure(max(5.0, 0.45 * len(names) + 2.0), 3.8)
     ax = fig.add_subplot()
     xs = range(len(names))
@@ -128,6 +148,8 @@ def plot_sensitivity(
         A `matplotlib.figure.Figure`.
 
     Raises:
+        TypeError: `result` is not a `SensitivityResult`.
+        ValueError: `max_drop` is negative.
         ImportError: matplotlib is not installed.
 
     Example:
@@ -139,6 +161,15 @@ def plot_sensitivity(
     >>> fig.axes[0].get_xlabel()
     'pruned ratio of the group'
     """
+    from keras_filterprune.sensitivity import SensitivityResult
+
+    if not isinstance(result, SensitivityResult):
+        raise TypeError(
+            "`result` must be the SensitivityResult `sensitivity_analysis` returns. "
+            f"Received: {type(result).__name__}"
+        )
+    if max_drop is not None:
+        check_number(max_drop, "max_drop", low=0.0)
     fig = _figure(7.0, 4.2)
     ax = fig.add_subplot()
     markers = "os^vD<>ph*"

@@ -231,6 +231,10 @@ def _input_structure(model: keras.Model) -> Any:
     try:
         return model.input
     except (AttributeError, ValueError):
+        pass
+    try:  # a Sequential with an Input never called: `input` fails, `inputs` not
+        return list(model.inputs) or None
+    except (AttributeError, ValueError, TypeError):
         return None
 
 

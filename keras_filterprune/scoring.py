@@ -98,6 +98,9 @@ def _activation_layers(graph: ChannelGraph, producers: list[str]) -> dict[str, s
     return result
 
 
+_ACTIVE_KWARGS = ("loss", "max_batches")
+
+
 @graph_argument_removed
 def score_filters(
     model: keras.Model,
@@ -127,7 +130,8 @@ def score_filters(
         layers: Restrict to these producer paths. Defaults to all producers.
         batch_size: `int`. Batch size for active criteria. Defaults to `32`.
         verbose: `int`. Progress bar for active criteria when `> 0`.
-        **criterion_kwargs: Extra arguments of the active gatherer (e.g. `loss`).
+        **criterion_kwargs: Extra arguments of an active criterion: `loss`,
+            `max_batches` (`keras_filterprune.criteria.gather_active_scores`).
 
     Returns:
         `dict[str, np.ndarray]`: layer path → one score per filter.
@@ -135,6 +139,7 @@ def score_filters(
     Raises:
         ValueError: unknown criterion, active criterion without `data`, or a kernel
             with NaN/Inf (the message names the layer).
+        TypeError: a keyword argument the criterion does not take.
 
     Example:
 
@@ -146,6 +151,18 @@ def score_filters(
     (4,)
     """
     fn = criteria_lib.get(criterion)
+    taken = _ACTIVE_KWARGS if criteria_lib.is_active(criterion) else ()
+    unknown = sorted(set(criterion_kwargs) - set(taken))
+    if unknown:
+        shown = criterion if isinstance(criterion, str) else "this criterion"
+        raise TypeError(
+            f"Unexpected keyword arguments {unknown} for criterion {shown!r}: "
+            + (
+                f"an active criterion takes {', '.join(taken)}."
+                if taken
+                else "a passive criterion reads the kernels only and takes none."
+            )
+        )
     graph = graph_of(model)
     flags = within.keep_flags(graph) if within is not None else None
     widths = {p: len(c) for g in graph.groups for p, c in g.producers.items()}

@@ -130,6 +130,7 @@ class SensitivityResult:
         Returns:
             `str`.
         """
+        check_int(digits, "digits", 0)
         ratios = self.ratios
         head = "| group | width | " + " | ".join(f"{r:g}" for r in ratios) + " |"
         rule = "|---|---:|" + "---:|" * len(ratios)

@@ -2276,6 +2276,133 @@ NEWER_FEEDS = [
         "take different inputs",
     ),
 ]
+# The third battery (#28): the checks it found missing, by kind.
+_SMALL_RESULT = dict(
+    baseline=0.9,
+    curves={"c1": [(0.0, 0.9), (0.5, 0.8)]},
+    groups={"c1": ["c1"]},
+    widths={"c1": 8},
+)
+
+
+def _sensitivity_result():
+    from keras_filterprune.sensitivity import SensitivityResult
+
+    return SensitivityResult(**_SMALL_RESULT)
+
+
+def _sequential_teacher(shape):
+    """Never called: its `input` is unknown to Keras, its `inputs` are not."""
+    return keras.Sequential([keras.Input(shape), L.Flatten(), L.Dense(3)])
+
+
+def _dense_twin(filters):
+    inputs = keras.Input((12, 12, 3))
+    x = L.Conv2D(filters, 3, name="c1")(inputs)
+    return keras.Model(inputs, L.Dense(3, name="head")(L.GlobalAveragePooling2D()(x)))
+
+
+def _compiled(model):
+    clone = _copy(model)
+    clone.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return clone
+
+
+BATTERY3 = [
+    (
+        "validation",
+        "temperature_inf",
+        lambda m, t: kfp.Distiller(_dense_net(), _dense_net(), temperature=math.inf),
+        ValueError,
+        r"`temperature` must be a finite number in \(0, inf\)",
+    ),
+    (
+        "recovery",
+        "distill_sequential_teacher_inputs",
+        lambda m, t: kfp.Distiller(_dense_net(), _sequential_teacher((10, 10, 3))),
+        ValueError,
+        r"same inputs.*\(None, 12, 12, 3\).*\(None, 10, 10, 3\)",
+    ),
+    (
+        "sensitivity",
+        "markdown_digits",
+        lambda m, t: _sensitivity_result().to_markdown(digits=-1),
+        ValueError,
+        "`digits` must be an int >= 0",
+    ),
+    (
+        "plots",
+        "plot_sensitivity_dict",
+        lambda m, t: kfp.plots.plot_sensitivity(_SMALL_RESULT["curves"]),
+        TypeError,
+        "`result` must be the SensitivityResult",
+    ),
+    (
+        "plots",
+        "plot_sensitivity_negative_drop",
+        lambda m, t: kfp.plots.plot_sensitivity(_sensitivity_result(), max_drop=-1),
+        ValueError,
+        "`max_drop`",
+    ),
+    (
+        "plots",
+        "plot_widths_other_model",
+        lambda m, t: kfp.plots.plot_widths(_dense_twin(8), _dense_twin(16)),
+        ValueError,
+        "not a pruned copy of `original`: layer 'c1' has 16 filters",
+    ),
+    (
+        "plots",
+        "plot_widths_plan_of_other_model",
+        lambda m, t: kfp.plots.plot_widths(
+            _dense_twin(8), kfp.plan_pruning(_dense_twin(16), 0.5)
+        ),
+        ValueError,
+        "The plan does not match the model",
+    ),
+    (
+        "scoring",
+        "score_unknown_kwarg",
+        lambda m, t: kfp.score_filters(m, "l1_norm", bogus_kw=3),
+        TypeError,
+        r"Unexpected keyword arguments \['bogus_kw'\].*passive",
+    ),
+    (
+        "scoring",
+        "taylor_labels_out_of_range",
+        lambda m, t: kfp.score_filters(_compiled(m), "taylor", (_x(m), np.full(4, 9))),
+        ValueError,
+        r"labels of `data` \(batch 0\) hold class 9.*3 classes",
+    ),
+]
+NEWER.extend(BATTERY3)
+NEWER_FEEDS += [
+    (
+        "runtime",
+        "run_tflite_dequantize_string",
+        lambda m, t: kfp.runtime.run_tflite(_tflite_bytes(m), _x(m), dequantize="no"),
+        TypeError,
+        "`dequantize` must be a bool",
+    ),
+    (
+        "runtime",
+        "eval_labels_strings",
+        lambda m, t: kfp.runtime.compare_models(
+            m, m, eval_data=(_x(m), np.array(list("abcd"))), verbose=0
+        ),
+        TypeError,
+        "labels of `eval_data` must be numbers",
+    ),
+    (
+        "runtime",
+        "eval_one_hot_width",
+        lambda m, t: kfp.runtime.compare_models(
+            m, m, eval_data=(_x(m), np.eye(5)[:4]), verbose=0
+        ),
+        ValueError,
+        "one-hot labels of `eval_data` have 5 columns.*3 classes",
+    ),
+]
 if not _needs_litert:
     NEWER.extend(NEWER_FEEDS)
 

@@ -146,6 +146,8 @@ def cache_prefix(cache, key):
         prefix = f"{cache}-{key}"
     directory = os.path.dirname(os.path.abspath(prefix))
     complete = os.path.isfile(prefix + ".index")
+    if complete:
+        _check_readable(prefix)
     if not complete and not os.access(directory, os.W_OK | os.X_OK):
         raise PermissionError(
             f"`cache`: cannot write the cache files '{prefix}.*' in '{directory}' "
@@ -183,3 +185,18 @@ def cache_key(paths, labels, examples, sample_rate, clip_samples, features):
         )
     text = json.dumps(material, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _check_readable(prefix):
+    """A complete cache whose files were damaged since (a disk error, an edit)
+    is refused now, naming them, rather than failing in the first batch."""
+    import tensorflow as tf
+
+    try:
+        tf.train.load_checkpoint(prefix)  # the bundle format `Dataset.cache` writes
+    except (tf.errors.OpError, ValueError) as e:
+        why = e.message if isinstance(e, tf.errors.OpError) else str(e)
+        raise ValueError(
+            f"`cache`: the cache files '{prefix}.*' are damaged ({why}). Delete "
+            "them (they are rebuilt from the audio files) or pass another `cache`."
+        ) from None

@@ -638,6 +638,13 @@ def _streaming_pipeline(paths, labels, examples, sample_rate, clip_samples, opts
         clip.set_shape((clip_samples,))
         if features is not None:
             clip = features(tf.expand_dims(clip, 0))[0]
+            if clip.dtype.is_floating:  # audio is checked by the scan; features here
+                clip = tf.debugging.check_numerics(
+                    clip,
+                    "audio_dataset: `features` returned NaN or Inf for a clip of "
+                    "finite audio (e.g. the log of a zero power): fix the front-end "
+                    "(add an epsilon before a log)",
+                )
         if label_tensor is None:
             return clip
         return clip, label_tensor[files[index]]

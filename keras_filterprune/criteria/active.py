@@ -297,6 +297,29 @@ def _resolve_loss(loss: Any, model: keras.Model, label: str) -> Callable:
     return loss
 
 
+def _check_labels(y: Any, model: keras.Model, step: int) -> None:
+    """Class-index labels of a one-output classifier lie in [0, classes): a
+    ValueError naming the batch, not the loss kernel's error."""
+    outputs = getattr(model, "outputs", None) or []
+    if len(outputs) != 1 or not hasattr(y, "shape"):
+        return
+    classes = outputs[0].shape[-1]
+    y = np.asarray(keras.ops.convert_to_numpy(y))
+    if classes is None or classes < 2 or y.dtype.kind not in "biuf":
+        return
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1 or not y.size or np.any(y != np.round(y)):
+        return  # not class indices (one-hot rows, soft targets): the loss decides
+    if y.min() < 0 or y.max() >= classes:
+        bad = y[(y < 0) | (y >= classes)][0].item()
+        raise ValueError(
+            f"The labels of `data` (batch {step}) hold class {bad!r}, but the model "
+            f"has {classes} classes (0 to {classes - 1}). Pass labels of this "
+            "model's classes."
+        )
+
+
 def _unpacked(batches: Iterable) -> Iterable:
     for element in batches:
         x, y, _ = keras.utils.unpack_x_y_sample_weight(element)
@@ -505,6 +528,7 @@ def gather_active_scores(
                     f"`criterion={label!r}` needs labels to compute the loss "
                     "gradient: pass `data` as (x, y) arrays or a dataset of (x, y)."
                 )
+            _check_labels(y, model, step)
             activations, gradients = extractor(x, y)
         else:
             outputs = keras.tree.flatten(extractor(x, training=False))

@@ -142,8 +142,9 @@ def _fmt(value: Any) -> str:
     return f"{value:.3f}"
 
 
-def _labels(eval_data: Any) -> tuple[Any, np.ndarray]:
-    """`(x, class indices)` from `(x, y)`, y as ints or one-hot rows."""
+def _labels(eval_data: Any) -> tuple[Any, np.ndarray, int | None]:
+    """`(x, class indices, one-hot width or None)` from `(x, y)`, y as ints or
+    one-hot rows."""
     if not isinstance(eval_data, (tuple, list)) or len(eval_data) != 2:
         raise TypeError(
             "`eval_data` must be a tuple (x, y) of inputs and labels (class "
@@ -151,8 +152,13 @@ def _labels(eval_data: Any) -> tuple[Any, np.ndarray]:
         )
     x, y = eval_data
     y = np.asarray(y)
+    if y.dtype.kind not in "biuf":
+        raise TypeError(
+            "The labels of `eval_data` must be numbers: class indices (N,) or "
+            f"one-hot rows (N, classes). Received: dtype {y.dtype}"
+        )
     if y.ndim == 2 and y.shape[1] > 1:
-        return x, y.argmax(axis=1)
+        return x, y.argmax(axis=1), y.shape[1]
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1 or not len(y) or np.any(y != np.round(y)) or np.any(y < 0):
@@ -160,10 +166,12 @@ def _labels(eval_data: Any) -> tuple[Any, np.ndarray]:
             "The labels of `eval_data` must be class indices (N,) or one-hot rows "
             f"(N, classes). Received: shape {y.shape}, dtype {y.dtype}"
         )
-    return x, y.astype(np.int64)
+    return x, y.astype(np.int64), None
 
 
-def _eval_feed(model: keras.Model, x: Any, labels: np.ndarray) -> dict[str, np.ndarray]:
+def _eval_feed(
+    model: keras.Model, x: Any, labels: np.ndarray, width: int | None
+) -> dict[str, np.ndarray]:
     size = len(labels)
     outputs = model.outputs
     classes = outputs[0].shape[-1] if len(outputs) == 1 else None
@@ -174,6 +182,11 @@ def _eval_feed(model: keras.Model, x: Any, labels: np.ndarray) -> dict[str, np.n
             f"{[tuple(o.shape) for o in outputs]}."
         )
     feed = element_to_feed(x, model, "eval_data")
+    if width is not None and width != classes:
+        raise ValueError(
+            f"The one-hot labels of `eval_data` have {width} columns, but "
+            f"{model.name!r} has {classes} classes."
+        )
     if labels.max() >= classes:
         raise ValueError(
             f"The labels of `eval_data` go up to {int(labels.max())}, but "
@@ -327,9 +340,9 @@ def compare_models(
     _check_same_inputs(original, pruned)
     evaluation = None
     if eval_data is not None:
-        x, labels = _labels(eval_data)
+        x, labels, width = _labels(eval_data)
         evaluation = (
-            {k: _eval_feed(m, x, labels) for k, m in models.items()},
+            {k: _eval_feed(m, x, labels, width) for k, m in models.items()},
             labels,
         )
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from keras_filterprune._files import native_output_captured
+from keras_filterprune._validation import check_bool
 
 __all__ = ["Runner", "interpreter_class", "run_tflite", "sorted_outputs"]
 
@@ -241,6 +242,7 @@ def run_tflite(
 
     Raises:
         ValueError: the inputs do not match the model's.
+        TypeError: `dequantize` is not a bool.
         ImportError: `ai-edge-litert` is not installed.
 
     Example:
@@ -254,6 +256,7 @@ def run_tflite(
     >>> y.shape
     (3, 2)
     """
+    check_bool(dequantize, "dequantize")
     runner = Runner(path_or_bytes, num_threads)
     outputs = runner.run(runner.as_feed(inputs), dequantize)
     ordered = sorted_outputs(outputs)

@@ -430,3 +430,30 @@ def test_cache_directory_must_exist(tmp_path):
             audio_dataset(
                 tmp_path / "data", sample_rate=8000, clip_seconds=0.5, cache=cache
             )
+
+
+def test_a_damaged_disk_cache_is_named_before_any_batch(tmp_path):
+    _write(tmp_path / "data", {"a/x.wav": (0.1, 8000, 0.2)})
+    kwargs = dict(sample_rate=8000, clip_seconds=0.1, batch_size=None)
+    first = audio_dataset(tmp_path / "data", cache=tmp_path / "c", **kwargs)
+    assert _firsts(first) == [0.1]
+    index = first.cache_path + ".index"
+    with open(index, "wb") as f:
+        f.write(b"not an sstable" * 8)
+    with pytest.raises(ValueError, match="cache files .* are damaged.*Delete them"):
+        audio_dataset(tmp_path / "data", cache=tmp_path / "c", **kwargs)
+
+
+def test_non_finite_features_stop_the_pipeline_with_a_named_cause(tmp_path):
+    import tensorflow as tf
+
+    _write(tmp_path / "data", {"a/x.wav": (0.0, 8000, 0.2)})
+    dataset = audio_dataset(
+        tmp_path / "data",
+        sample_rate=8000,
+        clip_seconds=0.1,
+        batch_size=None,
+        features=lambda w: tf.math.log(w * 0.0),  # log(0) = -inf
+    )
+    with pytest.raises(tf.errors.InvalidArgumentError, match="`features` returned"):
+        next(iter(dataset))
