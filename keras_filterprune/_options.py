@@ -257,6 +257,15 @@ class PlanOptions:
         """The options as keyword arguments (`plan_pruning(model, **...)`)."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
+    def check_reachable(self) -> None:
+        """Raises a ValueError when the latency target is below the lowest
+        latency the table predicts (ask it once the table fits the model)."""
+        from keras_filterprune.latency.budget import check_reachable
+
+        table, target_ms = self.latency
+        if target_ms is not None:
+            check_reachable(table, target_ms, self.min_filters)
+
     @functools.cached_property
     def latency(self) -> tuple[Any, float | None]:
         """The latency table (loaded when a path; `None` without one) and the

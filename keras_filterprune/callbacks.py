@@ -195,6 +195,9 @@ class PruningCallback(keras.callbacks.Callback):
             prune_norms=prune_norms,
             importance=importance,
         )
+        # An unreachable latency target is refused now, not at the last event
+        # (whether the table fits the model is checked when training begins).
+        self._options.check_reachable()
         self.__dict__.update(self._options.as_kwargs())  # criterion, exclude, …
         self.epochs = check.check_epochs(epochs)
         self.schedule = schedules.check_schedule(

@@ -163,7 +163,8 @@ def plan_with(
     if options.budget() is not None:
         target = options.budget()
     if table is not None:
-        table.check_graph(graph)
+        table.check_graph(graph)  # a table of another model is said first
+        options.check_reachable()
     ratio = options.ratio if ratio is None else ratio
     return _Planner(model, graph, options, within, table).plan(
         ratio, target, share, data=data, scores=scores, verbose=verbose

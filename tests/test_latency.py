@@ -614,6 +614,12 @@ def test_calibrate_says_the_table_is_of_another_model_before_the_target():
     for target in ("1%", "60%"):
         with pytest.raises(ValueError, match=match):
             kfp.latency.calibrate_latency_plan(other, target, table, verbose=0)
+        with pytest.raises(ValueError, match=match):  # L20: the planner too
+            plan_pruning(other, target_latency=target, latency_table=table)
+    with pytest.raises(ValueError, match=r"percentage .* in \(0%, 100%\]"):
+        kfp.latency.calibrate_latency_plan(small_model(), "150%", table, verbose=0)
+    with pytest.raises(ValueError, match="cannot be reached"):  # at construction
+        kfp.PruningCallback(target_latency="1%", latency_table=table)
 
 
 def test_the_lowest_latency_is_a_bound_and_says_so():
@@ -655,8 +661,8 @@ def test_bad_files_and_settings(tmp_path):
     [
         ({"target_latency": "fast"}, ValueError, "target_latency"),
         ({"target_latency": -1}, ValueError, "positive"),
-        ({"target_latency": "0%"}, ValueError, "positive"),
-        ({"target_latency": True}, ValueError, "target_latency"),
+        ({"target_latency": "0%"}, ValueError, r"in \(0%, 100%\]"),
+        ({"target_latency": True}, TypeError, "target_latency"),
         ({"target_latency": "50%", "target_macs": 1e6}, ValueError, "at most one of"),
         ({"target_latency": "50%", "global_ranking": True}, ValueError, "global"),
         ({"latency_table": 123}, TypeError, "LatencyTable"),

@@ -32,10 +32,11 @@ def check_latency_args(
     """`plan_pruning`'s latency arguments, checked: the table (loaded when a
     path, validated when an object) and the target in ms (or None).
 
+    Whether the target can be reached is `check_reachable`'s question, asked
+    once the table is known to fit the model.
+
     Raises:
-        ValueError: a corrupt table, or a target below the lowest latency the
-            table predicts with every group at `min_filters` channels (the
-            message says that latency).
+        ValueError: a corrupt table or a bad target.
         TypeError: `latency_table` is neither a table nor a path.
     """
     named = [k for k, v in other_targets.items() if v is not None]
@@ -68,9 +69,7 @@ def check_latency_args(
             "`target_latency` chooses each group's width itself: it cannot be "
             "combined with `global_ranking=True` or `greedy=True`."
         )
-    target_ms = parse_latency_target(target_latency, table)
-    check_reachable(table, target_ms, options.min_filters)
-    return table, target_ms
+    return table, parse_latency_target(target_latency, table)
 
 
 def check_reachable(table: LatencyTable, target_ms: float, min_filters: int) -> None:

@@ -505,10 +505,16 @@ def parse_latency_target(value: Any, table: LatencyTable) -> float:
     ms = None
     if text is not None:
         match = re.fullmatch(r"([0-9]*\.?[0-9]+)\s*(ms|%)", text)
+        if match and match.group(2) == "%" and float(match.group(1)) > 100:
+            raise ValueError(
+                "`target_latency` as a percentage must be of the unpruned latency "
+                "in (0%, 100%], such as '50%' (or a number of milliseconds). "
+                f"Received: target_latency={value!r}"
+            )
         if match:
             number = float(match.group(1))
             ms = number if match.group(2) == "ms" else table.model_ms * number / 100
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
         ms = float(value)
     if ms is None or not math.isfinite(ms) or ms <= 0:
         raise ValueError(
