@@ -230,8 +230,11 @@ class PruningCallback(keras.callbacks.Callback):
     def on_train_begin(self, logs=None) -> None:
         self._reset()
         self._graph = graph_of(self.model)  # traced once, remembered
-        self._graph.resolve(self.per_layer, "per_layer")
-        self._graph.exclusions(self.exclude)
+        # Options that do not fit the model fail now, not at the first event.
+        planning.groups_to_plan(self._graph, self._options)
+        table, _ = self._options.latency
+        if table is not None:
+            table.check_graph(self._graph)
         try:
             self._macs_base = self._graph.profile.total_macs
         except ValueError:  # unknown input size: MACs are not defined

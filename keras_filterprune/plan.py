@@ -171,6 +171,45 @@ def plan_with(
     )
 
 
+def groups_to_plan(
+    graph, options: PlanOptions
+) -> tuple[dict[int, str], dict[int, float]]:
+    """`(frozen, per_group)` of `options` on a traced model: why each group that
+    is not pruned is not (its structure, or `exclude`), and the `per_layer`
+    ratio of each group named there. Raises a ValueError naming the layer when
+    `per_layer` or `exclude` does not fit the model (an unknown name, a ratio
+    for a group that cannot be pruned, a layer in both); no scores needed, so a
+    callback can check its options when training begins."""
+    frozen = {
+        g.id: g.frozen
+        for g in graph.groups
+        if g.frozen and not (options.prune_norms and g.approximate)
+    }
+    for g, reason in graph.exclusions(options.exclude).items():
+        frozen.setdefault(g, reason)
+    per_layer = graph.resolve(options.per_layer, "per_layer")
+    excluded = graph.resolve(options.exclude, "exclude")
+    check_not_both(options.per_layer, options.exclude, {**per_layer, **excluded})
+    per_group: dict[int, float] = {}
+    for name, paths in per_layer.items():
+        r = options.per_layer[name]
+        for path in paths:
+            try:
+                g = graph.group_of(path).id
+            except KeyError:
+                raise ValueError(
+                    f"`per_layer` names '{path}', which produces no prunable channels."
+                ) from None
+            if g in frozen and r > 0:
+                raise ValueError(
+                    f"`per_layer` names '{path}', whose channel group cannot be "
+                    f"pruned: {frozen[g]}. Remove it from `per_layer` "
+                    f"(or give it ratio 0). Received: per_layer['{name}']={r}"
+                )
+            per_group[g] = min(per_group.get(g, 1.0), r)
+    return frozen, per_group
+
+
 class _Planner:
     """One planning run on a traced graph (see `plan_pruning`)."""
 
@@ -183,34 +222,7 @@ class _Planner:
             else options.round_to
             for g in graph.groups
         }
-        self.frozen = {
-            g.id: g.frozen
-            for g in graph.groups
-            if g.frozen and not (options.prune_norms and g.approximate)
-        }
-        for g, reason in graph.exclusions(options.exclude).items():
-            self.frozen.setdefault(g, reason)
-        per_layer = graph.resolve(options.per_layer, "per_layer")
-        excluded = graph.resolve(options.exclude, "exclude")
-        check_not_both(options.per_layer, options.exclude, {**per_layer, **excluded})
-        self.per_group: dict[int, float] = {}
-        for name, paths in per_layer.items():
-            r = options.per_layer[name]
-            for path in paths:
-                try:
-                    g = graph.group_of(path).id
-                except KeyError:
-                    raise ValueError(
-                        f"`per_layer` names '{path}', which produces no prunable "
-                        "channels."
-                    ) from None
-                if g in self.frozen and r > 0:
-                    raise ValueError(
-                        f"`per_layer` names '{path}', whose channel group cannot be "
-                        f"pruned: {self.frozen[g]}. Remove it from `per_layer` "
-                        f"(or give it ratio 0). Received: per_layer['{name}']={r}"
-                    )
-                self.per_group[g] = min(self.per_group.get(g, 1.0), r)
+        self.frozen, self.per_group = groups_to_plan(graph, options)
         self.within = within
         self.prev_keep = None
         self.flags_within = None

@@ -652,12 +652,23 @@ def test_untraceable_subclassed_model_fails_at_train_begin(xy):
     assert batches == []
 
 
-def test_unknown_layer_names_fail_at_train_begin(xy):
+def test_options_that_do_not_fit_the_model_fail_at_train_begin(xy):
     x, y = xy
-    for kwargs in ({"exclude": ["nope"]}, {"per_layer": {"nope": 0.5}}):
-        callback = PruningCallback("l1_norm", verbose=0, **kwargs)
-        with pytest.raises(ValueError, match="nope"):
-            make_model().fit(x, y, epochs=1, callbacks=[callback], verbose=0)
+    cases = [
+        ({"exclude": ["nope"]}, "nope"),
+        ({"per_layer": {"nope": 0.5}}, "nope"),
+        ({"per_layer": {"head": 0.5}}, "'head', whose channel group cannot be"),
+        ({"per_layer": {"conv2": 0.5}, "exclude": ["add"]}, "'conv2', whose"),
+    ]
+    for kwargs, match in cases:
+        batches = []
+        counter = keras.callbacks.LambdaCallback(
+            on_train_batch_end=lambda batch, logs, seen=batches: seen.append(batch)
+        )
+        callback = PruningCallback("l1_norm", epochs=(1,), verbose=0, **kwargs)
+        with pytest.raises(ValueError, match=match):
+            make_model().fit(x, y, epochs=2, callbacks=[counter, callback], verbose=0)
+        assert batches == [], kwargs
 
 
 def test_pruned_model_before_any_event(xy):
