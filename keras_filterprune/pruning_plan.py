@@ -281,13 +281,7 @@ def _match(graph, plan: PruningPlan) -> dict[int, np.ndarray]:
     by_producers = {frozenset(g.producers): g for g in plan.groups}
     plan_paths = {p for g in plan.groups for p in g.producers}
     members = {p for g in plan.groups for p in g.members} - plan_paths
-    for path in [*sorted(plan_paths), *sorted(members)]:  # producers first
-        if path not in graph.walk.layers:
-            raise ValueError(
-                f"The plan does not match the model: it names layer '{path}', which "
-                f"model '{graph.model_name}' does not have. Plans only apply to the "
-                "model they were made for (or an identical copy)."
-            )
+    _check_named(graph, sorted(plan_paths))
     masks = {}
     for group in graph.groups:
         pg = by_producers.get(frozenset(group.producers))
@@ -333,7 +327,18 @@ def _match(graph, plan: PruningPlan) -> dict[int, np.ndarray]:
             "The plan does not match the model: it has "
             f"{len(plan.groups)} groups, the model {len(masks)}."
         )
+    _check_named(graph, sorted(members))  # after the groups: their errors say more
     return masks
+
+
+def _check_named(graph, paths) -> None:
+    for path in paths:
+        if path not in graph.walk.layers:
+            raise ValueError(
+                f"The plan does not match the model: it names layer '{path}', which "
+                f"model '{graph.model_name}' does not have. Plans only apply to the "
+                "model they were made for (or an identical copy)."
+            )
 
 
 def check_plan(plan) -> PruningPlan:

@@ -1667,8 +1667,8 @@ def _nan_weights(model):
 
 
 def _recalibrate_twice_wider(t):
-    """An unbuilt Sequential (inputs unknown until called): the second batch's
-    width no longer fits, and Keras' own error is named as the calibration's."""
+    """An unbuilt Sequential (inputs unknown until called): the first batch
+    builds it, the second batch's width no longer fits its inputs."""
     model = keras.Sequential([L.Dense(3), L.BatchNormalization()])
     data = (np.ones((4, n), "float32") for n in (5, 6))  # a generator of batches
     kfp.recalibrate_batchnorm(model, data)
@@ -1760,7 +1760,8 @@ NEWER = [
         "recal_unknown_inputs",
         lambda m, t: _recalibrate_twice_wider(t),
         ValueError,
-        r"calibration `data` batch 1 \(0-based\) could not be fed",
+        r"calibration `data` batch 1 \(0-based\) has shape \(4, 6\) but model "
+        r"'.*' takes its input of shape \(4, 5\)",
     ),
     (
         "recovery",
@@ -2615,7 +2616,7 @@ CLI28 = [
             "{f}/rep_nan.npy",
         ],
         1,
-        "representative data '.*rep_nan.npy': x holds NaN or Inf",
+        "'.*rep_nan.npy': x holds NaN or Inf",
     ),
     (
         "representative_shape",
