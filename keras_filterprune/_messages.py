@@ -29,7 +29,8 @@ def say(message: str) -> None:
 def warn(message: str | Warning, category: type[Warning]) -> None:
     """`warnings.warn` attributed to the first caller outside the package, so
     that the warning names the user's line however deep inside it is raised
-    (what Python 3.12's `skip_file_prefixes` does)."""
+    (what Python 3.12's `skip_file_prefixes` does); from a callback that is
+    Keras' trainer, which calls it."""
     frame, level = sys._getframe(1), 2  # 1 is this function
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
         frame, level = frame.f_back, level + 1

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import numbers
-import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -25,6 +23,7 @@ from keras_filterprune._validation import (
     check_budget,
     check_choice,
     check_int,
+    check_latency_target,
     check_layer_names,
     check_per_layer,
     check_ratio,
@@ -341,26 +340,12 @@ def _check_importance(value: Any, values: dict[str, Any]) -> str | None:
 
 
 def _check_latency_target(value: Any) -> float | str | None:
-    """`target_latency` before the table is read: a number of milliseconds
-    (a NumPy scalar too, returned as a float) or a string, whose percentage must
-    be in (0%, 100%] as for the other budgets (the table parses the rest)."""
+    """`target_latency` before the table is read (`check_latency_target`): a
+    NumPy scalar becomes a float, a string is kept for the table to convert."""
     if value is None:
         return None
-    if isinstance(value, str):
-        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*%\s*", value)
-        if match and not 0 < float(match.group(1)) <= 100:
-            raise ValueError(
-                "`target_latency` as a percentage must be of the unpruned latency "
-                "in (0%, 100%], such as '50%' (or a number of milliseconds). "
-                f"Received: target_latency={value!r}"
-            )
-        return value
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(
-            "`target_latency` must be a number of milliseconds or a string such "
-            f"as '12.5ms' or '50%'. Received: target_latency={value!r}"
-        )
-    return float(value)
+    target = check_latency_target(value)
+    return value if isinstance(target, tuple) else target
 
 
 def check_not_both(per_layer: Any, exclude: Any, paths: Any = None) -> None:
@@ -376,7 +361,8 @@ def check_not_both(per_layer: Any, exclude: Any, paths: Any = None) -> None:
         return set(paths.get(name, ())) if paths is not None else {name}
 
     excluded = set().union(*(layers(name) for name in exclude))
-    both = [name for name in per_layer if layers(name) & excluded]
+    # A ratio of 0 asks nothing of the group, so it never contradicts `exclude`.
+    both = [name for name in per_layer if per_layer[name] and layers(name) & excluded]
     if both:
         raise ValueError(
             f"Layer '{both[0]}' is both in `per_layer` (a ratio for its group) and "

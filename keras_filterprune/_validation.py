@@ -18,6 +18,7 @@ __all__ = [
     "check_budget",
     "check_choice",
     "check_int",
+    "check_latency_target",
     "check_layer_names",
     "check_number",
     "check_ratio",
@@ -221,3 +222,33 @@ def check_scores(scores: Any, path: str, width: int, source: str) -> np.ndarray:
             "criterion and the weights or data it scored."
         )
     return array
+
+
+def check_latency_target(value: Any) -> float | tuple[float, str]:
+    """`target_latency` before a latency table reads it: milliseconds as a
+    number (a NumPy scalar too) or a string `"12.5ms"`, or a percentage `"50%"`
+    of the unpruned latency in (0%, 100%]. Returns the ms as a float, or
+    `(number, unit)` for a string (`unit` "ms" or "%")."""
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ms|%)\s*", value.lower())
+        number = float(match.group(1)) if match else None
+        if match and match.group(2) == "%" and not 0 < number <= 100:
+            raise ValueError(
+                "`target_latency` as a percentage must be of the unpruned latency "
+                "in (0%, 100%], such as '50%' (or a number of milliseconds). "
+                f"Received: target_latency={value!r}"
+            )
+        if match and number > 0:
+            return number, match.group(2)
+    elif isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            "`target_latency` must be a number of milliseconds or a string such "
+            f"as '12.5ms' or '50%'. Received: target_latency={value!r}"
+        )
+    elif math.isfinite(value) and value > 0:
+        return float(value)
+    raise ValueError(
+        "`target_latency` must be a positive number of milliseconds, or a string "
+        "such as '12.5ms' or '50%' (of the unpruned latency). Received: "
+        f"target_latency={value!r}"
+    )

@@ -195,9 +195,6 @@ class PruningCallback(keras.callbacks.Callback):
             prune_norms=prune_norms,
             importance=importance,
         )
-        # An unreachable latency target is refused now, not at the last event
-        # (whether the table fits the model is checked when training begins).
-        self._options.check_reachable()
         self.__dict__.update(self._options.as_kwargs())  # criterion, exclude, …
         self.epochs = check.check_epochs(epochs)
         self.schedule = schedules.check_schedule(
@@ -209,6 +206,8 @@ class PruningCallback(keras.callbacks.Callback):
         self.mode = check.check_choice(mode, "mode", ("soft", "hard"))
         self.data = self._options.check_data(data)
         self.calibration_data = _check_calibration_data(calibration_data)
+        if isinstance(verbose, (bool, np.bool_)):  # verbose=True, as Keras takes it
+            verbose = int(verbose)
         self.verbose = check.check_int(verbose, "verbose", 0)
         if self.verbose > 2:
             raise ValueError(
@@ -234,7 +233,8 @@ class PruningCallback(keras.callbacks.Callback):
         planning.groups_to_plan(self._graph, self._options)
         table, _ = self._options.latency
         if table is not None:
-            table.check_graph(self._graph)
+            table.check_graph(self._graph)  # a table of another model is said first
+            self._options.check_reachable()  # then a target it cannot reach
         try:
             self._macs_base = self._graph.profile.total_macs
         except ValueError:  # unknown input size: MACs are not defined

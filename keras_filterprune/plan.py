@@ -126,6 +126,8 @@ def plan_pruning(
         greedy=greedy,
         prune_norms=prune_norms,
     )
+    if isinstance(verbose, (bool, np.bool_)):  # verbose=True, as Keras takes it
+        verbose = int(verbose)
     verbose = check_int(verbose, "verbose", 0)
     return plan_with(
         model, options, data=data, scores=scores, within=within, verbose=verbose

@@ -32,6 +32,7 @@ from keras_filterprune._messages import warn
 from keras_filterprune._options import PlanOptions, option_names
 from keras_filterprune._paths import all_layers, layer_by_path
 from keras_filterprune._validation import check_bool, check_int, check_number
+from keras_filterprune.exceptions import FilterPruneWarning
 from keras_filterprune.masking import weight_masks
 from keras_filterprune.plan import GroupPlan, PruningPlan, plan_pruning
 from keras_filterprune.recovery import has_statistics, recalibrate_batchnorm
@@ -428,11 +429,15 @@ def sensitivity_analysis(
     plans, warned = {}, set()
     for r in ratios:
         with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+            warnings.simplefilter("always", FilterPruneWarning)
             plans[r] = plan_pruning(model, r, criterion, scores=scores, **plan_kwargs)
         for w in caught:  # each fact once (a frozen layer), not once per ratio
-            if (w.category, str(w.message)) not in warned:
-                warned.add((w.category, str(w.message)))
+            if not issubclass(w.category, FilterPruneWarning):
+                warnings.warn_explicit(
+                    w.message, w.category, w.filename, w.lineno, source=w.source
+                )
+            elif str(w.message) not in warned:
+                warned.add(str(w.message))
                 warn(w.message, w.category)
     selected = _select_groups(plans[ratios[0]], groups)
 

@@ -618,8 +618,15 @@ def test_calibrate_says_the_table_is_of_another_model_before_the_target():
             plan_pruning(other, target_latency=target, latency_table=table)
     with pytest.raises(ValueError, match=r"percentage .* in \(0%, 100%\]"):
         kfp.latency.calibrate_latency_plan(small_model(), "150%", table, verbose=0)
-    with pytest.raises(ValueError, match="cannot be reached"):  # at construction
-        kfp.PruningCallback(target_latency="1%", latency_table=table)
+    # The callback: a table of another model, then an unreachable target, both
+    # before the first batch.
+    x = np.zeros((4, *other.input_shape[1:]), "float32")
+    y = np.zeros((4,), "int32")
+    for model, target, said in ((other, "60%", match), (small_model(), "1%", "")):
+        model.compile("sgd", "sparse_categorical_crossentropy")
+        callback = kfp.PruningCallback(target_latency=target, latency_table=table)
+        with pytest.raises(ValueError, match=said or "cannot be reached"):
+            model.fit(x, y, epochs=1, callbacks=[callback], verbose=0)
 
 
 def test_the_lowest_latency_is_a_bound_and_says_so():

@@ -85,7 +85,7 @@ def test_importance_is_an_option_like_the_others():
             r"Layer 'c1' is both in `per_layer` .* and in `exclude`",
         ),
         (
-            dict(per_layer={"c2": 0.5, "c1": 0.0}, exclude="c1"),
+            dict(per_layer={"c2": 0.5, "c1": 0.2}, exclude="c1"),
             ValueError,
             r"Layer 'c1' is both in `per_layer`",
         ),

@@ -181,17 +181,12 @@ def test_a_frozen_group_of_a_plan_file_keeps_all_its_channels(tmp_path):
     assert PruningPlan.from_json(plan.to_json()).group_of("r1").frozen
 
 
-@pytest.mark.parametrize("field", ["members", "producers"])
-def test_a_plan_naming_a_layer_the_model_lacks_does_not_match(field):
-    """An unknown member is refused like an unknown producer (F24), by every
-    function that matches a plan to a model."""
+def test_a_plan_naming_a_producer_the_model_lacks_does_not_match():
+    """An unknown producer is refused by every function that matches a plan."""
     model = wide_model()
     config = plan_pruning(model, 0.5, "l1_norm").get_config()
     group = config["groups"][1]  # r1's
-    if field == "members":
-        group["members"].append("nope")
-    else:
-        group["producers"]["nope"] = list(range(group["width"]))
+    group["producers"]["nope"] = list(range(group["width"]))
     plan = PruningPlan.from_config(config)
     for use in (apply_plan, mask_model, estimate_macs):
         with pytest.raises(
@@ -200,6 +195,24 @@ def test_a_plan_naming_a_layer_the_model_lacks_does_not_match(field):
             "'wide' does not have",
         ):
             use(model, plan)
+
+
+def test_a_plan_applies_to_the_model_built_again_in_the_same_session():
+    """Unnamed layers (BatchNorm, ReLU, Add, pooling) get new automatic names
+    when the model is built again: a plan matches by its producers and groups."""
+
+    def build():
+        inputs = keras.Input((8, 8, 3))
+        x = keras.layers.Conv2D(8, 3, padding="same", name="c1")(inputs)
+        x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+        y = keras.layers.Conv2D(8, 3, padding="same", name="c2")(x)
+        x = keras.layers.GlobalAveragePooling2D()(keras.layers.Add()([x, y]))
+        return keras.Model(inputs, keras.layers.Dense(3, name="head")(x), name="net")
+
+    plan = PruningPlan.from_json(plan_pruning(build(), 0.5, "l1_norm").to_json())
+    again = build()
+    pruned = apply_plan(again, plan)
+    assert pruned.get_layer("c1").filters == 4
 
 
 @pytest.mark.parametrize(
@@ -406,7 +419,7 @@ def test_per_layer_cannot_prune_a_frozen_group():
     "model_name, per_layer, exclude, layer",
     [
         ("wide", {"r1": 0.5}, ["r1"], "r1"),
-        ("wide", {"stem": 0.25, "r1": 0.0}, ["fc", "r1"], "r1"),
+        ("wide", {"stem": 0.25, "r1": 0.3}, ["fc", "r1"], "r1"),
         ("nested_sequential", {"inner1": 0.5}, ["block/inner1"], "inner1"),
     ],
 )
@@ -421,6 +434,11 @@ def test_a_layer_in_per_layer_and_exclude_is_refused(
         "it from one of them",
     ):
         plan_pruning(model, 0.5, "l1_norm", per_layer=per_layer, exclude=exclude)
+
+
+def test_a_ratio_of_0_for_an_excluded_layer_asks_nothing():
+    plan = plan_pruning(wide_model(), 0.5, per_layer={"r1": 0.0}, exclude=["r1"])
+    assert len(plan.kept_filters("r1")) == plan.group_of("r1").width
 
 
 @functools.cache
@@ -478,7 +496,7 @@ def test_numpy_scalars_are_numbers_for_every_option(name, value):
 
 
 @pytest.mark.parametrize(
-    "verbose, error", [(-1, ValueError), (True, TypeError), (0.5, TypeError)]
+    "verbose, error", [(-1, ValueError), ("1", TypeError), (0.5, TypeError)]
 )
 def test_verbose_is_checked_as_the_callback_checks_it(verbose, error):
     from keras_filterprune import PruningCallback
@@ -488,6 +506,13 @@ def test_verbose_is_checked_as_the_callback_checks_it(verbose, error):
     with pytest.raises(error) as from_callback:
         PruningCallback(verbose=verbose)
     assert str(from_plan.value) == str(from_callback.value)
+
+
+def test_verbose_true_is_one_as_in_keras():
+    from keras_filterprune import PruningCallback
+
+    assert plan_pruning(wide_model(), 0.5, verbose=False).num_removed > 0
+    assert PruningCallback(verbose=True).verbose == 1
 
 
 def test_cost_model_counts_params_exactly():

@@ -20,7 +20,6 @@ import json
 import math
 import numbers
 import os
-import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -28,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from keras_filterprune._files import check_writable, write_text
-from keras_filterprune._validation import check_int
+from keras_filterprune._validation import check_int, check_latency_target
 from keras_filterprune.latency.schema import (
     FIELDS,
     FORMAT,
@@ -499,28 +498,12 @@ def parse_latency_target(value: Any, table: LatencyTable) -> float:
     `"50%"` (a percentage of the table's unpruned latency).
 
     Raises:
-        ValueError: anything else, or a target that is not positive.
+        ValueError: another string, a target that is not positive, a percentage
+            outside (0%, 100%].
+        TypeError: neither a number nor a string.
     """
-    text = value.strip().lower() if isinstance(value, str) else None
-    ms = None
-    if text is not None:
-        match = re.fullmatch(r"([0-9]*\.?[0-9]+)\s*(ms|%)", text)
-        if match and match.group(2) == "%" and float(match.group(1)) > 100:
-            raise ValueError(
-                "`target_latency` as a percentage must be of the unpruned latency "
-                "in (0%, 100%], such as '50%' (or a number of milliseconds). "
-                f"Received: target_latency={value!r}"
-            )
-        if match:
-            number = float(match.group(1))
-            ms = number if match.group(2) == "ms" else table.model_ms * number / 100
-    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
-        ms = float(value)
-    if ms is None or not math.isfinite(ms) or ms <= 0:
-        raise ValueError(
-            "`target_latency` must be a positive number of milliseconds, or a "
-            "string such as '12.5ms' or '50%' (of the unpruned latency, "
-            f"{table.model_ms:.3f} ms in the table). Received: "
-            f"target_latency={value!r}"
-        )
-    return ms
+    target = check_latency_target(value)
+    if isinstance(target, float):
+        return target
+    number, unit = target
+    return number if unit == "ms" else table.model_ms * number / 100
