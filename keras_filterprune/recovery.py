@@ -740,6 +740,13 @@ keys and shapes after the batch axis) to be distilled. Received: student outputs
     def call(self, inputs, training=None):
         return self.student(inputs, training=training)
 
+    def fit(self, x=None, y=None, *args, **kwargs):
+        """`keras.Model.fit`, with NumPy `x` and `y` checked first (numbers, no
+        NaN or Inf, class labels that fit the student and the loss), so that a
+        bad array is named before a batch changes the student."""
+        _check_fit_arrays(x, y, _output_structure(self.student), self.loss)
+        return super().fit(x, y, *args, **kwargs)
+
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):
@@ -790,3 +797,58 @@ keys and shapes after the batch axis) to be distilled. Received: student outputs
                 config[key], custom_objects=custom_objects
             )
         return cls(**config)
+
+
+def _is_sparse_loss(loss: Any) -> bool:
+    if isinstance(loss, str):
+        return "sparse_categorical" in loss
+    name = getattr(loss, "name", None) or getattr(loss, "__name__", "")
+    return isinstance(loss, keras.losses.SparseCategoricalCrossentropy) or (
+        "sparse_categorical" in str(name)
+    )
+
+
+def _check_fit_arrays(x: Any, y: Any, outputs: Any, loss: Any) -> None:
+    """Raises a TypeError or ValueError naming `x` or `y` of `Distiller.fit`
+    when a NumPy array cannot train the student: not numbers, NaN or Inf (one
+    turns every weight into NaN), or labels beyond the student's classes or of
+    another form than the loss takes. Datasets and generators are left to Keras."""
+    leaves = [("x", a) for a in keras.tree.flatten(x)] if x is not None else []
+    if isinstance(y, np.ndarray):
+        leaves.append(("y", y))
+    for name, array in leaves:
+        if not isinstance(array, np.ndarray):
+            continue
+        if array.dtype.kind not in "biuf":
+            raise TypeError(
+                f"`{name}` of Distiller.fit must hold numbers. Received: an array "
+                f"of dtype {array.dtype}"
+            )
+        if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+            first = int(np.argmin(np.isfinite(array).reshape(len(array), -1).all(1)))
+            raise ValueError(
+                f"`{name}` of Distiller.fit holds NaN or Inf (example {first}): one "
+                "would turn every weight of the student into NaN. Clean the data "
+                "first (e.g. np.nan_to_num)."
+            )
+    outputs = keras.tree.flatten(outputs) if outputs is not None else []
+    if not isinstance(y, np.ndarray) or len(outputs) != 1:
+        return
+    classes = outputs[0].shape[-1]
+    if classes is None or classes < 2 or not _is_sparse_loss(loss):
+        return
+    if y.ndim == 2 and y.shape[1] == classes:
+        raise ValueError(
+            f"`y` of Distiller.fit holds one-hot rows (shape {y.shape}) but the loss "
+            f"({loss!r}) takes class indices: pass `y.argmax(-1)`, or compile with "
+            "'categorical_crossentropy'."
+        )
+    labels = y[:, 0] if y.ndim == 2 and y.shape[1] == 1 else y
+    if labels.ndim != 1 or not labels.size:
+        return
+    if labels.min() < 0 or labels.max() >= classes:
+        bad = labels[(labels < 0) | (labels >= classes)][0].item()
+        raise ValueError(
+            f"`y` of Distiller.fit holds class {bad!r}, but the student has {classes} "
+            f"classes (0 to {classes - 1})."
+        )

@@ -2309,7 +2309,58 @@ def _compiled(model):
     return clone
 
 
+def _distill_fit(x, y, loss="sparse_categorical_crossentropy"):
+    """Distiller.fit on a student whose weights must not change when it fails."""
+    student, teacher = _dense_net(), _dense_net()
+    before = [w.copy() for w in student.get_weights()]
+    distiller = kfp.Distiller(student, teacher)
+    distiller.compile("sgd", loss)
+    try:
+        distiller.fit(x, y, epochs=1, verbose=0)
+    finally:
+        after = student.get_weights()
+        assert all(np.array_equal(a, b) for a, b in zip(before, after))
+
+
+_XD = np.random.default_rng(0).normal(size=(8, 12, 12, 3)).astype("float32")
+_YD = np.arange(8) % 3
+
+
+def _with_nan(x):
+    x = x.copy()
+    x[5, 0, 0, 0] = np.nan
+    return x
+
+
 BATTERY3 = [
+    (
+        "recovery",
+        "distill_fit_nan_x",
+        lambda m, t: _distill_fit(_with_nan(_XD), _YD),
+        ValueError,
+        r"`x` of Distiller.fit holds NaN or Inf \(example 5\)",
+    ),
+    (
+        "recovery",
+        "distill_fit_string_x",
+        lambda m, t: _distill_fit(np.full((8, 12, 12, 3), "a"), _YD),
+        TypeError,
+        "`x` of Distiller.fit must hold numbers",
+    ),
+    (
+        "recovery",
+        "distill_fit_labels_out_of_range",
+        lambda m, t: _distill_fit(_XD, np.full(8, 7)),
+        ValueError,
+        "`y` of Distiller.fit holds class 7, but the student has 3 classes",
+    ),
+    (
+        "recovery",
+        "distill_fit_one_hot_sparse_loss",
+        lambda m, t: _distill_fit(_XD, np.eye(3)[_YD]),
+        ValueError,
+        r"one-hot rows .* takes class indices",
+    ),
     (
         "validation",
         "temperature_inf",
