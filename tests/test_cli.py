@@ -344,6 +344,24 @@ def test_prune_options_in_process(files, tmp_path, capsys):
     assert count_macs(pruned) <= 0.8 * macs
 
 
+def _recalibrated_like_the_api(out, model_path, x):
+    """The CLI's pruned model at `out` has the BatchNorm statistics that
+    `prune_keras_model(model, 0.5, calibration_data=x)` gives; returns it and
+    the original model."""
+    from keras_filterprune import prune_keras_model
+
+    pruned = keras.saving.load_model(out)
+    model = keras.saving.load_model(model_path)
+    expected = prune_keras_model(model, 0.5, calibration_data=x)
+    np.testing.assert_allclose(
+        pruned.get_layer("bn1").moving_mean.numpy(),
+        expected.get_layer("bn1").moving_mean.numpy(),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    return pruned, model
+
+
 def test_prune_with_calibration_data(files, tmp_path, capsys):
     from keras_filterprune import prune_keras_model
 
@@ -353,15 +371,8 @@ def test_prune_with_calibration_data(files, tmp_path, capsys):
         "--calibration-data", str(files / "data.npz"),
     ]  # fmt: skip
     assert cli.main(argv) == 0, capsys.readouterr().err
-    pruned = keras.saving.load_model(out)
-    model = keras.saving.load_model(files / "model.keras")
-    x = np.load(files / "data.npz")["x"]
-    expected = prune_keras_model(model, 0.5, calibration_data=x)
-    np.testing.assert_allclose(
-        pruned.get_layer("bn1").moving_mean.numpy(),
-        expected.get_layer("bn1").moving_mean.numpy(),
-        rtol=1e-5,
-        atol=1e-6,
+    pruned, model = _recalibrated_like_the_api(
+        out, files / "model.keras", np.load(files / "data.npz")["x"]
     )
     stale = prune_keras_model(model, 0.5)
     assert not np.allclose(
@@ -548,21 +559,12 @@ def test_outputs_that_differ_still_work(workdir, capsys):
 
 
 def test_an_npy_of_inputs_is_calibration_data(workdir, capsys):
-    from keras_filterprune import prune_keras_model
-
     argv = ["prune", "model.keras", "-o", "c.keras", "--ratio", "0.5"]
     assert cli.main([*argv, "--calibration-data", "rep.npy"]) == 0, (
         capsys.readouterr().err
     )
-    pruned = keras.saving.load_model(workdir / "c.keras")
-    model = keras.saving.load_model(workdir / "model.keras")
-    x = np.load(workdir / "rep.npy")
-    expected = prune_keras_model(model, 0.5, calibration_data=x)
-    np.testing.assert_allclose(
-        pruned.get_layer("bn1").moving_mean.numpy(),
-        expected.get_layer("bn1").moving_mean.numpy(),
-        rtol=1e-5,
-        atol=1e-6,
+    _recalibrated_like_the_api(
+        workdir / "c.keras", workdir / "model.keras", np.load(workdir / "rep.npy")
     )
 
 
