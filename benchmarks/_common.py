@@ -9,6 +9,7 @@ Not part of the package: the benchmark scripts import it as a sibling module
   `--output`, `--threads`.
 - `report_header(...)`: machine, load, versions, git commit, seeds, the exact
   command and the wall time, as Markdown.
+- `timing(args, ...)`: LiteRT timing options (short under `--quick`).
 - `table(...)`, `mean_std(...)`, `Stopwatch`, `write_report(...)`.
 """
 
@@ -100,6 +101,17 @@ def add_common_args(
     parser.add_argument(
         "--threads", type=int, default=2, help="TensorFlow intra-op threads (2)"
     )
+
+
+QUICK_TIMING = {"min_round_ms": 2.0, "target_ci": None, "max_seconds": 2.0}
+"""LiteRT timing options of a `--quick` run: it checks the machinery, not the
+numbers, so a few short rounds (the time cap ends adaptive timing early)."""
+
+
+def timing(args: argparse.Namespace, **full) -> dict:
+    """The adaptive-timing keyword arguments of a run: `full` (the real run's,
+    e.g. `max_seconds=600`), or `QUICK_TIMING` under `--quick`."""
+    return dict(QUICK_TIMING) if args.quick else full
 
 
 def resolve_output(args: argparse.Namespace, name: str) -> str:

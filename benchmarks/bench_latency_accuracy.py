@@ -177,7 +177,7 @@ def plans_for(base, table, target: float, importance_data, args):
             iterations=args.calibrate,
             tolerance=0.05,
             verbose=0,
-            max_seconds=20 if args.quick else 120,
+            **common.timing(args, max_seconds=120),
             **options,
         )
 
@@ -205,7 +205,7 @@ def plans_for(base, table, target: float, importance_data, args):
     return plans
 
 
-def time_models(models, threads: int, max_seconds: float):
+def time_models(models, threads: int, timing: dict):
     """`[(median ms, relative 95 % half-width or None)]` of each model, timed in
     one interleaved run."""
     import math
@@ -214,7 +214,7 @@ def time_models(models, threads: int, max_seconds: float):
 
     contents = [lm.convert(m, None) for m in models]
     timed = lm.time_flatbuffers(
-        contents, threads, 6, 10, max_seconds=max_seconds, drop_converged=False
+        contents, threads, 6, 10, drop_converged=False, **timing
     )
     result = []
     for t in timed:
@@ -238,8 +238,8 @@ def run_seed(name, build, train, test, table_cache, fit, seed, args) -> list[dic
             widths=2 if args.quick else 4,
             steps=table_cache.get("steps", QUICK_STEPS if args.quick else None),
             rounds=2 if args.quick else 5,
-            max_seconds=20 if args.quick else 600,
             verbose=0,
+            **common.timing(args, max_seconds=600),
         )
         table_cache["steps"] = table_cache[name].steps
         common.log(f"{name}: table in {watch.lap():.0f} s, {table_cache[name]!r}")
@@ -253,7 +253,9 @@ def run_seed(name, build, train, test, table_cache, fit, seed, args) -> list[dic
             cells.append({"target": target, "plan": plan_name, "plan_obj": plan})
     common.log(f"{name} seed {seed}: {len(cells)} plans in {watch.lap():.0f} s")
     pruned = [apply_plan(base, c["plan_obj"]) for c in cells]
-    timed = time_models([base, *pruned], args.threads, 30 if args.quick else 300)
+    timed = time_models(
+        [base, *pruned], args.threads, common.timing(args, max_seconds=300)
+    )
     base_ms, base_ci = timed[0]
     base_macs = count_macs(base)
     for cell, model, (ms, ci) in zip(cells, pruned, timed[1:], strict=True):

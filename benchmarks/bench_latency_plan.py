@@ -42,11 +42,6 @@ MODELS = ("vgg16", "resnet56", "mobilenetv2")
 TARGETS = (0.7, 0.5)
 
 
-def quick_timing(args) -> dict:
-    """`--quick` checks the machinery only: fixed rounds, a short time cap."""
-    return {"target_ci": None, "max_seconds": 20.0} if args.quick else {}
-
-
 def build(name: str, quick: bool):
     import keras
 
@@ -100,14 +95,16 @@ def uniform_of_same_latency(model, table, goal_ms: float) -> float:
     return hi
 
 
-def measure(models, quantization, threads: int, rounds: int) -> list[float]:
+def measure(models, quantization, threads: int, rounds: int, args) -> list[float]:
     from keras_filterprune.latency import measure as lm
 
     contents = [lm.convert(m, quantization) for m in models]
-    return lm.time_contents(contents, threads, rounds=rounds, runs=10)
+    return lm.time_contents(
+        contents, threads, rounds=rounds, runs=10, **common.timing(args)
+    )
 
 
-def sweep(quantizations, threads: int, rounds: int, axes=("out", "in")) -> dict:
+def sweep(quantizations, threads: int, rounds: int, axes, timing: dict) -> dict:
     """One 3x3 conv (28x28x64 input) at widths 1..64 along each axis: the probe
     `measure_latency_table` runs, kept for the plot and the report."""
     from keras_filterprune.latency import measure as lm
@@ -117,7 +114,11 @@ def sweep(quantizations, threads: int, rounds: int, axes=("out", "in")) -> dict:
         for axis in axes:
             models = lm.probe_models("conv", axis)
             ms = lm.time_contents(
-                [lm.convert(m, quantization) for m in models], threads, rounds, 5
+                [lm.convert(m, quantization) for m in models],
+                threads,
+                rounds,
+                5,
+                **timing,
             )
             label = f"{quantization or 'fp32'} {axis}put channels"
             curves[label] = {
@@ -174,13 +175,13 @@ def run_model(name, args, fit, steps, quantizations, data) -> dict:
             steps=steps[label],
             rounds=2 if args.quick else 5,
             verbose=0,
-            **quick_timing(args),
+            **common.timing(args),
         )
         table_s = watch.lap()
         steps[label] = table.steps
         common.log(f"{name} {label}: table in {table_s:.0f} s, {table!r}")
         pruned, unreachable = {}, {}
-        for target in TARGETS:
+        for target in TARGETS[:1] if args.quick else TARGETS:
             try:
                 plan = plan_pruning(
                     base,
@@ -209,7 +210,7 @@ def run_model(name, args, fit, steps, quantizations, data) -> dict:
                     criterion="l1_norm",
                     rounds=3 if args.quick else 7,
                     verbose=0,
-                    **quick_timing(args),
+                    **common.timing(args),
                 )
                 iterations = timed.meta["latency_iterations"]
                 common.log(
@@ -220,7 +221,7 @@ def run_model(name, args, fit, steps, quantizations, data) -> dict:
                 )
                 pruned[target]["calibrated"] = (apply_plan(base, timed), timed)
         models = [base] + [m for t in pruned for m, _ in pruned[t].values()]
-        ms = measure(models, quantization, args.threads, 3 if args.quick else 7)
+        ms = measure(models, quantization, args.threads, 3 if args.quick else 7, args)
         rows, i = [], 1
         for target in pruned:
             for kind, (model, plan) in pruned[target].items():
@@ -370,7 +371,9 @@ def main(argv=None) -> int:
     curves = (
         {}
         if args.no_sweep
-        else sweep(quantizations, args.threads, 1 if quick else 3, axes)
+        else sweep(
+            quantizations, args.threads, 1 if quick else 3, axes, common.timing(args)
+        )
     )
     output = common.resolve_output(args, NAME)
     if curves:

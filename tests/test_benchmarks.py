@@ -159,10 +159,9 @@ def test_bench_latency_plan_quick(tmp_path):
     assert "## resnet8_cifar (fp32)" in text
     # A tiny model timed on a loaded machine may not reach a target: then the
     # report says so instead of failing.
-    for target in ("0.7", "0.5"):
-        rows = [f"| {target} | {plan}" for plan in ("latency-aware", "calibrated")]
-        rows.append(f"| {target} | uniform ")
-        assert all(r in text for r in rows) or f"| {target} | unreachable |" in text
+    rows = [f"| 0.7 | {plan}" for plan in ("latency-aware", "calibrated")]
+    rows.append("| 0.7 | uniform ")  # --quick: the first target only
+    assert all(r in text for r in rows) or "| 0.7 | unreachable |" in text
     assert "One layer's latency against its width" in text
     assert (tmp_path / "report_steps.png").stat().st_size > 0
 

@@ -64,6 +64,7 @@ def synthetic_table(model, out_step=32, in_curves=True, name=None):
                 "out": spec["out"],
                 "full_ms": spec["widths"]["in"] * spec["widths"]["out"] / 1000,
                 "curves": curves,
+                **spec["numbered"],
             }
         )
     total = sum(u["full_ms"] for u in units)
@@ -284,6 +285,8 @@ def _drop(path):
 # c2 reads group 0, its output curve is timed at widths [32, 64].
 CORRUPT = [
     (_set("model_ms", math.inf), "model_ms"),
+    (_set("units.1.call", -1), r"units\[1\]\.call"),
+    (_set("units.1.call", 0.5), r"units\[1\]\.call"),
     (_set("units.1.full_ms_ci", -0.1), r"units\[1\]\.full_ms_ci"),
     (_set("units.1.full_ms_ci", "2%"), r"units\[1\]\.full_ms_ci"),
     (_set("units.1.curves.out.ms_ci", [0.01]), r"units\[1\]\.curves\.out\.ms_ci"),
@@ -536,12 +539,24 @@ def _siamese():
 
 
 def test_a_table_lists_each_call_of_a_layer_once():
-    """A layer repeated in a table counts twice (L11, L61): it is refused for a
-    model that calls it once, and required for a layer the model shares."""
+    """A layer repeated in a table counts twice (L11, L61): a copied unit is
+    refused when the table is read, one numbered as a second call is refused for
+    a model that calls the layer once, and a layer the model shares needs one
+    unit per call."""
     model = small_model()
     data = json.loads(_table_json())
     data["units"].append(data["units"][0])  # c1 twice, as a hand edit would
-    doubled = LatencyTable.from_dict(data)  # a shared layer's table looks so
+    with pytest.raises(ValueError, match=r"units\[4\]: repeats layer 'c1' of unit"):
+        LatencyTable.from_dict(data)
+    data["units"][0] = {**data["units"][0], "call": 0}
+    with pytest.raises(ValueError, match=r"units\[4\]: layer 'c1' is listed 2 tim"):
+        LatencyTable.from_dict(data)
+    data["units"][4] = {**data["units"][4], "call": 0}
+    with pytest.raises(ValueError, match=r"units\[4\]: repeats .*\(call 0\)"):
+        LatencyTable.from_dict(data)
+    data["units"][4]["call"] = 1  # a shared layer's table looks so
+    doubled = LatencyTable.from_dict(data)
+    assert LatencyTable.from_json(doubled.to_json()).units[4]["call"] == 1
     match = r"times layer 'c1' twice, but model 'small' calls it once"
     with pytest.raises(ValueError, match=r"measured on model 'small'.*" + match):
         plan_pruning(model, target_latency="50%", latency_table=doubled)
@@ -813,6 +828,10 @@ def test_measure_latency_on_the_command_line(tmp_path, capsys):
         ({"tolerance": 0}, "tolerance"),
         ({"tolerance": 1.5}, "tolerance"),
         ({"iterations": 0}, "iterations"),
+        ({"min_round_ms": -1}, "min_round_ms"),
+        ({"min_round_ms": math.inf}, "min_round_ms"),
+        ({"target_ci": 0}, "target_ci"),
+        ({"max_seconds": 0}, "max_seconds"),
     ],
 )
 def test_calibrate_rejects_bad_arguments(kwargs, match):

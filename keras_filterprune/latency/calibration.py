@@ -49,6 +49,7 @@ def calibrate_latency_plan(
     tolerance: float = 0.05,
     rounds: int = 7,
     verbose: int = 1,
+    min_round_ms: float = 20.0,
     target_ci: float | None = 0.02,
     max_seconds: float | None = 120.0,
     **plan_options: Any,
@@ -58,9 +59,9 @@ def calibrate_latency_plan(
     Each iteration calls `plan_pruning(model, target_latency=t,
     latency_table=latency_table, **plan_options)`, builds the pruned model, and
     times it and the unpruned model in LiteRT with the table's settings
-    (threads, quantization; interleaved rounds of at least 20 ms each, until
-    the 95 % interval of each median round is within `±target_ci` of it, as
-    `benchmark_tflite` times). The measured
+    (threads, quantization; interleaved rounds of at least `min_round_ms` each,
+    until the 95 % interval of each median round is within `±target_ci` of it,
+    as `benchmark_tflite` times). The measured
     ratio `pruned / unpruned` is compared with the requested ratio `r`; if it is
     off by more than `tolerance`, the next iteration asks the planner for
     `r · predicted / measured`: the table's error on the last plan is taken to
@@ -82,6 +83,9 @@ def calibrate_latency_plan(
             `0.05` for ±5 %. Defaults to `0.05`.
         rounds: `int`. Timing rounds per iteration, at least. Defaults to `7`.
         verbose: `int`. `1` prints one line per iteration. Defaults to `1`.
+        min_round_ms: `float`. Milliseconds each timing round lasts, at least
+            (a sub-millisecond model is called many times per round). Defaults
+            to `20.0`.
         target_ci: `float` or `None`. Relative half-width of the 95 % interval
             of each timed median to reach (`None`: exactly `rounds` rounds).
             Defaults to `0.02`.
@@ -136,7 +140,7 @@ def calibrate_latency_plan(
 
     iterations = check_int(iterations, "iterations", 1)
     rounds = check_int(rounds, "rounds", 1)
-    check_adaptive_args(20.0, target_ci, max_seconds)
+    check_adaptive_args(min_round_ms, target_ci, max_seconds)
     if (
         isinstance(tolerance, bool)
         or not isinstance(tolerance, (int, float))
@@ -200,6 +204,7 @@ def calibrate_latency_plan(
                 threads,
                 rounds,
                 10,
+                min_round_ms=min_round_ms,
                 target_ci=target_ci,
                 max_seconds=max_seconds,
                 drop_converged=False,  # a ratio: both timed in the same rounds

@@ -249,6 +249,7 @@ def measure_latency_table(
                 "full_ms": full_ms,
                 "full_ms_ci": spread(index[key, "full"]),
                 "curves": curves,
+                **spec["numbered"],  # which call of a shared layer
             }
         )
     settings = settings_of(runtime, num_threads, quantization, rounds, overhead)

@@ -13,6 +13,7 @@ import json
 import math
 import numbers
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -219,6 +220,7 @@ def _fields_of(data: Mapping) -> dict[str, Any]:
     units = _list(data["units"], "units")
     _require(bool(units), "units", "must list at least one timed layer")
     units = [_unit(u, f"units[{i}]", groups) for i, u in enumerate(units)]
+    _distinct_calls(units)
     _require(
         math.isfinite(sum(u["full_ms"] for u in units)),
         "units",
@@ -333,6 +335,8 @@ def _unit(value: Any, field: str, groups: Mapping[int, int]) -> dict[str, Any]:
     axes = {a: _axis(unit[a], f"{field}.{a}", groups) for a in _AXES}
     full_ms = _ms(unit["full_ms"], f"{field}.full_ms")
     spread = {}
+    if "call" in unit:  # which call of a shared layer; absent when called once
+        spread["call"] = _int(unit["call"], f"{field}.call", low=0)
     if "full_ms_ci" in unit:  # optional: tables measured before #30 lack it
         spread["full_ms_ci"] = _spread(unit["full_ms_ci"], f"{field}.full_ms_ci")
     curves = _mapping(unit["curves"], f"{field}.curves")
@@ -347,6 +351,33 @@ def _unit(value: Any, field: str, groups: Mapping[int, int]) -> dict[str, Any]:
         for a in _AXES
     }
     return {**unit, **axes, "full_ms": full_ms, **spread, "curves": checked}
+
+
+def _distinct_calls(units: Sequence[Mapping[str, Any]]) -> None:
+    """A layer is timed once per call: a layer listed twice must number its
+    calls (`call`: 0, 1, ...), so that a copied unit is not counted twice."""
+    seen: dict[tuple[str, Any], int] = {}
+    for i, unit in enumerate(units):
+        first = seen.setdefault((unit["path"], unit.get("call")), i)
+        _require(
+            first == i,
+            f"units[{i}]",
+            f"repeats layer '{unit['path']}' of units[{first}]"
+            + ("" if "call" not in unit else f" (call {unit['call']})")
+            + "; a table has one unit per call of a layer, and a layer called "
+            "more than once numbers its units by `call` (0, 1, ...). Measure "
+            "the table again with `measure_latency_table`",
+        )
+    paths = Counter(unit["path"] for unit in units)
+    for i, unit in enumerate(units):
+        _require(
+            paths[unit["path"]] == 1 or "call" in unit,
+            f"units[{i}]",
+            f"layer '{unit['path']}' is listed {paths[unit['path']]} times, so "
+            "each of its units needs `call` (0, 1, ...: which call of the "
+            "shared layer it times). Measure the table again with "
+            "`measure_latency_table`",
+        )
 
 
 def _axis(value: Any, field: str, groups: Mapping[int, int]) -> dict[str, Any]:

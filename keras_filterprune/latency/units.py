@@ -7,6 +7,7 @@ a table with; it needs the graph only, not the runtime."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -43,7 +44,9 @@ def _axis(graph, ids, shape, variable: set[int]) -> tuple[dict, int]:
 
 def unit_specs(graph) -> list[dict[str, Any]]:
     """The timed calls of a traced model: convolutions and Dense layers (not
-    grouped), with how their input and output widths follow the groups."""
+    grouped), with how their input and output widths follow the groups.
+    `numbered` is `{"call": i}` for the i-th call of a layer called more than
+    once (a table's unit carries it), else `{}`."""
     variable = {g.id for g in graph.groups if g.frozen is None or g.approximate}
     specs = []
     for call in graph.walk.calls:
@@ -87,4 +90,12 @@ def unit_specs(graph) -> list[dict[str, Any]]:
                 "shape": (1, *shape[1:]),
             }
         )
+    # A shared layer is timed once per call: its units are numbered (`call`).
+    calls = Counter(spec["path"] for spec in specs)
+    numbered: Counter = Counter()
+    for spec in specs:
+        spec["numbered"] = {}
+        if calls[spec["path"]] > 1:
+            spec["numbered"] = {"call": numbered[spec["path"]]}
+            numbered[spec["path"]] += 1
     return specs
