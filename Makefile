@@ -19,7 +19,7 @@ BACKEND_TESTS := tests/test_walk.py tests/test_graph.py tests/test_handlers.py t
 TORCH ?= torch==2.13.0
 TORCH_STAMP := $(VENV)/.installed-torch
 
-.PHONY: demo test lint docs sysdeps venv torch clean bench
+.PHONY: demo test test-slow backends lint docs sysdeps venv torch clean bench
 
 venv: $(STAMP)
 
@@ -51,13 +51,30 @@ lint: venv
 docs: venv
 	NO_MKDOCS_2_WARNING=1 TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/mkdocs build --strict --clean
 
+# `make test`: lint, the site, the suite without the cases marked `slow` (large
+# keras.applications models, multi-process training, LiteRT timing and conversion
+# at their default settings, end-to-end runs), the notebooks, and the core suite on
+# JAX and PyTorch: about 15 minutes on a quiet 2-core machine.
+# `make test-slow`: the `slow` cases, on each backend. CI (.ci/run) runs both.
 test: venv sysdeps lint torch docs
-	$(PY) -m pytest -n auto --durations=15 $(PYTEST_ARGS)
+	$(PY) -m pytest -n auto -m "not slow" --durations=15 $(PYTEST_ARGS)
 	$(PY) -m pytest -n auto --nbmake --nbmake-timeout=1800 notebooks
-	KERAS_BACKEND=jax $(PY) -m pytest -n auto $(BACKEND_TESTS)
+	$(MAKE) --no-print-directory backends MARK="not slow"
+
+test-slow: venv sysdeps torch docs
+	$(PY) -m pytest -n auto -m slow --durations=15 $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory backends MARK="slow"
+
+# The core suite on JAX and PyTorch, the cases selected by MARK (pytest's exit
+# status 5, "no test selected", is not a failure here).
+MARK ?= not slow
+backends:
+	KERAS_BACKEND=jax $(PY) -m pytest -n auto -m "$(MARK)" $(BACKEND_TESTS) \
+		|| test $$? -eq 5
 	@if test -f $(TORCH_STAMP); then \
-		echo "KERAS_BACKEND=torch $(PY) -m pytest -n auto $(BACKEND_TESTS)"; \
-		KERAS_BACKEND=torch $(PY) -m pytest -n auto $(BACKEND_TESTS); \
+		echo "KERAS_BACKEND=torch $(PY) -m pytest -n auto -m \"$(MARK)\" $(BACKEND_TESTS)"; \
+		KERAS_BACKEND=torch $(PY) -m pytest -n auto -m "$(MARK)" $(BACKEND_TESTS) \
+			|| test $$? -eq 5; \
 	else echo "make: PyTorch is not installed: the PyTorch backend run is skipped"; fi
 
 bench: venv sysdeps

@@ -36,7 +36,7 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 
 needs_site = pytest.mark.skipif(
     not (SITE / "index.html").is_file(),
-    reason="site/ is not built: run `make docs` (make test builds it first)",
+    reason="site/ is not built: run `make docs` (make test and make test-slow do)",
 )
 
 

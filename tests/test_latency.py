@@ -25,6 +25,9 @@ from keras_filterprune.latency.measure import detect_step, sample_widths
 from keras_filterprune.latency.units import unit_specs
 
 STEPS = {"conv": {"in": 1, "out": 8}, "depthwise": {"in": 8}}
+QUICK_TIMING = {"min_round_ms": 2.0, "max_seconds": 3.0}
+"""The timing of the tests that measure: what is recorded is checked, not how
+precise it is (test_runtime tests the stopping rule with a fake clock)."""
 
 
 def small_model(name="small"):
@@ -725,7 +728,9 @@ def test_measure_rejects_bad_arguments(kwargs, match):
 def test_measure_a_tiny_model(tmp_path):
     pytest.importorskip("ai_edge_litert")
     model = small_model()
-    table = measure_latency_table(model, widths=2, steps=STEPS, rounds=2, verbose=0)
+    table = measure_latency_table(
+        model, widths=2, steps=STEPS, rounds=2, verbose=0, **QUICK_TIMING
+    )
     assert [u["path"] for u in table.units] == ["c1", "c2", "c3", "head"]
     assert table.steps == STEPS
     assert table.model_ms > 0 and all(u["full_ms"] > 0 for u in table.units)
@@ -778,6 +783,7 @@ def test_calibrate_times_the_plans_and_corrects_the_target():
         tolerance=0.01,
         rounds=2,
         verbose=0,
+        **QUICK_TIMING,
     )
     steps = plan.meta["latency_iterations"]
     assert 1 <= sum(s["timed"] for s in steps) <= 3 and len(steps) <= 12
@@ -802,6 +808,7 @@ def test_calibrate_times_the_plans_and_corrects_the_target():
         kfp.latency.calibrate_latency_plan(model, "0.1%", table, verbose=0)
 
 
+@pytest.mark.slow  # calibrates with the CLI's default timing (a minute)
 @pytest.mark.skipif(
     keras.backend.backend() != "tensorflow", reason="converts with TensorFlow"
 )

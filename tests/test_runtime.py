@@ -28,6 +28,11 @@ from tests.test_export import (
     two_io_model,
 )
 
+QUICK_S = 1.0
+"""`max_seconds` of the timings here: they check what is reported, not how
+precise it is, so adaptive timing is cut short (the stopping rule is tested
+below with a fake clock)."""
+
 
 # ----------------------------------------------------------------------------------
 # Running TFLite files
@@ -71,7 +76,7 @@ def test_dict_outputs_come_back_as_dict(tmp_path):
 def test_benchmark_tflite_and_keras(tmp_path):
     model = plain_cnn(8)
     path = export_tflite(model, tmp_path / "m.tflite", verify=False).path
-    stats = benchmark_tflite(path, runs=7, warmup=1)
+    stats = benchmark_tflite(path, runs=7, max_seconds=QUICK_S, warmup=1)
     assert isinstance(stats, LatencyStats)
     # `runs` is a minimum: rounds of >= 20 ms call a fast model many times.
     assert stats.runs >= 7 and stats.runtime == "tflite"
@@ -85,13 +90,15 @@ def test_benchmark_tflite_and_keras(tmp_path):
     assert (fixed.runs, fixed.rounds, fixed.calls_per_round) == (3, 3, 1)
     assert fixed.ci_rel is None and fixed.converged
     with open(path, "rb") as f:
-        stats = benchmark_tflite(f.read(), runs=3, batch_size=4, num_threads=1)
+        stats = benchmark_tflite(
+            f.read(), runs=3, max_seconds=QUICK_S, batch_size=4, num_threads=1
+        )
     assert (stats.batch_size, stats.num_threads) == (4, 1)
     x = inputs_like(model, 2)
-    assert benchmark_tflite(path, runs=2, inputs=x).batch_size == 2
-    stats = benchmark_keras(model, runs=4, warmup=1, max_seconds=5)
+    assert benchmark_tflite(path, runs=2, max_seconds=QUICK_S, inputs=x).batch_size == 2
+    stats = benchmark_keras(model, runs=4, warmup=1, max_seconds=QUICK_S)
     assert stats.runs >= 4 and stats.runtime == "keras" and stats.median_ms > 0
-    assert benchmark_keras(model, runs=2, inputs=x).batch_size == 2
+    assert benchmark_keras(model, runs=2, max_seconds=QUICK_S, inputs=x).batch_size == 2
     with pytest.raises(ValueError, match="runs"):
         benchmark_tflite(path, runs=0)
     for bad, match in (
@@ -122,7 +129,13 @@ def test_missing_litert_gives_install_hint(tmp_path, monkeypatch):
 def test_compare_models_table(tmp_path):
     original, pruned = plain_cnn(32, "original"), plain_cnn(12, "pruned")
     report = compare_models(
-        original, pruned, tmpdir=tmp_path, runs=15, warmup=2, verbose=0
+        original,
+        pruned,
+        tmpdir=tmp_path,
+        runs=15,
+        max_seconds=QUICK_S,
+        warmup=2,
+        verbose=0,
     )
     assert isinstance(report, ComparisonReport)
     metrics = [row["metric"] for row in report.rows]
@@ -175,18 +188,27 @@ def test_multi_input_benchmark_needs_a_dict(tmp_path):
     path = export_tflite(model, tmp_path / "m.tflite", verify=False).path
     zeta, alpha = inputs_like(model, 2)
     with pytest.raises(ValueError, match="pass a dict"):
-        benchmark_tflite(path, runs=1, inputs=zeta)
-    stats = benchmark_tflite(path, runs=1, inputs={"zeta": zeta, "alpha": alpha})
+        benchmark_tflite(path, runs=1, max_seconds=QUICK_S, inputs=zeta)
+    stats = benchmark_tflite(
+        path, runs=1, max_seconds=QUICK_S, inputs={"zeta": zeta, "alpha": alpha}
+    )
     assert stats.batch_size == 2
 
 
+@pytest.mark.slow  # converts and times six models, ~30 s
 def test_compare_models_accuracy_on_eval_data(tmp_path):
     original, pruned = plain_cnn(16, "original"), plain_cnn(8, "pruned")
     rng = np.random.default_rng(0)
     x = rng.standard_normal((300, 16, 16, 3)).astype("float32")  # two chunks
     y = rng.integers(0, 10, 300)
     report = compare_models(
-        original, pruned, tmpdir=tmp_path, runs=2, eval_data=(x, y), verbose=0
+        original,
+        pruned,
+        tmpdir=tmp_path,
+        runs=2,
+        max_seconds=QUICK_S,
+        eval_data=(x, y),
+        verbose=0,
     )
     rows = {r["metric"]: r for r in report.rows}
     assert [r["metric"] for r in report.rows][:2] == ["accuracy", "tflite_accuracy"]
@@ -198,7 +220,9 @@ def test_compare_models_accuracy_on_eval_data(tmp_path):
     assert rows["accuracy"]["original"] != rows["accuracy"]["pruned"]
     assert report.settings["eval_samples"] == 300
     one_hot = keras.utils.to_categorical(y, 10)
-    again = compare_models(original, pruned, runs=1, eval_data=(x, one_hot), verbose=0)
+    again = compare_models(
+        original, pruned, runs=1, max_seconds=QUICK_S, eval_data=(x, one_hot), verbose=0
+    )
     assert again.rows[:2] == report.rows[:2]
     with pytest.raises(ValueError, match="labels"):
         compare_models(original, pruned, eval_data=(x, y[:10].astype(float) + 0.5))
@@ -212,7 +236,9 @@ def test_compare_models_sizes_without_optimizer_state(tmp_path):
     original, pruned = plain_cnn(32, "original"), plain_cnn(32, "pruned")
     original.compile(optimizer="adam", loss="mse")
     original.fit(inputs_like(original, 4), np.zeros((4, 10)), verbose=0)
-    report = compare_models(original, pruned, tmpdir=tmp_path, runs=1, verbose=0)
+    report = compare_models(
+        original, pruned, tmpdir=tmp_path, runs=1, max_seconds=QUICK_S, verbose=0
+    )
     # Same architecture: the same size once the trained model's Adam state
     # (twice its weights) is left out.
     assert report.ratio("keras_size") == pytest.approx(1.0, abs=0.05)
@@ -226,7 +252,11 @@ def test_compare_models_sizes_without_optimizer_state(tmp_path):
 def test_compare_models_failed_checks_name_the_model(tmp_path):
     with pytest.warns(FilterPruneWarning) as record:
         report = compare_models(
-            differing_model("big"), differing_model("small"), runs=1, verbose=0
+            differing_model("big"),
+            differing_model("small"),
+            runs=1,
+            max_seconds=QUICK_S,
+            verbose=0,
         )
     messages = [
         str(w.message) for w in record if issubclass(w.category, FilterPruneWarning)
@@ -245,14 +275,15 @@ def test_compare_models_failed_checks_name_the_model(tmp_path):
     assert_no_temporary_path(str(report))
 
 
+@pytest.mark.slow  # two int8 conversions with calibration, ~30 s
 def test_compare_models_progress_and_no_native_noise(capfd):
     original, pruned = plain_cnn(8, "wide"), plain_cnn(4, "narrow")
     x = inputs_like(original, 4)
     y = np.arange(4)
     data = inputs_like(original, 16, seed=2)
     compare_models(
-        original, pruned, runs=2, quantization="int8", representative_data=data,
-        eval_data=(x, y),
+        original, pruned, runs=2, max_seconds=QUICK_S, quantization="int8",
+        representative_data=data, eval_data=(x, y),
     )  # fmt: skip
     out, err = capfd.readouterr()
     assert out.splitlines() == [
@@ -268,7 +299,7 @@ def test_compare_models_progress_and_no_native_noise(capfd):
         "compare_models: evaluating both models on 4 samples, Keras and TFLite...",
     ]
     assert err == ""
-    compare_models(original, pruned, runs=1, verbose=0)
+    compare_models(original, pruned, runs=1, max_seconds=QUICK_S, verbose=0)
     assert capfd.readouterr() == ("", "")
 
 

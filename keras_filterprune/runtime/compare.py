@@ -299,7 +299,8 @@ def compare_models(
             labels, or a model without one `(batch, classes)` output.
         FileNotFoundError: `tmpdir` is not a directory.
 
-    Example:
+    Example (`max_seconds=2` keeps it short; by default each timing goes on
+    until its interval is within ±2 %):
 
     >>> import keras, numpy as np
     >>> def net(width, name):
@@ -307,7 +308,9 @@ def compare_models(
     ...     x = keras.layers.Conv2D(width, 3, activation="relu")(inp)
     ...     x = keras.layers.GlobalAveragePooling2D()(x)
     ...     return keras.Model(inp, keras.layers.Dense(3)(x), name=name)
-    >>> report = compare_models(net(8, "wide"), net(4, "narrow"), runs=3, warmup=1)
+    >>> report = compare_models(
+    ...     net(8, "wide"), net(4, "narrow"), runs=3, warmup=1, max_seconds=2
+    ... )
     compare_models: saving 'wide' as .keras (no optimizer state) and checking the
     reload...
     compare_models: converting 'wide' to TFLite (float32) and checking it...
@@ -326,7 +329,8 @@ def compare_models(
     >>> x = np.random.default_rng(0).normal(size=(20, 8, 8, 3))
     >>> y = np.arange(20) % 3
     >>> report = compare_models(
-    ...     net(8, "wide"), net(4, "narrow"), runs=3, eval_data=(x, y), verbose=0
+    ...     net(8, "wide"), net(4, "narrow"), runs=3, eval_data=(x, y),
+    ...     verbose=0, max_seconds=2,
     ... )
     >>> [row["metric"] for row in report.rows][:2]
     ['accuracy', 'tflite_accuracy']
