@@ -78,8 +78,69 @@ def rebuild(model: keras.Model, configs: dict, input_widths: dict) -> keras.Mode
             entry["config"] = configs[path]
         if path in input_widths:
             _set_input_widths(entry["config"], input_widths[path])
+    original = copy.deepcopy(config)
+    swapped = _zero_initializers(config)
     new_model = _rebuild_task(model, config, configs, input_widths)
-    return new_model if new_model is not None else _from_config(model, config)
+    if new_model is None:
+        new_model = _from_config(model, config)
+    if swapped and not _restore_initializers(new_model, swapped):
+        new_model = _rebuild_task(model, original, configs, input_widths)
+        if new_model is None:
+            new_model = _from_config(model, original)
+    return new_model
+
+
+_ZEROS = {
+    "module": "keras.initializers",
+    "class_name": "Zeros",
+    "config": {},
+    "registered_name": None,
+}
+
+
+def _zero_initializers(config: dict) -> dict[str, dict]:
+    """Gives the built-in Keras layers of `config` zeros initializers, and
+    returns `{path: {key: initializer config}}` to restore.
+
+    Every weight of the rebuilt model is then set from the original, so the
+    initial values are thrown away; but on JAX a random initializer compiles a
+    kernel for each new weight shape (most of `apply_plan`'s time there). Users'
+    and other libraries' layers keep theirs: only Keras' own layers are known to
+    keep each `*_initializer` argument as the attribute of that name."""
+    swapped: dict[str, dict] = {}
+    for path, entry in _layer_entries(config):
+        if not str(entry.get("module", "")).startswith("keras.layers"):
+            continue
+        layer_config = entry.get("config", {})
+        keys = [
+            k
+            for k, v in layer_config.items()
+            if k.endswith("_initializer") and isinstance(v, dict) and v != _ZEROS
+        ]
+        if keys:
+            swapped[path] = {k: layer_config[k] for k in keys}
+            for k in keys:
+                layer_config[k] = dict(_ZEROS)
+    return swapped
+
+
+def _restore_initializers(new_model: keras.Model, swapped: dict) -> bool:
+    """Puts the original initializers back on the rebuilt layers; False when a
+    layer does not report them back in its config (then it is rebuilt with
+    them)."""
+    index = layers_by_path(new_model)
+    for path, initializers in swapped.items():
+        layer = index.get(path)
+        if layer is None:
+            return False
+        for key, value in initializers.items():
+            if not hasattr(layer, key):
+                return False
+            setattr(layer, key, keras.initializers.get(copy.deepcopy(value)))
+        config = layer.get_config()
+        if any(config.get(k) != v for k, v in initializers.items()):
+            return False
+    return True
 
 
 def _from_config(model: keras.Model, config: dict) -> keras.Model:

@@ -318,6 +318,77 @@ def test_pruned_model_trains_saves_and_reloads(name, tmp_path):
     assert reloaded.count_params() == pruned.count_params()
 
 
+def _initializers(config: dict, prefix: str = "") -> dict:
+    found = {}
+    for entry in config.get("layers", []):
+        layer = entry["config"]
+        for key, value in layer.items():
+            if key.endswith("_initializer"):
+                found[f"{prefix}{layer['name']}.{key}"] = value
+        if "layers" in layer:
+            found.update(_initializers(layer, f"{prefix}{layer['name']}/"))
+    return found
+
+
+class _Scaled(keras.layers.Layer):
+    """A user's layer whose initializer argument is not an attribute of its
+    name: the rebuild leaves it alone."""
+
+    def __init__(self, scale_initializer="ones", **kwargs):
+        super().__init__(**kwargs)
+        self.init_config = keras.initializers.serialize(
+            keras.initializers.get(scale_initializer)
+        )
+
+    def build(self, input_shape):
+        init = keras.initializers.get(self.init_config)
+        self.scale = self.add_weight(shape=(input_shape[-1],), initializer=init)
+
+    def call(self, x):
+        return x * self.scale
+
+    def get_config(self):
+        return {**super().get_config(), "scale_initializer": self.init_config}
+
+
+def test_the_pruned_model_keeps_its_initializers():
+    """The rebuild creates weights with zeros (they are all set from the original;
+    on JAX a random initializer compiles a kernel per new shape), and gives each
+    layer its initializers back: a pruned model's config is the original's, less
+    the channels, and `clone_model` of it initialises as the original would."""
+    inner_in = keras.Input((8, 8, 16))
+    y = keras.layers.Conv2D(16, 3, padding="same", kernel_initializer="he_normal")(
+        inner_in
+    )
+    y = keras.layers.BatchNormalization(
+        gamma_initializer=keras.initializers.Constant(0.5)
+    )(y)
+    inner = keras.Model(inner_in, y, name="inner")
+    inputs = keras.Input((8, 8, 3))
+    x = inner(keras.layers.Conv2D(16, 3, padding="same")(inputs))
+    x = _Scaled(scale_initializer=keras.initializers.Constant(2.0))(x)
+    x = keras.layers.SeparableConv2D(8, 3)(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(4, bias_initializer="ones")(x)
+    model = keras.Model(inputs, outputs)
+    with pytest.warns(FilterPruneWarning, match="no pruning handler"):
+        plan = plan_pruning(model, 0.5, "l1_norm")  # _Scaled's group is frozen
+    pruned = apply_plan(model, plan)
+    before, after = (
+        _initializers(model.get_config()),
+        _initializers(pruned.get_config()),
+    )
+    assert len(before) == 14 and after == before
+    x = inputs_for(model, batch=2)
+    dead = oracle.dead_channels_model(model, plan)  # every weight came across
+    oracle.assert_close(oracle.outputs(pruned, x), oracle.outputs(dead, x))
+    fresh = keras.models.clone_model(pruned)  # initialised from the config
+    bias = {w.path: w for w in fresh.weights}
+    assert any(p.endswith("bias") and np.all(v.numpy() == 1) for p, v in bias.items())
+    gamma = [w for w in fresh.weights if w.path.endswith("gamma")]
+    assert gamma and np.all(keras.ops.convert_to_numpy(gamma[0].value) == 0.5)
+
+
 def test_targets_on_a_model_with_keras_ops():
     model = case_model("keras_ops")
     plan = plan_pruning(model, 0.5, target_params=model.count_params() / 2)
