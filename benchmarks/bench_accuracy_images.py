@@ -367,9 +367,9 @@ def main(argv: list[str] | None = None) -> int:
         args.criteria or (["l1_norm", "mean_activation"] if quick else DEFAULT_CRITERIA)
     )
     models = args.models or list(MODELS)
-    train_n = args.train or (512 if quick else 10000)
-    test_n = args.test or (256 if quick else 2000)
-    val_n = args.val or (256 if quick else 1000)
+    train_n = args.train or (128 if quick else 10000)
+    test_n = args.test or (128 if quick else 2000)
+    val_n = args.val or (128 if quick else 1000)
     fit = common.FitConfig(
         epochs=args.epochs or (1 if quick else 6),
         ft_epochs=args.ft_epochs or (1 if quick else 2),

@@ -104,7 +104,12 @@ def _measure(args: argparse.Namespace) -> dict:
                 for _ in dataset:
                     pass
                 pipeline.append(time.perf_counter() - start)
-    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        "adam",
+        "sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        run_eagerly=args.eager,  # --quick: a batch or two, tracing would dominate
+    )
     times = []
     for _ in range(epochs):
         start = time.perf_counter()
@@ -120,62 +125,95 @@ def _measure(args: argparse.Namespace) -> dict:
     }
 
 
-def _child(args, mode: str, subset: int = 0) -> dict:
-    work = _common.cache_dir("audio_pipeline_work", f"{mode}-{subset}-{os.getpid()}")
-    for name in os.listdir(work):
-        os.remove(os.path.join(work, name))
+def _start(args, runs: list[tuple[str, int]]) -> subprocess.Popen:
+    """Starts a fresh process that runs the measurements `runs` (`(mode,
+    subset)`) in order; `_results` waits for it."""
+    children = []
+    for mode, subset in runs:
+        work = _common.cache_dir(
+            "audio_pipeline_work", f"{mode}-{subset}-{os.getpid()}"
+        )
+        for name in os.listdir(work):
+            os.remove(os.path.join(work, name))
+        children.append(
+            {"mode": mode, "subset": subset, "work": work, "eager": args.quick}
+        )
     cmd = [
         sys.executable,
         os.path.abspath(__file__),
         "--child",
-        mode,
-        "--subset",
-        str(subset),
+        json.dumps(children),
         "--root",
         args.root,
-        "--work",
-        work,
         "--seconds",
         str(args.seconds),
         "--threads",
         str(args.threads),
     ]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    if out.returncode != 0:
-        raise RuntimeError(f"{mode} run failed:\n{out.stderr[-3000:]}")
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    _common.log(f"{mode} (subset {subset or 'all'}): {result}")
-    return result
+    return subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+
+
+def _results(process: subprocess.Popen, runs: list[tuple[str, int]]) -> list[dict]:
+    """The results of the measurements `runs` that `process` made."""
+    stdout, stderr = process.communicate()
+    modes = ", ".join(mode for mode, _ in runs)
+    if process.returncode != 0:
+        raise RuntimeError(f"{modes} run failed:\n{stderr[-3000:]}")
+    lines = stdout.strip().splitlines()[-len(runs) :]  # one JSON line per run
+    results = [json.loads(line) for line in lines]
+    for (mode, subset), result in zip(runs, results, strict=True):
+        _common.log(f"{mode} (subset {subset or 'all'}): {result}")
+    return results
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--files", type=int, default=2500)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--subset", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--root", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--work", default=None, help=argparse.SUPPRESS)
     _common.add_common_args(parser, name="audio_pipeline")
     args = parser.parse_args(argv)
-    if args.child:
-        args.mode = args.child
-        print(json.dumps(_measure(args)))
+    if args.child:  # [{"mode", "subset", "work", "eager"}, ...]: measured here
+        for child in json.loads(args.child):
+            args.mode, args.subset, args.work, args.eager = (
+                child["mode"],
+                child["subset"],
+                child["work"],
+                child["eager"],
+            )
+            print(json.dumps(_measure(args)), flush=True)
         return 0
     if args.quick:
         args.files, args.seconds = 16, 10.0
-    _common.configure(args.threads)
+    else:
+        _common.configure(args.threads)
     watch = _common.Stopwatch()
     args.root = _common.cache_dir("audio_pipeline", f"{args.files}x{args.seconds:g}s")
     _generate(args.root, args.files, args.seconds, 44100)
     decoded = args.files * int(args.seconds * 44100) * 4
     subset = min(args.files, max(8, args.files // 8))
-    features = _child(args, "features")
-    waveform = _child(args, "waveform")
-    small_stream = _child(args, "waveform", subset)
-    small_memory = _child(args, "memory", subset)
-    cache = _child(args, "cache")
+    runs = [
+        ("features", 0),
+        ("waveform", 0),
+        ("waveform", subset),
+        ("memory", subset),
+        ("cache", 0),
+    ]
+    if args.quick:
+        # All in one fresh process (its TensorFlow import is most of a quick
+        # measurement; peak RSS is then the process's so far, meaningless as a
+        # quick run's numbers are), while this one imports TensorFlow for the
+        # report's header.
+        child = _start(args, runs)
+        _common.configure(args.threads)
+        results = _results(child, runs)
+    else:  # each measurement in a fresh process: its peak RSS is its own
+        results = [_results(_start(args, [run]), [run])[0] for run in runs]
+    features, waveform, small_stream, small_memory, cache = results
 
     def gib(n: float) -> str:
         return f"{n / 2**30:.2f} GiB"
@@ -229,7 +267,14 @@ def main(argv=None) -> int:
         "throughput, at "
         f"{small_stream['peak_rss'] / small_memory['peak_rss']:.2f}× the peak RSS.",
     ]
-    header = _common.report_header("Audio pipeline at scale", watch)
+    notes = (
+        ["--quick: the five measurements in one process, one after the other (peak "
+         "RSS is that process's so far), Keras run eagerly (no tracing); the numbers "
+         "are meaningless"]
+        if args.quick
+        else []
+    )  # fmt: skip
+    header = _common.report_header("Audio pipeline at scale", watch, notes=notes)
     _common.write_report(
         _common.resolve_output(args, "bench_audio_pipeline"),
         header + "\n" + "\n".join(text),

@@ -141,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     seeds = args.seeds or ([0] if quick else list(DEFAULT_SEEDS))
     ratios = args.ratios or list(DEFAULT_RATIOS)
     criteria = common.check_criteria(args.criteria or ["operator_norm"])
-    train_n = args.train or (512 if quick else 10000)
-    test_n = args.test or (256 if quick else 2000)
+    train_n = args.train or (256 if quick else 10000)
+    test_n = args.test or (128 if quick else 2000)
     total = args.epochs or (2 if quick else 8)
     ft = args.ft_epochs or (1 if quick else 2)
     if not 0 < ft < total:

@@ -2,7 +2,7 @@
 budget (with and without Taylor importance) at the same LiteRT latency.
 
     python benchmarks/bench_latency_accuracy.py            # 3 nets x 3 seeds (hours)
-    python benchmarks/bench_latency_accuracy.py --quick    # smoke run (< 2 min)
+    python benchmarks/bench_latency_accuracy.py --quick    # smoke run (~20 s)
     python benchmarks/bench_latency_accuracy.py --models vgg --seeds 0 1
 
 For each net (the VGG-style and ResNet-style CNNs of `bench_accuracy_images.py`
@@ -45,6 +45,7 @@ file).
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 
@@ -123,13 +124,16 @@ def nets(models, quick: bool, args):
 
     result = {}
     if {"vgg", "resnet"} & set(models):
-        train_n = args.train or (512 if quick else 10000)
-        test_n = args.test or (256 if quick else 2000)
+        train_n = args.train or (128 if quick else 10000)
+        test_n = args.test or (128 if quick else 2000)
         train, _, test = images.load_data(train_n, 0, test_n)
         what = f"Fashion-MNIST, {train_n} train / {test_n} test images"
         depth = args.resnet_depth or (8 if quick else 14)
-        if "vgg" in models:
-            result["vgg"] = (images.vgg_style, train, test, what)
+        if "vgg" in models:  # --quick: one stage (fewer layers to convert and time)
+            widths = (16,) if quick else (16, 32, 64)
+            build = functools.partial(images.vgg_style, widths=widths)
+            vgg_what = what + ("; --quick: one VGG stage (16 filters)" if quick else "")
+            result["vgg"] = (build, train, test, vgg_what)
         if "resnet" in models:
             result["resnet"] = (lambda: images.resnet_style(depth), train, test, what)
     if "digits" in models:
@@ -235,7 +239,7 @@ def run_seed(name, build, train, test, table_cache, fit, seed, args) -> list[dic
         table_cache[name] = measure_latency_table(
             base,
             num_threads=args.threads,
-            widths=2 if args.quick else 4,
+            widths=1 if args.quick else 4,
             steps=table_cache.get("steps", QUICK_STEPS if args.quick else None),
             rounds=2 if args.quick else 5,
             verbose=0,
@@ -406,6 +410,10 @@ def main(argv: list[str] | None = None) -> int:
     common.configure(args.threads)
 
     quick = args.quick
+    if quick:  # dozens of small conversions: each one's gc.collect() made cheap
+        import keras_filterprune.latency  # noqa: F401
+
+        common.freeze_heap()
     seeds = args.seeds or ([0] if quick else list(DEFAULT_SEEDS))
     args.targets = args.targets or ([0.5] if quick else list(TARGETS))
     if quick:

@@ -2,7 +2,7 @@
 latency-aware plan beat a uniform ratio of the same latency?
 
     python benchmarks/bench_latency_plan.py            # 3 models, fp32 + int8 (~1 h)
-    python benchmarks/bench_latency_plan.py --quick    # smoke run (~1 min)
+    python benchmarks/bench_latency_plan.py --quick    # smoke run (~25 s)
     python benchmarks/bench_latency_plan.py --models vgg16 --no-int8
 
 For each model (VGG-16-CIFAR, ResNet-56, MobileNetV2 alpha 1.0 at 96x96; inputs
@@ -104,7 +104,36 @@ def measure(models, quantization, threads: int, rounds: int, args) -> list[float
     )
 
 
-def sweep(quantizations, threads: int, rounds: int, axes, timing: dict) -> dict:
+QUICK_SWEEP_WIDTHS = (8, 16, 17, 32, 33, 48, 64)
+"""--quick sweeps only the widths the report's table shows (a conversion each)."""
+
+
+def sweep_models(axis: str, quick: bool) -> tuple[list, list[int]]:
+    """The probe's one-layer models along `axis` and their widths; under
+    `--quick`, the probe's layer at `QUICK_SWEEP_WIDTHS` only."""
+    import keras
+
+    from keras_filterprune.handlers import get_handler
+    from keras_filterprune.latency import measure as lm
+
+    if not quick:
+        return lm.probe_models("conv", axis), lm.probe_widths()
+    shape = (1, 28, 28, lm.PROBE_WIDTH)  # as `probe_models("conv", axis)`
+    layer = keras.layers.Conv2D(lm.PROBE_WIDTH, 3, padding="same")
+    handler = get_handler(layer)
+    widths = list(QUICK_SWEEP_WIDTHS)
+    if axis == "in":
+        models = [lm.one_layer_model(layer, handler, shape, c, None) for c in widths]
+    else:
+        models = [
+            lm.one_layer_model(layer, handler, shape, lm.PROBE_WIDTH, c) for c in widths
+        ]
+    return models, widths
+
+
+def sweep(
+    quantizations, threads: int, rounds: int, axes, timing: dict, quick: bool = False
+) -> dict:
     """One 3x3 conv (28x28x64 input) at widths 1..64 along each axis: the probe
     `measure_latency_table` runs, kept for the plot and the report."""
     from keras_filterprune.latency import measure as lm
@@ -112,7 +141,7 @@ def sweep(quantizations, threads: int, rounds: int, axes, timing: dict) -> dict:
     curves = {}
     for quantization in quantizations:
         for axis in axes:
-            models = lm.probe_models("conv", axis)
+            models, widths = sweep_models(axis, quick)
             ms = lm.time_contents(
                 [lm.convert(m, quantization) for m in models],
                 threads,
@@ -122,9 +151,9 @@ def sweep(quantizations, threads: int, rounds: int, axes, timing: dict) -> dict:
             )
             label = f"{quantization or 'fp32'} {axis}put channels"
             curves[label] = {
-                "widths": lm.probe_widths(),
+                "widths": widths,
                 "ms": ms,
-                "step": lm.detect_step(lm.probe_widths(), ms),
+                "step": lm.detect_step(widths, ms),
             }
             common.log(f"sweep {label}: block {curves[label]['step']}")
     return curves
@@ -171,7 +200,7 @@ def run_model(name, args, fit, steps, quantizations, data) -> dict:
             base,
             num_threads=args.threads,
             quantization=quantization,
-            widths=2 if args.quick else 4,
+            widths=1 if args.quick else 4,
             steps=steps[label],
             rounds=2 if args.quick else 5,
             verbose=0,
@@ -208,6 +237,7 @@ def run_model(name, args, fit, steps, quantizations, data) -> dict:
                     f"{target * 100:g}%",
                     table,
                     criterion="l1_norm",
+                    iterations=1 if args.quick else 3,
                     rounds=3 if args.quick else 7,
                     verbose=0,
                     **common.timing(args),
@@ -264,15 +294,26 @@ def report(results: list[dict], curves: dict, watch, args, fit) -> str:
         f"Fashion-MNIST: first {args.train} training and {args.test} test images, "
         f"resized; {fit.describe()}; criterion `l1_norm`; one seed (0)",
     ]
+    if args.quick:
+        notes.append(
+            "--quick: ResNet-8, the first target only, block sizes given (no "
+            "probe), tables at the smallest block and full width only, one timed "
+            "plan per calibration, short timing; the numbers are meaningless"
+        )
     text = common.report_header(
         "Latency-aware planning: requested vs measured LiteRT latency",
         watch,
         notes=notes,
     )
     if curves:
+        swept = next(iter(curves.values()))["widths"]
+        if len(swept) > len(QUICK_SWEEP_WIDTHS):
+            at = "1, 4, 5, 8, ..., 64 channels (the block-size probe of "
+        else:  # --quick
+            at = f"{', '.join(map(str, swept))} channels (of the block-size probe of "
         text += (
             "\n## One layer's latency against its width\n\nA 3x3 conv on a 28x28x64 "
-            "input at 1, 4, 5, 8, ..., 64 channels (the block-size probe of "
+            f"input at {at}"
             "`measure_latency_table`), relative to 64 channels; plot: "
             "`bench_latency_plan_steps.png`.\n\n"
         )
@@ -356,9 +397,13 @@ def main(argv=None) -> int:
     common.configure(args.threads)
     watch = common.Stopwatch()
     quick = args.quick
+    if quick:  # dozens of small conversions: each one's gc.collect() made cheap
+        import keras_filterprune.latency  # noqa: F401
+
+        common.freeze_heap()
     models = args.models or (("resnet56",) if quick else MODELS)
-    args.train = args.train or (256 if quick else 6000)
-    args.test = args.test or (256 if quick else 2000)
+    args.train = args.train or (64 if quick else 6000)
+    args.test = args.test or (64 if quick else 2000)
     fit = common.FitConfig(
         epochs=1 if quick else 3, ft_epochs=1, batch_size=64, run_eagerly=quick
     )
@@ -372,7 +417,12 @@ def main(argv=None) -> int:
         {}
         if args.no_sweep
         else sweep(
-            quantizations, args.threads, 1 if quick else 3, axes, common.timing(args)
+            quantizations,
+            args.threads,
+            1 if quick else 3,
+            axes,
+            common.timing(args),
+            quick,
         )
     )
     output = common.resolve_output(args, NAME)

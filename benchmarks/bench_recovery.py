@@ -4,7 +4,7 @@ fine-tune, and after the same budget with distillation from the unpruned model.
     python benchmarks/bench_recovery.py               # VGG-style Fashion-MNIST
     python benchmarks/bench_recovery.py --net resnet  # ResNet-20-style
     python benchmarks/bench_recovery.py --net dcase   # DCASE21_Net, spoken digits
-    python benchmarks/bench_recovery.py --quick       # smoke run (~30 s)
+    python benchmarks/bench_recovery.py --quick       # smoke run (~15 s)
     python benchmarks/bench_recovery.py --target-macs 0.5 \
         --output benchmarks/results/bench_recovery_macs50.md  # a MAC budget
 
@@ -107,8 +107,8 @@ def load_net(net: str, quick: bool, train_n: int | None, cache: str | None):
         )
     from bench_accuracy_images import load_data, resnet_style, vgg_style
 
-    train_n = train_n or (512 if quick else 10000)
-    train, _, test = load_data(train_n, 0, 256 if quick else 2000)
+    train_n = train_n or (256 if quick else 10000)
+    train, _, test = load_data(train_n, 0, 128 if quick else 2000)
     build = vgg_style if net == "vgg" else resnet_style
     return (
         build,
