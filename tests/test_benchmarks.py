@@ -47,7 +47,6 @@ needs_fashion_mnist = pytest.mark.skipif(
 )
 
 
-@pytest.mark.slow
 @needs_fashion_mnist
 def test_bench_accuracy_images_quick(tmp_path):
     text = _run("bench_accuracy_images.py", tmp_path)
@@ -56,7 +55,6 @@ def test_bench_accuracy_images_quick(tmp_path):
     assert "Sensitivity analysis" in text
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
 def test_bench_accuracy_audio_quick(tmp_path):
     text = _run(
@@ -66,14 +64,12 @@ def test_bench_accuracy_audio_quick(tmp_path):
     assert "test speakers (held out)" in text
 
 
-@pytest.mark.slow
 def test_bench_scoring_quick(tmp_path):
     text = _run("bench_scoring.py", tmp_path)
     assert "`operator_norm`" in text and "`mean_activation`" in text
     assert "÷ operator_norm" in text
 
 
-@pytest.mark.slow
 @needs_fashion_mnist
 def test_bench_callback_quick(tmp_path):
     text = _run("bench_callback.py", tmp_path, "--lr-decay", "cosine")
@@ -82,7 +78,6 @@ def test_bench_callback_quick(tmp_path):
         assert schedule in text
 
 
-@pytest.mark.slow
 @needs_fashion_mnist
 def test_bench_recovery_quick(tmp_path):
     # A MAC budget instead of a ratio: the planner solves the ratio per baseline.
@@ -93,7 +88,6 @@ def test_bench_recovery_quick(tmp_path):
     assert "| MACs ≤ 0.5 |" in text
 
 
-@pytest.mark.slow
 @needs_fashion_mnist
 def test_bench_distill_quick(tmp_path):
     text = _run("bench_distill.py", tmp_path)
@@ -102,7 +96,6 @@ def test_bench_distill_quick(tmp_path):
     assert "`vgg` T = 2, alpha = 0.3" in text  # the paired differences
 
 
-@pytest.mark.slow
 @needs_fashion_mnist
 def test_bench_examples_quick(tmp_path):
     text = _run("bench_examples.py", tmp_path, "--examples", "mnist", "xception")
@@ -140,7 +133,6 @@ def test_bench_hub_quick(tmp_path):
     assert abs(float(cells[9]) - 1.0) < 0.01, row  # per-call check
 
 
-@pytest.mark.slow
 def test_bench_audio_pipeline_quick(tmp_path):
     pytest.importorskip("soundfile")
     text = _run("bench_audio_pipeline.py", tmp_path)
@@ -152,7 +144,6 @@ def test_bench_cnn14_quick(tmp_path):
     assert "| MACs |" in text and "CNN14 + PANNsLogMel" in text
 
 
-@pytest.mark.slow
 @needs_fashion_mnist
 def test_bench_latency_plan_quick(tmp_path):
     text = _run("bench_latency_plan.py", tmp_path)
@@ -166,7 +157,6 @@ def test_bench_latency_plan_quick(tmp_path):
     assert (tmp_path / "report_steps.png").stat().st_size > 0
 
 
-@pytest.mark.slow
 @needs_fashion_mnist
 def test_bench_latency_accuracy_quick(tmp_path):
     pytest.importorskip("ai_edge_litert")
