@@ -110,25 +110,11 @@ QUICK_SWEEP_WIDTHS = (8, 16, 17, 32, 33, 48, 64)
 
 def sweep_models(axis: str, quick: bool) -> tuple[list, list[int]]:
     """The probe's one-layer models along `axis` and their widths; under
-    `--quick`, the probe's layer at `QUICK_SWEEP_WIDTHS` only."""
-    import keras
-
-    from keras_filterprune.handlers import get_handler
+    `--quick`, at `QUICK_SWEEP_WIDTHS` only."""
     from keras_filterprune.latency import measure as lm
 
-    if not quick:
-        return lm.probe_models("conv", axis), lm.probe_widths()
-    shape = (1, 28, 28, lm.PROBE_WIDTH)  # as `probe_models("conv", axis)`
-    layer = keras.layers.Conv2D(lm.PROBE_WIDTH, 3, padding="same")
-    handler = get_handler(layer)
-    widths = list(QUICK_SWEEP_WIDTHS)
-    if axis == "in":
-        models = [lm.one_layer_model(layer, handler, shape, c, None) for c in widths]
-    else:
-        models = [
-            lm.one_layer_model(layer, handler, shape, lm.PROBE_WIDTH, c) for c in widths
-        ]
-    return models, widths
+    widths = list(QUICK_SWEEP_WIDTHS) if quick else lm.probe_widths()
+    return lm.probe_models("conv", axis, widths), widths
 
 
 def sweep(

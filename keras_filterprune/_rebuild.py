@@ -75,11 +75,11 @@ def rebuild(model: keras.Model, configs: dict, input_widths: dict) -> keras.Mode
     for path, entry in _layer_entries(config):
         entry.pop("build_config", None)
         if path in configs:
-            entry["config"] = configs[path]
+            entry["config"] = copy.deepcopy(configs[path])
         if path in input_widths:
             _set_input_widths(entry["config"], input_widths[path])
     original = copy.deepcopy(config)
-    swapped = _zero_initializers(config)
+    swapped = _zero_initializers(config, layers_by_path(model))
     new_model = _rebuild_task(model, config, configs, input_widths)
     if new_model is None:
         new_model = _from_config(model, config)
@@ -98,30 +98,45 @@ _ZEROS = {
 }
 
 
-def _zero_initializers(config: dict) -> dict[str, dict]:
+def _zero_initializers(config: dict, layers: dict) -> dict[str, dict]:
     """Gives the built-in Keras layers of `config` zeros initializers, and
     returns `{path: {key: initializer config}}` to restore.
 
     Every weight of the rebuilt model is then set from the original, so the
     initial values are thrown away; but on JAX a random initializer compiles a
-    kernel for each new weight shape (most of `apply_plan`'s time there). Users'
-    and other libraries' layers keep theirs: only Keras' own layers are known to
-    keep each `*_initializer` argument as the attribute of that name."""
+    kernel for each new weight shape (most of `apply_plan`'s time there). Only
+    an initializer that the original layer (`layers[path]`) keeps as a plain
+    attribute of the argument's name, serialising to the config's value, is
+    swapped, so that it can be put back (not an LSTM's, which forwards to its
+    cell; not users' or other libraries' layers)."""
     swapped: dict[str, dict] = {}
     for path, entry in _layer_entries(config):
-        if not str(entry.get("module", "")).startswith("keras.layers"):
+        layer = layers.get(path)
+        if layer is None or not str(entry.get("module", "")).startswith("keras.layers"):
             continue
         layer_config = entry.get("config", {})
+        attributes = vars(layer)
         keys = [
             k
             for k, v in layer_config.items()
-            if k.endswith("_initializer") and isinstance(v, dict) and v != _ZEROS
+            if k.endswith("_initializer")
+            and isinstance(v, dict)
+            and v != _ZEROS
+            and k in attributes
+            and _serialized(attributes[k]) == v
         ]
         if keys:
             swapped[path] = {k: layer_config[k] for k in keys}
             for k in keys:
                 layer_config[k] = dict(_ZEROS)
     return swapped
+
+
+def _serialized(initializer) -> dict | None:
+    try:
+        return keras.initializers.serialize(initializer)
+    except Exception:  # noqa: BLE001 - not an initializer Keras can describe
+        return None
 
 
 def _restore_initializers(new_model: keras.Model, swapped: dict) -> bool:
@@ -134,7 +149,7 @@ def _restore_initializers(new_model: keras.Model, swapped: dict) -> bool:
         if layer is None:
             return False
         for key, value in initializers.items():
-            if not hasattr(layer, key):
+            if key not in vars(layer):
                 return False
             setattr(layer, key, keras.initializers.get(copy.deepcopy(value)))
         config = layer.get_config()

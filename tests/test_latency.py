@@ -25,9 +25,11 @@ from keras_filterprune.latency.measure import detect_step, sample_widths
 from keras_filterprune.latency.units import unit_specs
 
 STEPS = {"conv": {"in": 1, "out": 8}, "depthwise": {"in": 8}}
-QUICK_TIMING = {"min_round_ms": 2.0, "max_seconds": 3.0}
-"""The timing of the tests that measure: what is recorded is checked, not how
-precise it is (test_runtime tests the stopping rule with a fake clock)."""
+QUICK_TIMING = {"min_round_ms": 2.0, "target_ci": None}
+"""The timing of the tests that measure: a fixed number of short rounds (6, so
+that each time has an interval), never a time cap that a slow machine could hit
+first; what is recorded is checked, not how precise it is (test_runtime tests
+the stopping rule with a fake clock)."""
 
 
 def small_model(name="small"):
@@ -744,7 +746,7 @@ def test_measure_a_tiny_model(tmp_path):
         for curve in unit["curves"].values():
             if curve is not None:
                 assert len(curve["ms_ci"]) == len(curve["widths"])
-    assert table.settings["timing"]["target_ci"] == 0.02
+    assert table.settings["timing"]["target_ci"] is None  # as asked
     assert table.settings["model_ms_ci"] >= 0  # at least 6 rounds: an interval
     settings = table.settings
     assert settings["runtime"] == "litert" and settings["num_threads"] == 2

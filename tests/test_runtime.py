@@ -28,10 +28,12 @@ from tests.test_export import (
     two_io_model,
 )
 
-QUICK_S = 1.0
-"""`max_seconds` of the timings here: they check what is reported, not how
-precise it is, so adaptive timing is cut short (the stopping rule is tested
-below with a fake clock)."""
+QUICK = {"target_ci": None}
+"""Timing of the tests here: a fixed number of rounds (at least 6 of 20 ms, so
+that an interval is reported) instead of going on until the interval is within
+±2 %: they check what is reported, not how precise it is (the stopping rule is
+tested below with a fake clock). Never a time cap: a slow machine must not cut
+the rounds a test counts."""
 
 
 # ----------------------------------------------------------------------------------
@@ -76,7 +78,7 @@ def test_dict_outputs_come_back_as_dict(tmp_path):
 def test_benchmark_tflite_and_keras(tmp_path):
     model = plain_cnn(8)
     path = export_tflite(model, tmp_path / "m.tflite", verify=False).path
-    stats = benchmark_tflite(path, runs=7, max_seconds=QUICK_S, warmup=1)
+    stats = benchmark_tflite(path, runs=7, warmup=1)  # adaptive, the default
     assert isinstance(stats, LatencyStats)
     # `runs` is a minimum: rounds of >= 20 ms call a fast model many times.
     assert stats.runs >= 7 and stats.runtime == "tflite"
@@ -90,15 +92,13 @@ def test_benchmark_tflite_and_keras(tmp_path):
     assert (fixed.runs, fixed.rounds, fixed.calls_per_round) == (3, 3, 1)
     assert fixed.ci_rel is None and fixed.converged
     with open(path, "rb") as f:
-        stats = benchmark_tflite(
-            f.read(), runs=3, max_seconds=QUICK_S, batch_size=4, num_threads=1
-        )
+        stats = benchmark_tflite(f.read(), runs=3, **QUICK, batch_size=4, num_threads=1)
     assert (stats.batch_size, stats.num_threads) == (4, 1)
     x = inputs_like(model, 2)
-    assert benchmark_tflite(path, runs=2, max_seconds=QUICK_S, inputs=x).batch_size == 2
-    stats = benchmark_keras(model, runs=4, warmup=1, max_seconds=QUICK_S)
+    assert benchmark_tflite(path, runs=2, **QUICK, inputs=x).batch_size == 2
+    stats = benchmark_keras(model, runs=4, warmup=1, **QUICK)
     assert stats.runs >= 4 and stats.runtime == "keras" and stats.median_ms > 0
-    assert benchmark_keras(model, runs=2, max_seconds=QUICK_S, inputs=x).batch_size == 2
+    assert benchmark_keras(model, runs=2, **QUICK, inputs=x).batch_size == 2
     with pytest.raises(ValueError, match="runs"):
         benchmark_tflite(path, runs=0)
     for bad, match in (
@@ -133,7 +133,7 @@ def test_compare_models_table(tmp_path):
         pruned,
         tmpdir=tmp_path,
         runs=15,
-        max_seconds=QUICK_S,
+        **QUICK,
         warmup=2,
         verbose=0,
     )
@@ -188,9 +188,9 @@ def test_multi_input_benchmark_needs_a_dict(tmp_path):
     path = export_tflite(model, tmp_path / "m.tflite", verify=False).path
     zeta, alpha = inputs_like(model, 2)
     with pytest.raises(ValueError, match="pass a dict"):
-        benchmark_tflite(path, runs=1, max_seconds=QUICK_S, inputs=zeta)
+        benchmark_tflite(path, runs=1, **QUICK, inputs=zeta)
     stats = benchmark_tflite(
-        path, runs=1, max_seconds=QUICK_S, inputs={"zeta": zeta, "alpha": alpha}
+        path, runs=1, **QUICK, inputs={"zeta": zeta, "alpha": alpha}
     )
     assert stats.batch_size == 2
 
@@ -206,7 +206,7 @@ def test_compare_models_accuracy_on_eval_data(tmp_path):
         pruned,
         tmpdir=tmp_path,
         runs=2,
-        max_seconds=QUICK_S,
+        **QUICK,
         eval_data=(x, y),
         verbose=0,
     )
@@ -221,7 +221,7 @@ def test_compare_models_accuracy_on_eval_data(tmp_path):
     assert report.settings["eval_samples"] == 300
     one_hot = keras.utils.to_categorical(y, 10)
     again = compare_models(
-        original, pruned, runs=1, max_seconds=QUICK_S, eval_data=(x, one_hot), verbose=0
+        original, pruned, runs=1, **QUICK, eval_data=(x, one_hot), verbose=0
     )
     assert again.rows[:2] == report.rows[:2]
     with pytest.raises(ValueError, match="labels"):
@@ -237,7 +237,7 @@ def test_compare_models_sizes_without_optimizer_state(tmp_path):
     original.compile(optimizer="adam", loss="mse")
     original.fit(inputs_like(original, 4), np.zeros((4, 10)), verbose=0)
     report = compare_models(
-        original, pruned, tmpdir=tmp_path, runs=1, max_seconds=QUICK_S, verbose=0
+        original, pruned, tmpdir=tmp_path, runs=1, **QUICK, verbose=0
     )
     # Same architecture: the same size once the trained model's Adam state
     # (twice its weights) is left out.
@@ -255,7 +255,7 @@ def test_compare_models_failed_checks_name_the_model(tmp_path):
             differing_model("big"),
             differing_model("small"),
             runs=1,
-            max_seconds=QUICK_S,
+            **QUICK,
             verbose=0,
         )
     messages = [
@@ -282,7 +282,7 @@ def test_compare_models_progress_and_no_native_noise(capfd):
     y = np.arange(4)
     data = inputs_like(original, 16, seed=2)
     compare_models(
-        original, pruned, runs=2, max_seconds=QUICK_S, quantization="int8",
+        original, pruned, runs=2, **QUICK, quantization="int8",
         representative_data=data, eval_data=(x, y),
     )  # fmt: skip
     out, err = capfd.readouterr()
@@ -299,7 +299,7 @@ def test_compare_models_progress_and_no_native_noise(capfd):
         "compare_models: evaluating both models on 4 samples, Keras and TFLite...",
     ]
     assert err == ""
-    compare_models(original, pruned, runs=1, max_seconds=QUICK_S, verbose=0)
+    compare_models(original, pruned, runs=1, **QUICK, verbose=0)
     assert capfd.readouterr() == ("", "")
 
 

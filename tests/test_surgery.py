@@ -389,6 +389,35 @@ def test_the_pruned_model_keeps_its_initializers():
     assert gamma and np.all(keras.ops.convert_to_numpy(gamma[0].value) == 0.5)
 
 
+def test_layers_that_forward_their_initializers_rebuild_unchanged():
+    """An LSTM's `kernel_initializer` is its cell's (a read-only property), and
+    MultiHeadAttention keeps its own under another name: their configs are
+    rebuilt as they are, and everything prunes as before."""
+    inputs = keras.Input((12, 4))
+    x = keras.layers.Conv1D(16, 3, padding="same", kernel_initializer="he_normal")(
+        inputs
+    )
+    x = keras.layers.Conv1D(8, 3, padding="same")(x)
+    x = keras.layers.LSTM(
+        6, recurrent_initializer="orthogonal", return_sequences=True, name="lstm"
+    )(x)
+    x = keras.layers.MultiHeadAttention(
+        2, 4, kernel_initializer="glorot_normal", name="mha"
+    )(x, x)
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3)(x))
+    with pytest.warns(FilterPruneWarning):  # the LSTM's and MHA's groups: frozen
+        plan = plan_pruning(model, 0.5, "l1_norm")
+    pruned = apply_plan(model, plan)
+    assert width(oracle.layers_by_path(pruned)[model.layers[1].name]) == 8
+    assert _initializers(pruned.get_config()) == _initializers(model.get_config())
+    x = inputs_for(model, batch=2)
+    dead = oracle.dead_channels_model(model, plan)
+    oracle.assert_close(oracle.outputs(pruned, x), oracle.outputs(dead, x))
+    masked = mask_model(model, plan)
+    oracle.assert_close(oracle.outputs(masked, x), oracle.outputs(dead, x))
+
+
 def test_targets_on_a_model_with_keras_ops():
     model = case_model("keras_ops")
     plan = plan_pruning(model, 0.5, target_params=model.count_params() / 2)

@@ -402,9 +402,10 @@ def probe_widths() -> list[int]:
     return sorted({w for k in range(PROBE_WIDTH // 4) for w in (4 * k + 1, 4 * k + 4)})
 
 
-def probe_models(kind: str, axis: str) -> list:
-    """One-layer models at `probe_widths()` along `axis` of a 3x3 kernel of
-    `kind` on a 28x28x64 (depthwise: 56x56x64) input."""
+def probe_models(kind: str, axis: str, widths: Sequence[int] | None = None) -> list:
+    """One-layer models at `widths` (default `probe_widths()`) along `axis` of a
+    3x3 kernel of `kind` on a 28x28x64 (depthwise: 56x56x64) input."""
+    widths = probe_widths() if widths is None else list(widths)
     if kind == "depthwise":  # a lighter kernel: a larger input
         shape = (1, 56, 56, PROBE_WIDTH)
         layer = keras.layers.DepthwiseConv2D(3, padding="same")
@@ -413,10 +414,8 @@ def probe_models(kind: str, axis: str) -> list:
         layer = keras.layers.Conv2D(PROBE_WIDTH, 3, padding="same")
     handler = get_handler(layer)
     if axis == "in":
-        return [one_layer_model(layer, handler, shape, c, None) for c in probe_widths()]
-    return [
-        one_layer_model(layer, handler, shape, PROBE_WIDTH, c) for c in probe_widths()
-    ]
+        return [one_layer_model(layer, handler, shape, c, None) for c in widths]
+    return [one_layer_model(layer, handler, shape, PROBE_WIDTH, c) for c in widths]
 
 
 def null_model():
