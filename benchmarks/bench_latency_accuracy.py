@@ -1,5 +1,6 @@
 """Does a latency budget buy accuracy? Uniform ratio vs MAC budget vs latency
-budget (with and without Taylor importance) at the same LiteRT latency.
+budget (priced by L1 scores, Taylor estimates or sensitivity curves) at the same
+LiteRT latency.
 
     python benchmarks/bench_latency_accuracy.py            # 3 nets x 3 seeds (hours)
     python benchmarks/bench_latency_accuracy.py --quick    # smoke run (~20 s)
@@ -13,7 +14,7 @@ that the timed model is the CNN alone), and each seed:
 1. a baseline is trained (`_common.train_baseline`);
 2. its latency table is measured once per net (`measure_latency_table`, LiteRT,
    `--threads` threads, adaptive timing: each time's 95 % interval recorded);
-3. for each target (0.5x and 0.3x of the unpruned latency) four plans, all with
+3. for each target (0.5x and 0.3x of the unpruned latency) five plans, all with
    `l1_norm` ranking the filters within each group:
    - `uniform`: the uniform ratio whose *predicted* latency meets the target
      (bisection on the table's prediction);
@@ -24,7 +25,11 @@ that the timed model is the CNN alone), and each seed:
    - `latency+taylor`: the same with `importance="taylor"` (the groups' widths
      priced by a first-order Taylor estimate of the loss from
      `--importance-examples` training examples);
-   the two latency plans are checked by timing (`calibrate_latency_plan`, at
+   - `latency+sensitivity`: the same with `importance=` the seed's
+     `sensitivity_analysis` (each group pruned alone at 10 %, 20 %, ..., 90 %,
+     BatchNorm recalibrated, accuracy on `--importance-examples` training
+     examples): a group is thinned only as far as its own curve allows;
+   the three latency plans are checked by timing (`calibrate_latency_plan`, at
    most `--calibrate` timed plans, ±5 %), so that they meet the target as
    measured rather than as the table predicts it (the table's additive model
    is optimistic for the uneven widths a latency budget chooses);
@@ -36,8 +41,9 @@ that the timed model is the CNN alone), and each seed:
    statistics recalibrated on training data, then the same epochs and batch order).
 
 The report gives, per net, target and plan, the measured latency ratio and the
-test accuracy after fine-tuning (mean ± sd over seeds), and each plan's accuracy
-difference to `uniform` paired by seed. Results:
+test accuracy after fine-tuning (mean ± sd over seeds), each plan's accuracy
+difference to `uniform` paired by seed, and the channels each plan keeps per
+group (first seed): the reason a plan wins or loses is usually there. Results:
 `benchmarks/results/bench_latency_accuracy.md` (`--quick` writes to a temporary
 file).
 """
@@ -56,7 +62,7 @@ NAME = "bench_latency_accuracy"
 MODELS = ("vgg", "resnet", "digits")
 DEFAULT_SEEDS = (0, 1, 2)
 TARGETS = (0.5, 0.3)
-PLANS = ("uniform", "macs", "latency", "latency+taylor")
+PLANS = ("uniform", "macs", "latency", "latency+taylor", "latency+sensitivity")
 BASELINE_EPOCHS = {"vgg": 6, "resnet": 6, "digits": 10}  # as the accuracy benchmarks
 CRITERION = "l1_norm"
 QUICK_STEPS = {"conv": {"in": 1, "out": 8}}  # --quick: no block-size probe
@@ -158,7 +164,7 @@ def uniform_ratio(model, table, goal_ms: float) -> float:
     return hi
 
 
-def plans_for(base, table, target: float, importance_data, args):
+def plans_for(base, table, target: float, importance_data, curves, args):
     """`{plan name: PruningPlan}` of one target (a plan the table cannot reach
     is left out, with its reason logged). With `args.calibrate` the latency
     plans are checked by timing (`calibrate_latency_plan`), so that they are
@@ -199,6 +205,9 @@ def plans_for(base, table, target: float, importance_data, args):
         "latency+taylor": lambda: latency_plan(
             criterion=CRITERION, importance="taylor", data=importance_data
         ),
+        "latency+sensitivity": lambda: latency_plan(
+            criterion=CRITERION, importance=curves
+        ),
     }
     plans = {}
     for name, make in makers.items():
@@ -229,7 +238,7 @@ def time_models(models, threads: int, timing: dict):
 
 
 def run_seed(name, build, train, test, table_cache, fit, seed, args) -> list[dict]:
-    from keras_filterprune import apply_plan, count_macs
+    from keras_filterprune import apply_plan, count_macs, sensitivity_analysis
     from keras_filterprune.latency import measure_latency_table
 
     watch = common.Stopwatch()
@@ -250,11 +259,27 @@ def run_seed(name, build, train, test, table_cache, fit, seed, args) -> list[dic
     table = table_cache[name]
     n = args.importance_examples
     importance_data = (train[0][:n], train[1][:n])
+    curves = sensitivity_analysis(
+        base,
+        data=importance_data,
+        criterion=CRITERION,
+        ratios=(0.25, 0.5, 0.75) if args.quick else None,
+        verbose=0,
+    )
+    common.log(f"{name} seed {seed}: sensitivity curves in {watch.lap():.0f} s")
     cells = []
     for target in args.targets:
-        plans = plans_for(base, table, target, importance_data, args)
+        plans = plans_for(base, table, target, importance_data, curves, args)
         for plan_name, plan in plans.items():
-            cells.append({"target": target, "plan": plan_name, "plan_obj": plan})
+            widths = "/".join(str(len(g.keep)) for g in plan.groups if not g.frozen)
+            cells.append(
+                {
+                    "target": target,
+                    "plan": plan_name,
+                    "plan_obj": plan,
+                    "widths": widths,
+                }
+            )
     common.log(f"{name} seed {seed}: {len(cells)} plans in {watch.lap():.0f} s")
     pruned = [apply_plan(base, c["plan_obj"]) for c in cells]
     timed = time_models(
@@ -300,7 +325,8 @@ def report(results: dict, descriptions: dict, seeds, fit: dict, watch, args) -> 
         f"Nets: {', '.join(results)}; targets: "
         + ", ".join(f"{t:g}x" for t in args.targets)
         + f" of the unpruned measured latency; filters ranked by `{CRITERION}`; "
-        f"Taylor importance from {args.importance_examples} training examples",
+        f"Taylor importance and sensitivity curves from {args.importance_examples} "
+        "training examples",
         "Training: "
         + "; ".join(f"{name}: {f.describe()}" for name, f in fit.items())
         + f"; BatchNorm recalibrated on {common.RECALIBRATION_EXAMPLES} training "
@@ -337,7 +363,7 @@ def report(results: dict, descriptions: dict, seeds, fit: dict, watch, args) -> 
             for plan in PLANS:
                 sel = [c for c in cells if c["target"] == target and c["plan"] == plan]
                 if not sel:
-                    rows.append([f"{target:g}x", plan, "not reachable", *["-"] * 6])
+                    rows.append([f"{target:g}x", plan, "not reachable", *["-"] * 7])
                     continue
                 paired = [c for c in sel if c["seed"] in uniform]
                 diffs = [c["acc_ft"] - uniform[c["seed"]] for c in paired]
@@ -353,6 +379,7 @@ def report(results: dict, descriptions: dict, seeds, fit: dict, watch, args) -> 
                         _mean_sd([c["acc_recal"] for c in sel], 100, 2),
                         _mean_sd([c["acc_ft"] for c in sel], 100, 2),
                         "-" if plan == "uniform" else _mean_sd(diffs, 100, 2),
+                        min(sel, key=lambda c: c["seed"])["widths"],
                     ]
                 )
         text += common.table(
@@ -366,6 +393,7 @@ def report(results: dict, descriptions: dict, seeds, fit: dict, watch, args) -> 
                 "acc. recalibrated %",
                 "acc. fine-tuned %",
                 "vs uniform (pp, paired)",
+                "kept per group (first seed)",
             ],
             rows,
         )
@@ -392,8 +420,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--importance-examples",
         type=int,
-        default=512,
-        help="labelled examples for importance='taylor' (512)",
+        default=1024,
+        help="labelled training examples for importance='taylor' and the "
+        "sensitivity curves (1024)",
     )
     parser.add_argument(
         "--cache-dir", default=None, help="where the spoken digits are synthesised"

@@ -29,7 +29,13 @@ from keras_filterprune._validation import (
     check_ratio,
 )
 
-__all__ = ["PlanOptions", "check_not_both", "document_options", "option_names"]
+__all__ = [
+    "PlanOptions",
+    "check_not_both",
+    "document_options",
+    "importance_name",
+    "option_names",
+]
 
 REDUCTIONS = ("mean", "sum", "max", "l2")
 BUDGETS = ("target_macs", "target_params", "target_latency")
@@ -126,15 +132,20 @@ class PlanOptions:
         cli=dict(metavar="TABLE.json", help="the model's latency table (see the "
                  "`latency` command)"),
     )  # fmt: skip
-    importance: str | None = _option(
+    importance: Any = _option(
         None,
-        '`None` or `"taylor"`. How `target_latency` decides how many channels '
-        "each group keeps. `None`: the criterion's scores, normalised per group "
-        '(comparable within a group only). `"taylor"`: a first-order Taylor '
-        "estimate of the loss increase when a channel is removed, |Σ activation "
-        "× gradient| over its positions, averaged over the examples of `data` "
-        "(a few batches of `(x, y)`; the model compiled with a loss), which is "
-        "comparable across groups, so time is saved where the loss suffers "
+        '`None`, `"taylor"` or a `SensitivityResult`. How `target_latency` '
+        "decides how many channels each group keeps. `None`: the criterion's "
+        "scores, normalised per group (comparable within a group only, so a "
+        "budget drains the groups where a channel saves the most time, down to "
+        '`min_filters`). `"taylor"`: a first-order Taylor estimate of the loss '
+        "increase when a channel is removed, |Σ activation × gradient| over its "
+        "positions, averaged over the examples of `data` (a few batches of "
+        "`(x, y)`; the model compiled with a loss). A `SensitivityResult` of "
+        "this model (`sensitivity_analysis`, every prunable group): each group's "
+        "measured score-vs-ratio curve, so a group is thinned only as far as its "
+        "own curve allows; the most reliable of the three. The last two are "
+        "comparable across groups, so time is saved where the model suffers "
         "least; the criterion still chooses which channels of a group go. "
         "Defaults to `None`.",
         cli=dict(choices=IMPORTANCES, help="how a latency budget decides each "
@@ -292,7 +303,7 @@ class PlanOptions:
 
     def check_importance_data(self, data: Any) -> Any:
         """Raises a ValueError when `importance` needs `data` and has none."""
-        if self.importance is not None and data is None:
+        if self.importance == "taylor" and data is None:
             raise ValueError(
                 f"`importance='{self.importance}'` estimates each channel's "
                 "effect on the loss from labelled data: pass `data=(x, y)` (a few "
@@ -325,18 +336,32 @@ class PlanOptions:
         return getattr(self.criterion, "__name__", type(self.criterion).__name__)
 
 
-def _check_importance(value: Any, values: dict[str, Any]) -> str | None:
+def _check_importance(value: Any, values: dict[str, Any]) -> Any:
     if value is None:
         return None
-    value = check_choice(value, "importance", IMPORTANCES)
+    from keras_filterprune.sensitivity import SensitivityResult
+
+    if not isinstance(value, SensitivityResult):
+        if not isinstance(value, str):
+            raise TypeError(
+                '`importance` must be None, "taylor" or the SensitivityResult of '
+                "`sensitivity_analysis(model, ...)`. Received: "
+                f"importance of type {type(value).__name__}"
+            )
+        value = check_choice(value, "importance", IMPORTANCES)
     if values["target_latency"] is None:
         raise ValueError(
-            f"`importance={value!r}` decides how many channels each group keeps "
-            "under a latency budget: pass `target_latency=` (with "
-            "`latency_table=`). Without it every group loses the same fraction, "
-            "which `importance` cannot change."
+            f"`importance={importance_name(value)!r}` decides how many channels "
+            "each group keeps under a latency budget: pass `target_latency=` "
+            "(with `latency_table=`). Without it every group loses the same "
+            "fraction, which `importance` cannot change."
         )
     return value
+
+
+def importance_name(value: Any) -> str | None:
+    """`None`, the importance's name, or `"sensitivity"` (for plan metadata)."""
+    return value if value is None or isinstance(value, str) else "sensitivity"
 
 
 def _check_latency_target(value: Any) -> float | str | None:

@@ -454,16 +454,18 @@ class PruningCallback(keras.callbacks.Callback):
 
     def get_config(self) -> dict:
         """The constructor arguments. JSON-serialisable when `criterion` is a
-        name, `schedule` one of ours or TFMOT's, `latency_table` a path or
-        `None`, and `data` and `calibration_data` are `None`."""
+        name, `schedule` one of ours or TFMOT's, and `data` and
+        `calibration_data` are `None` (a `LatencyTable` or `SensitivityResult`
+        is written as its `to_dict()`)."""
         config = {k: getattr(self, k) for k in option_names()}
         config.update({k: getattr(self, k) for k in _CONFIG_KEYS})
         config["epochs"] = None if self.epochs is None else list(self.epochs)
         config["schedule"] = schedules._serialize_schedule(self.schedule)
         config["per_layer"] = None if self.per_layer is None else dict(self.per_layer)
         config["exclude"] = None if self.exclude is None else list(self.exclude)
-        if hasattr(self.latency_table, "to_dict"):  # a LatencyTable object
-            config["latency_table"] = self.latency_table.to_dict()
+        for key in ("latency_table", "importance"):  # LatencyTable, SensitivityResult
+            if hasattr(config[key], "to_dict"):
+                config[key] = config[key].to_dict()
         return config
 
     @classmethod
@@ -479,6 +481,10 @@ class PruningCallback(keras.callbacks.Callback):
             from keras_filterprune.latency.table import LatencyTable
 
             config["latency_table"] = LatencyTable.from_dict(config["latency_table"])
+        if isinstance(config.get("importance"), Mapping):
+            from keras_filterprune.sensitivity import SensitivityResult
+
+            config["importance"] = SensitivityResult.from_dict(config["importance"])
         return cls(**config)
 
 

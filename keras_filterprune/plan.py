@@ -17,7 +17,12 @@ import numpy as np
 
 from keras_filterprune._cost import cost_model, pruned_macs
 from keras_filterprune._deprecation import graph_argument_removed
-from keras_filterprune._options import PlanOptions, check_not_both, document_options
+from keras_filterprune._options import (
+    PlanOptions,
+    check_not_both,
+    document_options,
+    importance_name,
+)
 from keras_filterprune._validation import check_int, check_scores
 from keras_filterprune.exceptions import FilterPruneWarning
 from keras_filterprune.graph import ChannelGraph, graph_of
@@ -330,7 +335,7 @@ class _Planner:
             full = self.table.predict({g.id: g.width for g in self.graph.groups})
             target_ms = full - share * (full - target[2])
             importance = None
-            if o.importance is not None:
+            if o.importance == "taylor":
                 importance = self._importance(data, verbose)
             keep, all_scores = self._latency_keep(target_ms, scores, importance)
             prunable = [g for g in self.graph.groups if g.id not in self.frozen]
@@ -362,7 +367,7 @@ class _Planner:
         if o.global_ranking:
             meta["global_ranking"] = True
         if o.importance is not None and target is not None:
-            meta["importance"] = o.importance
+            meta["importance"] = importance_name(o.importance)
         if self.table is not None:
             if target is not None and target[0] == "latency":
                 meta["target_latency_ms"] = round(target_ms, 6)
@@ -436,7 +441,11 @@ class _Planner:
         `keras_filterprune.latency.budget`); frozen and `per_layer` groups are
         decided as usual and do not move. With `importance` (group id → one
         value per channel, comparable across groups), a move is priced by the
-        importance of the channels the criterion's ranking removes."""
+        importance of the channels the criterion's ranking removes; with a
+        `SensitivityResult` as the option, by the drop of the group's curve."""
+        curves = self.options.importance
+        if isinstance(curves, str):
+            curves = None
         keep, all_scores = self.decide(0.0, scores)
         movable = {}
         for g in self.graph.groups:
@@ -445,14 +454,18 @@ class _Planner:
                     keep[g.id] if self.prev_keep is None else self.prev_keep[g.id],
                     np.int64,
                 )
-                if importance is None:
+                if curves is not None:  # costs by position in keeping order
+                    costs = curves.removal_costs(g.producers, g.width)
+                    movable[g.id] = costs[: len(candidates)]
+                elif importance is None:
                     movable[g.id] = all_scores[g.id][candidates]
                 else:  # in the criterion's order, best first
                     order = np.argsort(-all_scores[g.id][candidates], kind="stable")
                     movable[g.id] = importance[g.id][candidates[order]]
         counts = latency_counts(
             self.table, target_ms, {g: len(k) for g, k in keep.items()}, movable,
-            self.rounds, self.options.min_filters, ranked=importance is not None,
+            self.rounds, self.options.min_filters,
+            ranked=importance is not None or curves is not None,
         )  # fmt: skip
         keep = {
             g: self._choose(g, all_scores[g], counts[g]) if g in movable else k

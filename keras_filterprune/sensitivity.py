@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import keras
@@ -122,6 +122,65 @@ class SensitivityResult:
                 result[path] = chosen
         return result
 
+    def removal_costs(self, producers: Iterable[str], width: int) -> np.ndarray:
+        """What each channel of one group costs, read from its curve: entry `k`
+        is the score lost when the group goes from `k + 1` kept channels to `k`
+        (the channels in the criterion's order, best first), so that a sum over
+        the removed channels is the curve's drop at that width. The curve is
+        linearly interpolated between the tested ratios and made monotone (a
+        noisy bump is not a gain); past the largest tested ratio the drop rises
+        by the baseline's magnitude (removing what was never tested is priced
+        as costly); a flat stretch costs a millionth of that per group. This
+        is how `plan_pruning(importance=result)` weighs one group's channels
+        against another's.
+
+        Args:
+            producers: The producer layers of the group (any one analysed is
+                enough).
+            width: `int`. The group's channels in the model being planned.
+
+        Returns:
+            A float64 array of `width` non-negative costs.
+
+        Raises:
+            ValueError: the group was not analysed, was analysed with another
+                width, or its curve holds a non-finite score.
+        """
+        producers = list(producers)
+        names = [n for n, paths in self.groups.items() if set(paths) & set(producers)]
+        if not names:
+            raise ValueError(
+                f"The SensitivityResult given as `importance` has no curve for the "
+                f"group of {producers[:3]}: run `sensitivity_analysis` on every "
+                "prunable group of this model (`groups=None`), with the same "
+                "`exclude`."
+            )
+        name = names[0]
+        if self.widths.get(name) != width:
+            raise ValueError(
+                f"The SensitivityResult given as `importance` was measured with "
+                f"{self.widths.get(name)} channels in group '{name}', but the "
+                f"model has {width}: analyse the model you are planning."
+            )
+        points = sorted((float(r), float(s)) for r, s in self.curves[name])
+        ratios = np.array([r for r, _ in points] or [0.0])
+        drops = float(self.baseline) - np.array([s for _, s in points] or [0.0])
+        if not (np.all(np.isfinite(drops)) and np.all((ratios >= 0) & (ratios < 1))):
+            raise ValueError(
+                f"The SensitivityResult given as `importance` has a non-finite "
+                f"score or a ratio outside [0, 1) in group '{name}': "
+                f"{self.curves[name]}. Use the result of `sensitivity_analysis`."
+            )
+        drops = np.maximum.accumulate(np.maximum(drops - drops[0], 0.0))
+        worst = max(abs(float(self.baseline)), float(drops[-1]), 1e-12)
+        ratios = np.append(ratios, 1.0)
+        drops = np.append(drops, drops[-1] + worst)
+        kept = np.arange(width + 1)
+        drop_at = np.interp(1.0 - kept / width, ratios, drops)  # keeping k
+        # A flat stretch still costs a little (by its share of the group), so
+        # that groups whose curves are flat do not tie.
+        return drop_at[:-1] - drop_at[1:] + 1e-6 * worst / width
+
     def to_markdown(self, digits: int = 4) -> str:
         """The curves as a Markdown table: one row per group, one column per ratio.
 
@@ -161,6 +220,27 @@ class SensitivityResult:
             "groups": {k: list(v) for k, v in self.groups.items()},
             "widths": dict(self.widths),
         }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> SensitivityResult:
+        """The inverse of `to_dict`.
+
+        Raises:
+            TypeError: `data` is not a dict with `to_dict`'s keys.
+        """
+        keys = {f.name for f in dataclasses.fields(cls)}
+        required = {"baseline", "curves", "groups", "widths"}
+        if not isinstance(data, Mapping) or not required <= set(data) <= keys:
+            raise TypeError(
+                "`data` must be the dict of `SensitivityResult.to_dict()` (keys "
+                f"{sorted(keys)}). Received: {type(data).__name__}"
+                + (f" with keys {sorted(data)}" if isinstance(data, Mapping) else "")
+            )
+        data = dict(data)
+        data["curves"] = {
+            k: [tuple(p) for p in v] for k, v in dict(data.get("curves", {})).items()
+        }
+        return cls(**data)
 
     def plot(self, **kwargs):
         """Score-vs-ratio curves, one per group (see `plot_sensitivity`).

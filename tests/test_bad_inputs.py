@@ -111,6 +111,28 @@ API = [
     ("ratio_none", lambda m, p, t: kfp.plan_pruning(m, None), TypeError, "`ratio`"),
     ("ratio_list", lambda m, p, t: kfp.plan_pruning(m, [0.5]), TypeError, "`ratio`"),
     (
+        "importance_int",
+        lambda m, p, t: kfp.plan_pruning(m, target_latency="50%", importance=1),
+        TypeError,
+        '`importance` must be None, "taylor" or the SensitivityResult',
+    ),
+    (
+        "importance_curves_without_latency_budget",
+        lambda m, p, t: kfp.plan_pruning(
+            m, importance=kfp.SensitivityResult(1.0, {}, {}, {})
+        ),
+        ValueError,
+        "importance='sensitivity'.*pass `target_latency=`",
+    ),
+    (
+        "callback_importance_curves_without_latency_budget",
+        lambda m, p, t: kfp.PruningCallback(
+            importance=kfp.SensitivityResult(1.0, {}, {}, {}), target_macs="50%"
+        ),
+        ValueError,
+        "importance='sensitivity'.*pass `target_latency=`",
+    ),
+    (
         "target_macs_nan",
         lambda m, p, t: kfp.plan_pruning(m, target_macs=float("nan")),
         ValueError,

@@ -719,6 +719,32 @@ def test_config_round_trip():
     )
 
 
+def test_config_round_trip_with_sensitivity_curves():
+    """A SensitivityResult given as `importance` is written as its dict."""
+    from keras_filterprune.sensitivity import SensitivityResult
+    from tests.test_latency import synthetic_table
+
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(8, 3, name="conv1"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(2, name="head"),
+        ]
+    )
+    table = synthetic_table(model)
+    curves = SensitivityResult(
+        0.9, {"conv1": [(0.0, 0.9), (0.5, 0.7)]}, {"conv1": ["conv1"]}, {"conv1": 8}
+    )
+    callback = PruningCallback(
+        "l1_norm", target_latency="50%", latency_table=table, importance=curves
+    )
+    config = callback.get_config()
+    assert config["importance"] == curves.to_dict()
+    restored = PruningCallback.from_config(json.loads(json.dumps(config)))
+    assert restored.importance == curves
+
+
 def test_ratio_zero_with_per_layer_still_prunes_those_layers(xy):
     """A zero ratio skips an event (TFMOT), unless `per_layer` ratios are set."""
     x, y = xy

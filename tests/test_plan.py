@@ -1,5 +1,6 @@
 """Tests of keras_filterprune/plan.py: the planner's options and plans as data."""
 
+import dataclasses
 import functools
 import json
 import math
@@ -853,3 +854,114 @@ def test_importance_is_checked_at_the_boundary():
         plan_pruning(model, importance="taylor", **budget)
     with pytest.raises(ValueError, match="importance='taylor'.*target_latency="):
         plan_pruning(model, 0.5, importance="taylor", data=(x, np.zeros(4)))
+
+
+# -- importance=SensitivityResult: each group thinned only as its curve allows --------
+def test_sensitivity_curves_spend_a_latency_budget_where_the_score_suffers_least():
+    from keras_filterprune import sensitivity_analysis
+    from tests.test_latency import synthetic_table
+
+    model = _two_branch_model()
+    table = synthetic_table(model, out_step=8)
+    x = np.random.default_rng(0).normal(size=(16, 8, 8, 3)).astype("float32")
+    reference = np.asarray(model(x))
+
+    def fidelity(pruned):  # higher is better: the outputs kept
+        return -float(np.mean((np.asarray(pruned(x)) - reference) ** 2))
+
+    curves = sensitivity_analysis(
+        model, fidelity, criterion="l1_norm", ratios=(0.25, 0.5, 0.75), verbose=0
+    )
+    budget = dict(criterion="l1_norm", target_latency="70%", latency_table=table)
+    plan = plan_pruning(model, importance=curves, **budget)
+    assert plan.meta["importance"] == "sensitivity"
+    assert plan.meta["predicted_latency_ms"] <= 0.7 * table.model_ms + 1e-9
+    assert len(plan.kept_filters("a")) == 32  # the head reads a: its curve drops
+    assert len(plan.kept_filters("b")) < 32  # b's curve is flat
+    # Within a group the criterion still chooses which channels go.
+    l1 = np.abs(model.get_layer("b").get_weights()[0]).sum(axis=(0, 1, 2))
+    kept = plan.kept_filters("b")
+    assert sorted(kept) == sorted(np.argsort(-l1, kind="stable")[: len(kept)])
+    # The plan is plain data, and the callback takes the same option.
+    assert PruningPlan.from_json(plan.to_json()).meta["importance"] == "sensitivity"
+
+
+def test_sensitivity_curves_keep_a_group_above_its_steep_end():
+    """The per-group-normalised L1 pricing drains the group whose channels save
+    the most time down to `min_filters`; measured curves that fall off a cliff
+    past half the group keep it above the cliff."""
+    from keras_filterprune.sensitivity import SensitivityResult
+    from tests.test_latency import synthetic_table
+
+    model = _two_branch_model()
+    weights = model.get_layer("b").get_weights()  # equal L1 in both branches
+    model.get_layer("b").set_weights([weights[0] / 10, weights[1]])
+    table = synthetic_table(model, out_step=1)
+    ratios = (0.0, 0.25, 0.5, 0.75, 0.9)
+    steep = [0.0, 0.0, 0.01, 0.5, 0.9]  # a cliff past half
+    gentle = [0.0, 0.05, 0.1, 0.15, 0.2]
+    curves = SensitivityResult(
+        baseline=1.0,
+        curves={
+            "a": [(r, 1.0 - d) for r, d in zip(ratios, steep, strict=True)],
+            "b": [(r, 1.0 - d) for r, d in zip(ratios, gentle, strict=True)],
+        },
+        groups={"a": ["a"], "b": ["b"]},
+        widths={"a": 32, "b": 32},
+        metric="accuracy",
+        criterion="l1_norm",
+    )
+    budget = dict(criterion="l1_norm", target_latency="60%", latency_table=table)
+    plan = plan_pruning(model, importance=curves, **budget)
+    assert plan.meta["predicted_latency_ms"] <= 0.6 * table.model_ms + 1e-9
+    assert len(plan.kept_filters("a")) >= 16  # never past a's cliff
+    assert len(plan.kept_filters("b")) < 32  # b pays its share
+    # The same budget with the groups' curves swapped swaps the widths.
+    swapped = SensitivityResult(
+        1.0,
+        {"a": curves.curves["b"], "b": curves.curves["a"]},
+        curves.groups,
+        curves.widths,
+    )
+    other = plan_pruning(model, importance=swapped, **budget)
+    assert len(other.kept_filters("b")) >= 16
+    assert len(other.kept_filters("a")) < 32
+    assert len(other.kept_filters("a")) == len(plan.kept_filters("b"))
+
+
+def test_sensitivity_importance_is_checked_at_the_boundary():
+    from keras_filterprune.sensitivity import SensitivityResult
+    from tests.test_latency import synthetic_table
+
+    model = _two_branch_model()
+    table = synthetic_table(model, out_step=8)
+    budget = dict(target_latency="70%", latency_table=table)
+    points = [(0.0, 1.0), (0.5, 0.9)]
+    good = SensitivityResult(
+        1.0, {"a": points, "b": points}, {"a": ["a"], "b": ["b"]}, {"a": 32, "b": 32}
+    )
+    plan_pruning(model, importance=good, **budget)  # no data needed
+    with pytest.raises(TypeError, match="`importance` must be None.*SensitivityResult"):
+        plan_pruning(model, importance=good.to_dict(), **budget)
+    with pytest.raises(ValueError, match="importance='sensitivity'.*target_latency="):
+        plan_pruning(model, 0.5, importance=good)
+    partial = SensitivityResult(1.0, {"a": points}, {"a": ["a"]}, {"a": 32})
+    with pytest.raises(ValueError, match=r"no curve for the group of \['b'\]"):
+        plan_pruning(model, importance=partial, **budget)
+    narrow = SensitivityResult(
+        1.0, {"a": points, "b": points}, {"a": ["a"], "b": ["b"]}, {"a": 16, "b": 32}
+    )
+    with pytest.raises(ValueError, match="16 channels in group 'a', but the model"):
+        plan_pruning(model, importance=narrow, **budget)
+    nan = SensitivityResult(
+        1.0,
+        {"a": [(0.0, 1.0), (0.5, float("nan"))], "b": points},
+        {"a": ["a"], "b": ["b"]},
+        {"a": 32, "b": 32},
+    )
+    with pytest.raises(ValueError, match="non-finite score.*group 'a'"):
+        plan_pruning(model, importance=nan, **budget)
+    with pytest.raises(ValueError, match="non-finite score or a ratio"):
+        plan_pruning(
+            model, importance=dataclasses.replace(nan, baseline=np.inf), **budget
+        )

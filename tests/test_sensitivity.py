@@ -264,3 +264,33 @@ def test_a_frozen_layer_is_reported_once_at_the_callers_line_and_lambdas_work():
     # c1 is frozen by the flip, c2 by the Lambda; the copy shares the Lambda.
     assert list(result.curves) == ["c3"]
     assert [r for r, _ in result.curves["c3"]] == [0.0, 0.25, 0.5, 0.75]
+
+
+def test_removal_costs_add_up_to_the_curve():
+    result = SensitivityResult(
+        0.9,
+        {"g": [(0.0, 0.9), (0.25, 0.95), (0.5, 0.8), (0.75, 0.5)]},
+        {"g": ["conv"]},
+        {"g": 8},
+    )
+    costs = result.removal_costs(["conv"], 8)
+    assert costs.shape == (8,) and np.all(costs > 0)
+    cumulative = np.cumsum(costs[::-1])  # removing from the last kept on
+    tiny = 1e-6 * 0.9 / 8
+    # A bump (0.95 above the baseline) is no gain: the drop stays 0 until 25 %.
+    np.testing.assert_allclose(cumulative[1], 2 * tiny, atol=1e-12)
+    np.testing.assert_allclose(cumulative[3], 0.1 + 4 * tiny)  # 50 % removed
+    np.testing.assert_allclose(cumulative[5], 0.4 + 6 * tiny)  # 75 % removed
+    # Past the last tested ratio the drop rises by the baseline's magnitude.
+    np.testing.assert_allclose(cumulative[7], 0.4 + 0.9 + 8 * tiny)
+    assert result.removal_costs(["other", "conv"], 8).tolist() == costs.tolist()
+
+
+def test_from_dict_inverts_to_dict():
+    result = _result()
+    again = SensitivityResult.from_dict(result.to_dict())
+    assert again == result
+    with pytest.raises(TypeError, match=r"SensitivityResult.to_dict\(\).*bogus"):
+        SensitivityResult.from_dict({**result.to_dict(), "bogus": 1})
+    with pytest.raises(TypeError, match="Received: list"):
+        SensitivityResult.from_dict([1, 2])
