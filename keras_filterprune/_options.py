@@ -144,9 +144,9 @@ class PlanOptions:
         "`(x, y)`; the model compiled with a loss). A `SensitivityResult` of "
         "this model (`sensitivity_analysis`, every prunable group): each group's "
         "measured score-vs-ratio curve, so a group is thinned only as far as its "
-        "own curve allows; the most reliable of the three. The last two are "
-        "comparable across groups, so time is saved where the model suffers "
-        "least; the criterion still chooses which channels of a group go. "
+        "own curve allows (measured, where Taylor is first-order). The last "
+        "two are comparable across groups, so time is saved where the model "
+        "suffers least; the criterion still chooses which channels of a group go. "
         "Defaults to `None`.",
         cli=dict(choices=IMPORTANCES, help="how a latency budget decides each "
                  "group's width: 'taylor' (loss estimate from --data, "
