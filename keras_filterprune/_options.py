@@ -345,18 +345,23 @@ def _check_importance(value: Any, values: dict[str, Any]) -> Any:
         if not isinstance(value, str):
             raise TypeError(
                 '`importance` must be None, "taylor" or the SensitivityResult of '
-                "`sensitivity_analysis(model, ...)`. Received: "
+                "`sensitivity_analysis(model, ...)` (a dict of its `to_dict()`: "
+                "`SensitivityResult.from_dict`). Received: "
                 f"importance of type {type(value).__name__}"
             )
         value = check_choice(value, "importance", IMPORTANCES)
     if values["target_latency"] is None:
         raise ValueError(
-            f"`importance={importance_name(value)!r}` decides how many channels "
+            f"`importance={_shown(value)}` decides how many channels "
             "each group keeps under a latency budget: pass `target_latency=` "
             "(with `latency_table=`). Without it every group loses the same "
             "fraction, which `importance` cannot change."
         )
     return value
+
+
+def _shown(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else "<SensitivityResult>"
 
 
 def importance_name(value: Any) -> str | None:

@@ -12,7 +12,7 @@ import logging
 import sys
 import warnings
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -28,6 +28,9 @@ from keras_filterprune.masking import VariableMasks, graph_masks, hold_masks
 from keras_filterprune.plan import PruningPlan, plan_with, recover_plan
 from keras_filterprune.recovery import recalibrate_batchnorm
 from keras_filterprune.surgery import apply_plan
+
+if TYPE_CHECKING:
+    from keras_filterprune.sensitivity import SensitivityResult
 
 __all__ = ["PruningCallback"]
 
@@ -172,7 +175,7 @@ class PruningCallback(keras.callbacks.Callback):
         global_ranking: bool = False,
         greedy: bool = False,
         prune_norms: bool = False,
-        importance: str | None = None,
+        importance: str | SensitivityResult | None = None,
         data: Any = None,
         calibration_data: Any = None,
         verbose: int = 1,

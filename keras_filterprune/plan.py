@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -37,6 +38,9 @@ from keras_filterprune.pruning_plan import (
 )
 from keras_filterprune.scoring import score_filters, sliced_kernel
 
+if TYPE_CHECKING:
+    from keras_filterprune.sensitivity import SensitivityResult
+
 __all__ = [
     "GroupPlan",
     "PruningPlan",
@@ -59,7 +63,7 @@ def plan_pruning(
     target_params: float | str | None = None,
     target_latency: float | str | None = None,
     latency_table: LatencyTable | str | None = None,
-    importance: str | None = None,
+    importance: str | SensitivityResult | None = None,
     group_reduction: str = "mean",
     round_to: int | str = 1,
     min_filters: int = 1,
@@ -185,8 +189,9 @@ def groups_to_plan(
     is not pruned is not (its structure, or `exclude`), and the `per_layer`
     ratio of each group named there. Raises a ValueError naming the layer when
     `per_layer` or `exclude` does not fit the model (an unknown name, a ratio
-    for a group that cannot be pruned, a layer in both); no scores needed, so a
-    callback can check its options when training begins."""
+    for a group that cannot be pruned, a layer in both), or naming the group
+    when the sensitivity curves given as `importance` lack it; no scores needed,
+    so a callback can check its options when training begins."""
     frozen = {
         g.id: g.frozen
         for g in graph.groups
@@ -214,6 +219,11 @@ def groups_to_plan(
                     f"(or give it ratio 0). Received: per_layer['{name}']={r}"
                 )
             per_group[g] = min(per_group.get(g, 1.0), r)
+    curves = options.importance
+    if curves is not None and not isinstance(curves, str):  # a SensitivityResult
+        for g in graph.groups:  # every group a budget may move has its curve
+            if g.id not in frozen and g.id not in per_group:
+                curves.removal_costs(g.producers, g.width)
     return frozen, per_group
 
 
@@ -446,6 +456,15 @@ class _Planner:
         curves = self.options.importance
         if isinstance(curves, str):
             curves = None
+        elif curves is not None and curves.criterion != self.options.criterion_name:
+            warnings.warn(
+                f"The sensitivity curves given as `importance` were measured with "
+                f"criterion '{curves.criterion}', and this plan ranks channels with "
+                f"'{self.options.criterion_name}': the curves priced other "
+                "channels. Analyse with the plan's criterion.",
+                FilterPruneWarning,
+                stacklevel=2,
+            )
         keep, all_scores = self.decide(0.0, scores)
         movable = {}
         for g in self.graph.groups:

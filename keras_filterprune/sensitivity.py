@@ -60,6 +60,9 @@ class SensitivityResult:
         widths: `dict[str, int]`. Group name → channels in the original model.
         metric: `str`. What the score is (e.g. `"accuracy"`).
         criterion: `str`. The importance criterion used to choose channels.
+        kept: `dict[str, list[int]] | None`. Group name → the channels each
+            point kept (rounding makes it differ from `1 - ratio` of the
+            width); `None` when unknown.
     """
 
     baseline: float
@@ -68,6 +71,7 @@ class SensitivityResult:
     widths: dict[str, int]
     metric: str = "score"
     criterion: str = "operator_norm"
+    kept: dict[str, list[int]] | None = None
 
     @property
     def ratios(self) -> list[float]:
@@ -127,12 +131,13 @@ class SensitivityResult:
         is the score lost when the group goes from `k + 1` kept channels to `k`
         (the channels in the criterion's order, best first), so that a sum over
         the removed channels is the curve's drop at that width. The curve is
-        linearly interpolated between the tested ratios and made monotone (a
-        noisy bump is not a gain); past the largest tested ratio the drop rises
-        by the baseline's magnitude (removing what was never tested is priced
-        as costly); a flat stretch costs a millionth of that per group. This
-        is how `plan_pruning(importance=result)` weighs one group's channels
-        against another's.
+        read at the widths the analysis kept (`kept`; else at `1 - ratio` of
+        the width), linearly interpolated and made monotone (a noisy bump is
+        not a gain); past the largest tested ratio the drop rises by the
+        largest drop measured in any group (removing what was never tested is
+        priced as costly); a flat stretch costs a millionth of that per group.
+        This is how `plan_pruning(importance=result)` weighs one group's
+        channels against another's.
 
         Args:
             producers: The producer layers of the group (any one analysed is
@@ -144,42 +149,74 @@ class SensitivityResult:
 
         Raises:
             ValueError: the group was not analysed, was analysed with another
-                width, or its curve holds a non-finite score.
+                width, or its curve is malformed.
         """
-        producers = list(producers)
-        names = [n for n, paths in self.groups.items() if set(paths) & set(producers)]
+        producers = set(producers)
+        names = [
+            n for n in self.curves if producers & set(self.groups.get(n, ()) or (n,))
+        ]
         if not names:
             raise ValueError(
-                f"The SensitivityResult given as `importance` has no curve for the "
-                f"group of {producers[:3]}: run `sensitivity_analysis` on every "
-                "prunable group of this model (`groups=None`), with the same "
-                "`exclude`."
+                "The SensitivityResult given as `importance` has no curve for the "
+                f"group of {sorted(producers)[:3]}: run `sensitivity_analysis` on "
+                "every prunable group of this model (`groups=None`), with the "
+                "same `exclude` and `prune_norms` as the plan."
             )
         name = names[0]
         if self.widths.get(name) != width:
             raise ValueError(
-                f"The SensitivityResult given as `importance` was measured with "
-                f"{self.widths.get(name)} channels in group '{name}', but the "
-                f"model has {width}: analyse the model you are planning."
+                "The SensitivityResult given as `importance` was measured with "
+                f"{self.widths.get(name, 'no width for')} channels in group "
+                f"'{name}', but the model has {width}: analyse the model you are "
+                "planning."
             )
-        points = sorted((float(r), float(s)) for r, s in self.curves[name])
-        ratios = np.array([r for r, _ in points] or [0.0])
-        drops = float(self.baseline) - np.array([s for _, s in points] or [0.0])
-        if not (np.all(np.isfinite(drops)) and np.all((ratios >= 0) & (ratios < 1))):
+        fractions, drops = self._drops(name, width)
+        largest = max(  # every curve checked, so the scale is offset-free
+            [float(self._drops(n, self.widths.get(n))[1][-1]) for n in self.curves]
+            + [1e-12]
+        )
+        fractions = np.append(fractions, 1.0)
+        drops = np.append(drops, drops[-1] + largest)
+        kept = np.arange(width + 1)
+        drop_at = np.interp(1.0 - kept / width, fractions, drops)  # keeping k
+        # A flat stretch still costs a little (by its share of the group), so
+        # that groups whose curves are flat do not tie.
+        return drop_at[:-1] - drop_at[1:] + 1e-6 * largest / width
+
+    def _drops(self, name: str, width: Any) -> tuple[np.ndarray, np.ndarray]:
+        """`(fraction removed, drop)` of one group's curve, from no cut on:
+        sorted, monotone, >= 0; checked."""
+        points, kept = self.curves[name], (self.kept or {}).get(name)
+        try:
+            points = [(float(r), float(v)) for r, v in points]
+            removed = [r for r, _ in points]
+            if kept is not None:  # the widths the analysis actually kept
+                if len(kept) != len(points) or not width:
+                    raise ValueError
+                removed = [1.0 - float(k) / float(width) for k in kept]
+            baseline = float(self.baseline)
+        except (TypeError, ValueError):
             raise ValueError(
-                f"The SensitivityResult given as `importance` has a non-finite "
+                "The SensitivityResult given as `importance` has a malformed curve "
+                f"for group '{name}' (points must be `(ratio, score)` pairs of "
+                f"numbers, one `kept` count per point): {self.curves[name]!r}. Use "
+                "the result of `sensitivity_analysis`."
+            ) from None
+        removed, scores = np.array(removed), np.array([v for _, v in points])
+        if not (
+            np.all(np.isfinite(scores))
+            and np.isfinite(baseline)
+            and np.all((removed >= 0) & (removed < 1))
+        ):
+            raise ValueError(
+                "The SensitivityResult given as `importance` has a non-finite "
                 f"score or a ratio outside [0, 1) in group '{name}': "
                 f"{self.curves[name]}. Use the result of `sensitivity_analysis`."
             )
-        drops = np.maximum.accumulate(np.maximum(drops - drops[0], 0.0))
-        worst = max(abs(float(self.baseline)), float(drops[-1]), 1e-12)
-        ratios = np.append(ratios, 1.0)
-        drops = np.append(drops, drops[-1] + worst)
-        kept = np.arange(width + 1)
-        drop_at = np.interp(1.0 - kept / width, ratios, drops)  # keeping k
-        # A flat stretch still costs a little (by its share of the group), so
-        # that groups whose curves are flat do not tie.
-        return drop_at[:-1] - drop_at[1:] + 1e-6 * worst / width
+        order = np.argsort(removed, kind="stable")
+        removed = np.concatenate([[0.0], removed[order]])  # no cut: no drop
+        drops = np.concatenate([[0.0], baseline - scores[order]])
+        return removed, np.maximum.accumulate(np.maximum(drops, 0.0))
 
     def to_markdown(self, digits: int = 4) -> str:
         """The curves as a Markdown table: one row per group, one column per ratio.
@@ -219,6 +256,9 @@ class SensitivityResult:
             "curves": {k: [list(p) for p in v] for k, v in self.curves.items()},
             "groups": {k: list(v) for k, v in self.groups.items()},
             "widths": dict(self.widths),
+            "kept": None
+            if self.kept is None
+            else {k: [int(n) for n in v] for k, v in self.kept.items()},
         }
 
     @classmethod
@@ -237,9 +277,16 @@ class SensitivityResult:
                 + (f" with keys {sorted(data)}" if isinstance(data, Mapping) else "")
             )
         data = dict(data)
-        data["curves"] = {
-            k: [tuple(p) for p in v] for k, v in dict(data.get("curves", {})).items()
-        }
+        try:
+            data["curves"] = {
+                str(k): [(float(r), float(v)) for r, v in points]
+                for k, points in dict(data["curves"]).items()
+            }
+        except (TypeError, ValueError):
+            raise TypeError(
+                "`data['curves']` must map each group name to `(ratio, score)` "
+                f"pairs of numbers, as `to_dict()` writes. Received: {data['curves']!r}"
+            ) from None
         return cls(**data)
 
     def plot(self, **kwargs):
@@ -559,14 +606,17 @@ def sensitivity_analysis(
         for layer in all_layers(clone)
         if has_statistics(layer)
     }
-    curves, members, widths = {}, {}, {}
+    curves, members, widths, kept = {}, {}, {}, {}
     originals: dict[str, list[np.ndarray]] = {}
     for group in selected:
         name = next(iter(group.producers))
         members[name] = list(group.producers)
         widths[name] = group.width
-        points = [(0.0, baseline)]
+        points, kept[name] = [(0.0, baseline)], [group.width]
         for r in ratios:
+            kept[name].append(
+                len(next(g for g in plans[r].groups if g.id == group.id).keep)
+            )
             masks = weight_masks(model, _one_group_plan(plans[r], group.id))
             for path, layer_masks in masks.items():
                 if path not in originals:
@@ -587,4 +637,4 @@ def sensitivity_analysis(
             progbar.add(1)
         curves[name] = points
     meta_name = criterion if isinstance(criterion, str) else criterion.__name__
-    return SensitivityResult(baseline, curves, members, widths, metric, meta_name)
+    return SensitivityResult(baseline, curves, members, widths, metric, meta_name, kept)

@@ -122,7 +122,7 @@ API = [
             m, importance=kfp.SensitivityResult(1.0, {}, {}, {})
         ),
         ValueError,
-        "importance='sensitivity'.*pass `target_latency=`",
+        "importance=<SensitivityResult>.*pass `target_latency=`",
     ),
     (
         "callback_importance_curves_without_latency_budget",
@@ -130,7 +130,7 @@ API = [
             importance=kfp.SensitivityResult(1.0, {}, {}, {}), target_macs="50%"
         ),
         ValueError,
-        "importance='sensitivity'.*pass `target_latency=`",
+        "importance=<SensitivityResult>.*pass `target_latency=`",
     ),
     (
         "target_macs_nan",

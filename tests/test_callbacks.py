@@ -1,5 +1,6 @@
 """Tests of keras_filterprune.callbacks.PruningCallback."""
 
+import dataclasses
 import json
 import math
 import os
@@ -743,6 +744,19 @@ def test_config_round_trip_with_sensitivity_curves():
     assert config["importance"] == curves.to_dict()
     restored = PruningCallback.from_config(json.loads(json.dumps(config)))
     assert restored.importance == curves
+    # Curves that miss a group the budget may move fail when training begins,
+    # not at the first pruning event.
+    model.compile("sgd", "mse")
+    x, y = np.zeros((4, 8, 8, 1), "float32"), np.zeros((4, 2), "float32")
+    partial = PruningCallback(
+        "l1_norm",
+        target_latency="50%",
+        latency_table=table,
+        importance=dataclasses.replace(curves, curves={}, groups={}, widths={}),
+        verbose=0,
+    )
+    with pytest.raises(ValueError, match=r"no curve for the group of \['conv1'\]"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[partial])
 
 
 def test_ratio_zero_with_per_layer_still_prunes_those_layers(xy):

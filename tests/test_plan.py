@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from keras_filterprune import (
+    FilterPruneWarning,
     PruningPlan,
     apply_plan,
     count_macs,
@@ -917,11 +918,8 @@ def test_sensitivity_curves_keep_a_group_above_its_steep_end():
     assert len(plan.kept_filters("a")) >= 16  # never past a's cliff
     assert len(plan.kept_filters("b")) < 32  # b pays its share
     # The same budget with the groups' curves swapped swaps the widths.
-    swapped = SensitivityResult(
-        1.0,
-        {"a": curves.curves["b"], "b": curves.curves["a"]},
-        curves.groups,
-        curves.widths,
+    swapped = dataclasses.replace(
+        curves, curves={"a": curves.curves["b"], "b": curves.curves["a"]}
     )
     other = plan_pruning(model, importance=swapped, **budget)
     assert len(other.kept_filters("b")) >= 16
@@ -943,8 +941,12 @@ def test_sensitivity_importance_is_checked_at_the_boundary():
     plan_pruning(model, importance=good, **budget)  # no data needed
     with pytest.raises(TypeError, match="`importance` must be None.*SensitivityResult"):
         plan_pruning(model, importance=good.to_dict(), **budget)
-    with pytest.raises(ValueError, match="importance='sensitivity'.*target_latency="):
+    with pytest.raises(ValueError, match="importance=<SensitivityResult>.*target_lat"):
         plan_pruning(model, 0.5, importance=good)
+    with pytest.raises(
+        FilterPruneWarning, match="criterion 'operator_norm'.*'l1_norm'"
+    ):
+        plan_pruning(model, criterion="l1_norm", importance=good, **budget)
     partial = SensitivityResult(1.0, {"a": points}, {"a": ["a"]}, {"a": 32})
     with pytest.raises(ValueError, match=r"no curve for the group of \['b'\]"):
         plan_pruning(model, importance=partial, **budget)
@@ -965,3 +967,16 @@ def test_sensitivity_importance_is_checked_at_the_boundary():
         plan_pruning(
             model, importance=dataclasses.replace(nan, baseline=np.inf), **budget
         )
+    for curves in (
+        {"a": 0.5, "b": points},  # not a list of points
+        {"a": [(0.0, 1.0, 2.0)], "b": points},  # not pairs
+    ):
+        bad = dataclasses.replace(good, curves=curves)
+        with pytest.raises(ValueError, match="malformed curve for group 'a'"):
+            plan_pruning(model, importance=bad, **budget)
+    no_width = dataclasses.replace(good, widths={"b": 32})
+    with pytest.raises(ValueError, match="no width for channels in group 'a'"):
+        plan_pruning(model, importance=no_width, **budget)
+    empty = dataclasses.replace(good, curves={"b": points})  # groups still name a
+    with pytest.raises(ValueError, match=r"no curve for the group of \['a'\]"):
+        plan_pruning(model, importance=empty, **budget)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import keras
@@ -276,14 +277,45 @@ def test_removal_costs_add_up_to_the_curve():
     costs = result.removal_costs(["conv"], 8)
     assert costs.shape == (8,) and np.all(costs > 0)
     cumulative = np.cumsum(costs[::-1])  # removing from the last kept on
-    tiny = 1e-6 * 0.9 / 8
+    tiny = 1e-6 * 0.4 / 8  # a flat stretch's cost: of the largest drop
     # A bump (0.95 above the baseline) is no gain: the drop stays 0 until 25 %.
     np.testing.assert_allclose(cumulative[1], 2 * tiny, atol=1e-12)
     np.testing.assert_allclose(cumulative[3], 0.1 + 4 * tiny)  # 50 % removed
     np.testing.assert_allclose(cumulative[5], 0.4 + 6 * tiny)  # 75 % removed
-    # Past the last tested ratio the drop rises by the baseline's magnitude.
-    np.testing.assert_allclose(cumulative[7], 0.4 + 0.9 + 8 * tiny)
+    # Past the last tested ratio the drop rises by the largest drop of any group.
+    np.testing.assert_allclose(cumulative[7], 0.4 + 0.4 + 8 * tiny)
     assert result.removal_costs(["other", "conv"], 8).tolist() == costs.tolist()
+    # A score's offset changes nothing (a negated loss, a fidelity near 0).
+    shifted = SensitivityResult(
+        -5.0,
+        {"g": [(r, v - 5.9) for r, v in result.curves["g"]]},
+        result.groups,
+        result.widths,
+    )
+    np.testing.assert_allclose(shifted.removal_costs(["conv"], 8), costs)
+    # A curve without its (0, baseline) point still starts from no drop.
+    np.testing.assert_allclose(
+        dataclasses.replace(
+            result, curves={"g": [p for p in result.curves["g"] if p[0] > 0]}
+        ).removal_costs(["conv"], 8),
+        costs,
+    )
+
+
+def test_removal_costs_read_the_widths_the_analysis_kept():
+    """Ratio 0.1 of 12 channels keeps 11 (not 10.8); with `round_to=4`, ratio
+    0.5 keeps 8 (not 6): the curves are priced at what was measured."""
+    result = sensitivity_analysis(
+        _trained(), data=_task(64, 2), ratios=(0.1, 0.5), round_to=4, verbose=0
+    )
+    assert result.kept["conv2"] == [12, 12, 8]
+    drops = dict(result.drops()["conv2"])
+    costs = result.removal_costs(["conv2"], 12)
+    measured = max(0.0, drops[0.5], drops[0.1])
+    largest = max(result.baseline - s for c in result.curves.values() for _, s in c)
+    tiny = 1e-6 * max(largest, 1e-12) / 12
+    np.testing.assert_allclose(costs[8:].sum(), measured + 4 * tiny, atol=1e-9)
+    assert SensitivityResult.from_dict(result.to_dict()) == result
 
 
 def test_from_dict_inverts_to_dict():
@@ -294,3 +326,5 @@ def test_from_dict_inverts_to_dict():
         SensitivityResult.from_dict({**result.to_dict(), "bogus": 1})
     with pytest.raises(TypeError, match="Received: list"):
         SensitivityResult.from_dict([1, 2])
+    with pytest.raises(TypeError, match=r"data\['curves'\]` must map"):
+        SensitivityResult.from_dict({**result.to_dict(), "curves": {"conv1": 0.5}})
