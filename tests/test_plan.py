@@ -865,10 +865,11 @@ def test_sensitivity_curves_spend_a_latency_budget_where_the_score_suffers_least
     model = _two_branch_model()
     table = synthetic_table(model, out_step=8)
     x = np.random.default_rng(0).normal(size=(16, 8, 8, 3)).astype("float32")
-    reference = np.asarray(model(x))
+    reference = keras.ops.convert_to_numpy(model(x))
 
     def fidelity(pruned):  # higher is better: the outputs kept
-        return -float(np.mean((np.asarray(pruned(x)) - reference) ** 2))
+        outputs = keras.ops.convert_to_numpy(pruned(x))
+        return -float(np.mean((outputs - reference) ** 2))
 
     curves = sensitivity_analysis(
         model, fidelity, criterion="l1_norm", ratios=(0.25, 0.5, 0.75), verbose=0
