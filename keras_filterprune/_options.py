@@ -18,6 +18,7 @@ import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from keras_filterprune._sensitivity_result import SensitivityResult
 from keras_filterprune._validation import (
     check_bool,
     check_budget,
@@ -339,8 +340,6 @@ class PlanOptions:
 def _check_importance(value: Any, values: dict[str, Any]) -> Any:
     if value is None:
         return None
-    from keras_filterprune.sensitivity import SensitivityResult
-
     if not isinstance(value, SensitivityResult):
         if not isinstance(value, str):
             raise TypeError(

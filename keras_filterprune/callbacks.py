@@ -30,7 +30,7 @@ from keras_filterprune.recovery import recalibrate_batchnorm
 from keras_filterprune.surgery import apply_plan
 
 if TYPE_CHECKING:
-    from keras_filterprune.sensitivity import SensitivityResult
+    from keras_filterprune._sensitivity_result import SensitivityResult
 
 __all__ = ["PruningCallback"]
 
@@ -485,7 +485,7 @@ class PruningCallback(keras.callbacks.Callback):
 
             config["latency_table"] = LatencyTable.from_dict(config["latency_table"])
         if isinstance(config.get("importance"), Mapping):
-            from keras_filterprune.sensitivity import SensitivityResult
+            from keras_filterprune._sensitivity_result import SensitivityResult
 
             config["importance"] = SensitivityResult.from_dict(config["importance"])
         return cls(**config)

@@ -39,7 +39,7 @@ from keras_filterprune.pruning_plan import (
 from keras_filterprune.scoring import score_filters, sliced_kernel
 
 if TYPE_CHECKING:
-    from keras_filterprune.sensitivity import SensitivityResult
+    from keras_filterprune._sensitivity_result import SensitivityResult
 
 __all__ = [
     "GroupPlan",

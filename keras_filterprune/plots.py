@@ -22,8 +22,8 @@ from keras_filterprune.plan import PruningPlan
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
+    from keras_filterprune._sensitivity_result import SensitivityResult
     from keras_filterprune.runtime.compare import ComparisonReport
-    from keras_filterprune.sensitivity import SensitivityResult
 
 __all__ = ["plot_comparison", "plot_sensitivity", "plot_widths"]
 
@@ -161,7 +161,7 @@ def plot_sensitivity(
     >>> fig.axes[0].get_xlabel()
     'pruned ratio of the group'
     """
-    from keras_filterprune.sensitivity import SensitivityResult
+    from keras_filterprune._sensitivity_result import SensitivityResult
 
     if not isinstance(result, SensitivityResult):
         raise TypeError(
