@@ -97,6 +97,19 @@ def _latency(text: str) -> float | str:
     return value if unit is None else f"{number}{unit}"
 
 
+def _importance(text: str) -> str:
+    """`taylor`, or the path of a JSON file of sensitivity curves (read when
+    the command runs)."""
+    from keras_filterprune._options import IMPORTANCES
+
+    if text in IMPORTANCES or text.lower().endswith(".json"):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"expected {' or '.join(map(repr, IMPORTANCES))}, or the .json of "
+        f"`keras-filterprune sensitivity --json`: {text!r}"
+    )
+
+
 def _layer_ratio(text: str) -> tuple[str, float]:
     name, sep, value = text.rpartition("=")
     if not sep or not name:
@@ -118,6 +131,7 @@ _TYPES = {
     "ratio": _ratio,
     "budget": _budget,
     "latency": _latency,
+    "importance": _importance,
     "layer_ratio": _layer_ratio,
     "round_to": _round_to,
     "positive_int": _positive_int,

@@ -143,15 +143,18 @@ class PlanOptions:
         "increase when a channel is removed, |Σ activation × gradient| over its "
         "positions, averaged over the examples of `data` (a few batches of "
         "`(x, y)`; the model compiled with a loss). A `SensitivityResult` of "
-        "this model (`sensitivity_analysis`, every prunable group): each group's "
+        "this model (`sensitivity_analysis`, every prunable group; saved curves: "
+        "`SensitivityResult.load(path)`): each group's "
         "measured score-vs-ratio curve, so a group is thinned only as far as its "
         "own curve allows (measured, where Taylor is first-order). The last "
         "two are comparable across groups, so time is saved where the model "
         "suffers least; the criterion still chooses which channels of a group go. "
         "Defaults to `None`.",
-        cli=dict(choices=IMPORTANCES, help="how a latency budget decides each "
-                 "group's width: 'taylor' (loss estimate from --data, "
-                 "comparable across groups)"),
+        cli=dict(type="importance", metavar="{taylor,CURVES.json}",
+                 help="how a latency budget decides each group's width: "
+                 "'taylor' (loss estimate from --data) or the curves of "
+                 "`sensitivity --json` (measured); both comparable across "
+                 "groups"),
     )  # fmt: skip
     group_reduction: str = _option(
         "mean",

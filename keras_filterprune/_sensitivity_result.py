@@ -5,11 +5,16 @@ planning options can recognise it without importing the analysis."""
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
+import numbers
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
+from keras_filterprune._files import check_writable, write_text
 from keras_filterprune._validation import check_int, check_number
 
 __all__ = ["SensitivityResult"]
@@ -237,7 +242,8 @@ class SensitivityResult:
         """The inverse of `to_dict`.
 
         Raises:
-            TypeError: `data` is not a dict with `to_dict`'s keys.
+            TypeError: `data` is not a dict with `to_dict`'s keys, or a field
+                holds the wrong kind of value (the message names it).
         """
         keys = {f.name for f in dataclasses.fields(cls)}
         required = {"baseline", "curves", "groups", "widths"}
@@ -258,7 +264,46 @@ class SensitivityResult:
                 "`data['curves']` must map each group name to `(ratio, score)` "
                 f"pairs of numbers, as `to_dict()` writes. Received: {data['curves']!r}"
             ) from None
+        _check_fields(data)
         return cls(**data)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Writes the curves as JSON (`to_dict`), atomically: on any failure
+        nothing is left behind. `keras-filterprune prune --importance
+        curves.json` and `SensitivityResult.load` read it.
+
+        Raises:
+            TypeError: `path` is not a path.
+            FileNotFoundError, PermissionError, IsADirectoryError: bad destination.
+        """
+        path = check_writable(path)
+        write_text(path, json.dumps(self.to_dict(), indent=1))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> SensitivityResult:
+        """Reads curves saved with `save` (or by `keras-filterprune sensitivity
+        --json`), validated as an untrusted file.
+
+        Raises:
+            ValueError: the file is not UTF-8 JSON or not the curves of
+                `to_dict`; the message names the file and what is wrong.
+            FileNotFoundError: no such file.
+        """
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"`path` must be a str or os.PathLike. Received: {path!r}")
+        path = os.fspath(path)
+        with open(path, "rb") as f:
+            raw = f.read()
+        try:
+            return cls.from_dict(json.loads(raw.decode("utf-8")))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            problem = f"not UTF-8 JSON ({e})"
+        except TypeError as e:
+            problem = str(e)
+        raise ValueError(
+            f"Cannot read sensitivity curves '{path}': {problem}. Write them with "
+            "`SensitivityResult.save` or `keras-filterprune sensitivity --json`."
+        )
 
     def plot(self, **kwargs):
         """Score-vs-ratio curves, one per group (see `plot_sensitivity`).
@@ -272,3 +317,58 @@ class SensitivityResult:
 
     def __str__(self) -> str:
         return self.to_markdown()
+
+
+def _check_fields(data: dict[str, Any]) -> None:
+    """The fields besides `curves` (already converted), as `to_dict` writes
+    them: raises a TypeError naming the first one that is not."""
+
+    def names(value: Any) -> bool:
+        return isinstance(value, (list, tuple)) and all(
+            isinstance(v, str) for v in value
+        )
+
+    def count(value: Any) -> bool:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+    def counts(value: Any) -> bool:
+        return isinstance(value, (list, tuple)) and all(count(v) for v in value)
+
+    problems = {
+        "baseline": not (
+            isinstance(data["baseline"], numbers.Real)
+            and not isinstance(data["baseline"], bool)
+            and math.isfinite(data["baseline"])
+        ),
+        "groups": not (
+            isinstance(data["groups"], Mapping)
+            and all(names(v) for v in data["groups"].values())
+            and set(data["curves"]) <= set(data["groups"])
+        ),
+        "widths": not (
+            isinstance(data["widths"], Mapping)
+            and all(count(v) and v > 0 for v in data["widths"].values())
+            and set(data["curves"]) <= set(data["widths"])
+        ),
+        "metric": not isinstance(data.get("metric", ""), str),
+        "criterion": not isinstance(data.get("criterion", ""), str),
+        "kept": data.get("kept") is not None
+        and not (
+            isinstance(data["kept"], Mapping)
+            and all(counts(v) for v in data["kept"].values())
+        ),
+    }
+    wrong = [name for name, bad in problems.items() if bad]
+    if wrong:
+        expected = {
+            "baseline": "a finite number",
+            "groups": "group name -> list of its producer layers, for every curve",
+            "widths": "group name -> its channel count (> 0), for every curve",
+            "metric": "a string",
+            "criterion": "a string",
+            "kept": "None, or group name -> list of kept channel counts",
+        }[wrong[0]]
+        raise TypeError(
+            f"`data[{wrong[0]!r}]` must be {expected}, as `to_dict()` writes. "
+            f"Received: {data[wrong[0]]!r}"
+        )

@@ -30,7 +30,7 @@ from keras_filterprune._cli_io import (
     load_representative,
 )
 from keras_filterprune._cli_parser import PROG, build_parser
-from keras_filterprune._options import option_names
+from keras_filterprune._options import IMPORTANCES, option_names
 
 __all__ = ["build_parser", "main"]
 
@@ -194,6 +194,9 @@ def _cmd_prune(args) -> int:
             "--measure-latency times plans made for --target-latency: give both "
             "--target-latency and --latency-table"
         )
+    curves = None  # sensitivity curves: read before the (slower) model
+    if not args.plan and args.importance not in (None, *IMPORTANCES):
+        curves = _load_curves(args.importance)
     calibration = None
     if args.calibration_data:
         calibration = load_arrays(args.calibration_data)[0]
@@ -214,9 +217,11 @@ def _cmd_prune(args) -> int:
         }
         if args.per_layer:
             kwargs["per_layer"] = dict(args.per_layer)
+        if curves is not None:
+            kwargs["importance"] = curves
         if args.data:
             gradients = criteria.needs_gradients(args.criterion or "operator_norm") or (
-                args.importance is not None
+                args.importance in IMPORTANCES
             )
             x, y = load_arrays(args.data, need_y=gradients)
             check_fits(args.data, x, model, "--data")
@@ -249,6 +254,17 @@ def _cmd_prune(args) -> int:
     if args.plan_out:
         print(f"plan saved to {args.plan_out}")
     return 0
+
+
+def _load_curves(path: str):
+    """The `SensitivityResult` of `--importance CURVES.json`."""
+    from keras_filterprune.sensitivity import SensitivityResult
+
+    existing_path(path, "--importance curves file")
+    try:
+        return SensitivityResult.load(path)
+    except (OSError, ValueError) as e:
+        raise CommandError(f"--importance: {e}") from e
 
 
 def _cmd_profile(args) -> int:
@@ -345,7 +361,7 @@ def _cmd_latency(args) -> int:
 
 
 def _cmd_sensitivity(args) -> int:
-    from keras_filterprune._files import staged, write_text
+    from keras_filterprune._files import staged
     from keras_filterprune.sensitivity import sensitivity_analysis
 
     if args.max_drop is not None and not args.max_drop >= 0:
@@ -383,7 +399,7 @@ def _cmd_sensitivity(args) -> int:
             print(f"\nprune with: --ratio 0 --per-layer {cli_args}")
     figure = result.plot(max_drop=args.max_drop) if args.plot else None
     if args.json:
-        write_text(args.json, json.dumps(result.to_dict(), indent=1))
+        result.save(args.json)
         print(f"curves saved to {args.json}")
     if figure is not None:
         with staged(args.plot) as tmp:
@@ -443,6 +459,7 @@ _INPUTS: dict[str, tuple[tuple[str, str], ...]] = {
         ("calibration_data", "--calibration-data"),
         ("plan", "--plan"),
         ("latency_table", "--latency-table"),
+        ("importance", "--importance"),
     ),
     "profile": (("model", "MODEL.keras"),),
     "export": (("model", "MODEL.keras"), ("representative", "--representative")),

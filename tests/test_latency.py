@@ -246,6 +246,44 @@ def test_plan_from_a_table_file_and_on_the_command_line(tmp_path):
     assert main(["prune", str(model_path), "-o", str(out), "--round-to", "x"]) == 2
 
 
+def test_sensitivity_curves_price_a_latency_budget_on_the_command_line(tmp_path):
+    """`sensitivity --json` writes curves that `prune --importance` reads: the
+    plan is the one `plan_pruning(importance=SensitivityResult.load(...))` makes."""
+    from keras_filterprune.cli import main
+
+    model = small_model()
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    table = synthetic_table(model)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 8, 8, 3), dtype="float32"), rng.integers(0, 10, 64)
+    np.savez(tmp_path / "xy.npz", x=x, y=y)
+    table.save(tmp_path / "t.json")
+    model.save(tmp_path / "m.keras")
+    curves = tmp_path / "curves.json"
+    argv = [
+        "sensitivity",
+        str(tmp_path / "m.keras"),
+        "--data",
+        str(tmp_path / "xy.npz"),
+    ]
+    assert main([*argv, "--ratios", "0.25", "0.5", "0.75", "--json", str(curves)]) == 0
+    out, plan_out = tmp_path / "p.keras", tmp_path / "plan.json"
+    argv = ["prune", str(tmp_path / "m.keras"), "-o", str(out), "--plan-out"]
+    argv += [str(plan_out), "--target-latency", "50%", "--latency-table"]
+    assert main([*argv, str(tmp_path / "t.json"), "--importance", str(curves)]) == 0
+    plan = kfp.PruningPlan.load(plan_out)
+    assert plan.meta["importance"] == "sensitivity"
+    expected = plan_pruning(
+        model,
+        target_latency="50%",
+        latency_table=table,
+        importance=kfp.sensitivity.SensitivityResult.load(curves),
+    )
+    assert [g.keep for g in plan.groups] == [g.keep for g in expected.groups]
+    assert any(len(g.keep) < g.width for g in plan.groups)
+    assert keras.saving.load_model(out).count_params() < model.count_params()
+
+
 # -- bad input ------------------------------------------------------------------
 def test_a_table_of_another_model_is_refused():
     """Tables are matched by structure (layer paths and channel groups): the

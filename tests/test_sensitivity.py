@@ -328,3 +328,51 @@ def test_from_dict_inverts_to_dict():
         SensitivityResult.from_dict([1, 2])
     with pytest.raises(TypeError, match=r"data\['curves'\]` must map"):
         SensitivityResult.from_dict({**result.to_dict(), "curves": {"conv1": 0.5}})
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("baseline", "0.9"),
+        ("baseline", float("nan")),
+        ("groups", {"conv1": ["conv1"]}),  # conv2's curve has no group
+        ("groups", {"conv1": "conv1", "conv2": ["conv2"]}),
+        ("widths", {"conv1": 8, "conv2": 0}),
+        ("widths", {"conv1": 8}),
+        ("kept", {"conv1": [8, 6.5]}),
+        ("metric", 3),
+    ],
+)
+def test_from_dict_names_a_wrong_field(field, value):
+    data = {**_result().to_dict(), field: value}
+    with pytest.raises(TypeError, match=rf"`data\['{field}'\]` must be"):
+        SensitivityResult.from_dict(data)
+
+
+def test_save_and_load(tmp_path):
+    import json
+
+    result = _result()
+    path = tmp_path / "curves.json"
+    result.save(path)
+    assert SensitivityResult.load(path) == result
+    assert SensitivityResult.load(str(path)).removal_costs(["conv2"], 12).shape == (12,)
+    with pytest.raises(FileNotFoundError):
+        result.save(tmp_path / "missing" / "c.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.json"]
+    bad = {**json.loads(path.read_text()), "widths": {"conv1": "8"}}
+    for text, match in [
+        ("{not json", "not UTF-8 JSON"),
+        (json.dumps([1, 2]), "Received: list"),
+        (json.dumps(bad), r"data\['widths'\]"),
+    ]:
+        path.write_text(text)
+        with pytest.raises(ValueError, match=f"curves '{path}': .*{match}"):
+            SensitivityResult.load(path)
+    path.write_bytes(b"\xff\xfe")
+    with pytest.raises(ValueError, match="not UTF-8 JSON"):
+        SensitivityResult.load(path)
+    with pytest.raises(FileNotFoundError):
+        SensitivityResult.load(tmp_path / "none.json")
+    with pytest.raises(TypeError, match="`path` must be"):
+        SensitivityResult.load(3)
