@@ -226,12 +226,14 @@ class SensitivityResult:
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-serialisable data."""
         return {
-            "baseline": self.baseline,
+            "baseline": float(self.baseline),
             "metric": self.metric,
             "criterion": self.criterion,
-            "curves": {k: [list(p) for p in v] for k, v in self.curves.items()},
+            "curves": {
+                k: [[float(r), float(s)] for r, s in v] for k, v in self.curves.items()
+            },
             "groups": {k: list(v) for k, v in self.groups.items()},
-            "widths": dict(self.widths),
+            "widths": {k: int(n) for k, n in self.widths.items()},
             "kept": None
             if self.kept is None
             else {k: [int(n) for n in v] for k, v in self.kept.items()},
@@ -259,13 +261,25 @@ class SensitivityResult:
                 str(k): [(float(r), float(v)) for r, v in points]
                 for k, points in dict(data["curves"]).items()
             }
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise TypeError(
                 "`data['curves']` must map each group name to `(ratio, score)` "
                 f"pairs of numbers, as `to_dict()` writes. Received: {data['curves']!r}"
             ) from None
         _check_fields(data)
-        return cls(**data)
+        result = cls(**data)
+        for name, width in result.widths.items():
+            if name not in result.curves:
+                continue
+            try:  # what planning reads: finite scores, ratios in [0, 1), kept
+                result._drops(name, width)
+            except ValueError:
+                raise TypeError(
+                    f"`data['curves']['{name}']` must hold finite scores at ratios "
+                    "in [0, 1), with one `kept` count per point, as `to_dict()` "
+                    f"writes. Received: {result.curves[name]!r}"
+                ) from None
+        return result
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes the curves as JSON (`to_dict`), atomically: on any failure
@@ -296,10 +310,12 @@ class SensitivityResult:
             raw = f.read()
         try:
             return cls.from_dict(json.loads(raw.decode("utf-8")))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            problem = f"not UTF-8 JSON ({e})"
-        except TypeError as e:
-            problem = str(e)
+        except UnicodeDecodeError as e:
+            problem = f"not UTF-8 text ({e})"
+        except json.JSONDecodeError as e:
+            problem = f"not JSON ({e})"
+        except (TypeError, ValueError, OverflowError, RecursionError) as e:
+            problem = str(e) or type(e).__name__  # also numbers JSON cannot hold
         raise ValueError(
             f"Cannot read sensitivity curves '{path}': {problem}. Write them with "
             "`SensitivityResult.save` or `keras-filterprune sensitivity --json`."

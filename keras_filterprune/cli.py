@@ -368,6 +368,11 @@ def _cmd_sensitivity(args) -> int:
         raise CommandError(f"--max-drop must be >= 0: {args.max_drop}")
     if args.plot:
         _check_plot_suffix(args.plot)
+    if args.json and not args.json.lower().endswith(".json"):
+        raise CommandError(
+            f"--json must end with .json (what `prune --importance` reads): "
+            f"'{args.json}'"
+        )
     for path, what in ((args.plot, "--plot"), (args.json, "--json")):
         if path:
             _writable(path, what)
@@ -485,7 +490,7 @@ def _path_clash(args) -> str | None:
         return [
             (option, os.fspath(getattr(args, attr)))
             for attr, option in table.get(args.command, ())
-            if getattr(args, attr, None) is not None
+            if getattr(args, attr, None) not in (None, *IMPORTANCES)  # 'taylor'
         ]
 
     inputs, outputs = given(_INPUTS), given(_OUTPUTS)
@@ -518,6 +523,15 @@ def _usage_problem(args) -> str | None:
         return (
             "--round-to auto takes block sizes from a latency table, which "
             "sensitivity does not read; pass a number such as 8"
+        )
+    if (
+        args.command == "prune"
+        and getattr(args, "importance", None) is not None
+        and args.target_latency is None
+    ):
+        return (
+            "--importance decides each group's width under a latency budget: "
+            "add --target-latency (and --latency-table)"
         )
     if args.command != "prune" or table is not None:
         return None

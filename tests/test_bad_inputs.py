@@ -2659,6 +2659,18 @@ CLI28 = [
         "--importance: Cannot read sensitivity curves '.*table.json': .*to_dict",
     ),
     (
+        "importance_without_budget",
+        ["prune", "{m}", "-o", "{t}/o.keras", "--importance", "taylor"],
+        2,
+        "--importance decides .* add --target-latency",
+    ),
+    (
+        "sensitivity_json_suffix",
+        ["sensitivity", "{m}", "--data", "{f}/label_7.npz", "--json", "{t}/c.txt"],
+        1,
+        "--json must end with .json",
+    ),
+    (
         "round_auto_no_table",
         ["prune", "{m}", "-o", "{t}/o.keras", "--round-to", "auto"],
         2,

@@ -504,7 +504,17 @@ CLASHES = [
       "m.png"], ("--plot", "--json")),
     (["sensitivity", "M", "--data", "data.npz", "--plot", "m.png", "--json",
       "dangling.json"], ("--plot", "--json")),
+    (["prune", "M", "-o", "o.keras", "--target-latency", "50%", "--latency-table",
+      "t.json", "--importance", "c.json", "--plan-out", "c.json"],
+     ("--plan-out", "--importance")),
 ]  # fmt: skip
+
+
+def test_importance_taylor_is_not_a_path():
+    argv = ["prune", "m.keras", "-o", "o.keras", "--plan-out", "taylor"]
+    argv += ["--target-latency", "50%", "--latency-table", "t.json"]
+    args = cli.build_parser().parse_args([*argv, "--importance", "taylor"])
+    assert cli._path_clash(args) is None
 
 
 @pytest.mark.parametrize("argv, named", CLASHES)

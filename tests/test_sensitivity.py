@@ -351,6 +351,7 @@ def test_from_dict_names_a_wrong_field(field, value):
 
 def test_save_and_load(tmp_path):
     import json
+    import re
 
     result = _result()
     path = tmp_path / "curves.json"
@@ -361,16 +362,24 @@ def test_save_and_load(tmp_path):
         result.save(tmp_path / "missing" / "c.json")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.json"]
     bad = {**json.loads(path.read_text()), "widths": {"conv1": "8"}}
+    nan = json.loads(path.read_text())
+    nan["curves"]["conv1"][1][1] = float("nan")  # json writes NaN, and reads it
+    huge = path.read_text().replace('"baseline": ', '"baseline": 1' + "0" * 400, 1)
     for text, match in [
-        ("{not json", "not UTF-8 JSON"),
+        ("{not json", "not JSON"),
         (json.dumps([1, 2]), "Received: list"),
         (json.dumps(bad), r"data\['widths'\]"),
+        (json.dumps(nan), r"data\['curves'\]\['conv1'\]` must hold finite"),
+        (huge, "baseline"),
+        ("[" * 100_000, ""),  # too deep for the parser
     ]:
         path.write_text(text)
-        with pytest.raises(ValueError, match=f"curves '{path}': .*{match}"):
+        with pytest.raises(
+            ValueError, match=f"curves '{re.escape(str(path))}': .*{match}"
+        ):
             SensitivityResult.load(path)
     path.write_bytes(b"\xff\xfe")
-    with pytest.raises(ValueError, match="not UTF-8 JSON"):
+    with pytest.raises(ValueError, match="not UTF-8 text"):
         SensitivityResult.load(path)
     with pytest.raises(FileNotFoundError):
         SensitivityResult.load(tmp_path / "none.json")
