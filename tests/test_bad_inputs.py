@@ -2558,6 +2558,10 @@ def files28(tmp_path_factory, model):
     return d
 
 
+# `prune` to a latency budget, ending with `--importance` (its value follows).
+_CURVES_PRUNE = ["prune", "{m}", "-o", "{t}/o.keras", "--target-latency", "50%"]
+_CURVES_PRUNE += ["--latency-table", "{f}/table.json", "--importance"]
+
 CLI28 = [
     (
         "macs_percent_range",
@@ -2609,52 +2613,19 @@ CLI28 = [
     ),
     (
         "importance_unknown",
-        [
-            "prune",
-            "{m}",
-            "-o",
-            "{t}/o.keras",
-            "--target-latency",
-            "50%",
-            "--latency-table",
-            "{f}/table.json",
-            "--importance",
-            "fisher",
-        ],
+        [*_CURVES_PRUNE, "fisher"],
         2,
         "--importance: expected 'taylor', or the .json",
     ),
     (
         "importance_missing_file",
-        [
-            "prune",
-            "{m}",
-            "-o",
-            "{t}/o.keras",
-            "--target-latency",
-            "50%",
-            "--latency-table",
-            "{f}/table.json",
-            "--importance",
-            "{t}/none.json",
-        ],
+        [*_CURVES_PRUNE, "{t}/none.json"],
         1,
         "--importance curves file '.*none.json' does not exist",
     ),
     (
         "importance_not_curves",  # a latency table given as the curves
-        [
-            "prune",
-            "{m}",
-            "-o",
-            "{t}/o.keras",
-            "--target-latency",
-            "50%",
-            "--latency-table",
-            "{f}/table.json",
-            "--importance",
-            "{f}/table.json",
-        ],
+        [*_CURVES_PRUNE, "{f}/table.json"],
         1,
         "--importance: Cannot read sensitivity curves '.*table.json': .*to_dict",
     ),
