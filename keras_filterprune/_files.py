@@ -1,10 +1,11 @@
 """Destinations checked before any work, atomic writes (a failed write leaves
-neither a partial file nor a temporary behind), messages that name the user's
-paths instead of temporary ones, and native output kept off the user's terminal."""
+neither a partial file nor a temporary behind), untrusted JSON files read, messages
+naming the user's paths, not temporary ones, and native output kept off the terminal."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -21,10 +22,14 @@ NATIVE_LOGS_ENV = "KERAS_FILTERPRUNE_NATIVE_LOGS"
 _FILE_SUFFIXES = (".keras", ".h5", ".hdf5", ".tflite", ".pb", ".onnx", ".zip")
 
 
-def check_target(path: Any, kind: str) -> str:
+def _fspath(path: Any, name: str = "path") -> str:
     if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"`path` must be a str or os.PathLike. Received: {path!r}")
-    path = os.fspath(path)
+        raise TypeError(f"`{name}` must be a str or os.PathLike. Received: {path!r}")
+    return os.fspath(path)
+
+
+def check_target(path: Any, kind: str) -> str:
+    path = _fspath(path)
     suffix = os.path.splitext(path)[1].lower()
     if kind == "saved_model":
         if suffix in _FILE_SUFFIXES:
@@ -134,9 +139,7 @@ def check_writable(path: Any, name: str = "path") -> str:
         FileNotFoundError, NotADirectoryError, PermissionError: its directory is
             missing, not a directory, or read-only.
     """
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"`{name}` must be a str or os.PathLike. Received: {path!r}")
-    path = os.fspath(path)
+    path = _fspath(path, name)
     if os.path.isdir(path):
         raise IsADirectoryError(f"`{name}` {path!r} is a directory; pass a file path.")
     _check_parent(path, name)
@@ -161,6 +164,55 @@ def write_text(path: str, text: str) -> None:
     with staged(path) as tmp:
         with open(tmp, "x", encoding="utf-8") as f:
             f.write(text)
+
+
+def parse_json(text: Any, what: str, written_by: str, where: str = "") -> Any:
+    """The JSON document in `text` (`str` or UTF-8 bytes), read as untrusted.
+
+    Raises:
+        TypeError: `text` is neither a `str` nor bytes.
+        ValueError: "Cannot read <what><where>: <problem>; it must be JSON, as
+            written by <written_by>." (not UTF-8, not JSON, or nested too deeply
+            for the parser). `where` names the source, e.g. `" 'plan.json'"`.
+    """
+    if not isinstance(text, (str, bytes, bytearray)):
+        raise TypeError(
+            f"Cannot read {what}: it must be JSON text (str or bytes). "
+            f"Received: {type(text).__name__}"
+        )
+    try:
+        return json.loads(text if isinstance(text, str) else str(text, "utf-8"))
+    except UnicodeDecodeError as e:
+        problem = f"not UTF-8 text ({e.reason} at byte {e.start})"
+    except json.JSONDecodeError as e:
+        problem = f"not valid JSON ({e})"
+    except RecursionError:
+        problem = "not valid JSON (nested too deeply to parse)"
+    raise ValueError(
+        f"Cannot read {what}{where}: {problem}; it must be JSON, as written by "
+        f"{written_by}."
+    )
+
+
+def read_json(path: Any, what: str, written_by: str) -> Any:
+    """The JSON document in the file at `path`, read as untrusted: errors name
+    the file, `what` it should be and what writes one (`written_by`).
+
+    Raises:
+        TypeError: `path` is not a str or os.PathLike.
+        FileNotFoundError: "No <what> at '<path>'.".
+        OSError: another reason the file cannot be read (e.g. a directory).
+        ValueError: not UTF-8, not JSON, or nested too deeply (`parse_json`).
+    """
+    path = _fspath(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"No {what} at '{path}'.") from None
+    except OSError as e:
+        raise type(e)(f"Cannot read {what} '{path}': {e.strerror or e}.") from e
+    return parse_json(data, what, written_by, f" '{path}'")
 
 
 def without_temporary_paths(text: str, aliases: Mapping[str, str]) -> str:

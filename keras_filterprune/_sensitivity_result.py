@@ -14,10 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from keras_filterprune._files import check_writable, write_text
+from keras_filterprune._files import check_writable, read_json, write_text
 from keras_filterprune._validation import check_int, check_number
 
 __all__ = ["SensitivityResult"]
+
+_WRITTEN_BY = "`SensitivityResult.save` or `keras-filterprune sensitivity --json`"
 
 
 @dataclasses.dataclass
@@ -303,23 +305,14 @@ class SensitivityResult:
                 `to_dict`; the message names the file and what is wrong.
             FileNotFoundError: no such file.
         """
-        if not isinstance(path, (str, os.PathLike)):
-            raise TypeError(f"`path` must be a str or os.PathLike. Received: {path!r}")
-        path = os.fspath(path)
-        with open(path, "rb") as f:
-            raw = f.read()
+        data = read_json(path, "sensitivity curves", _WRITTEN_BY)
         try:
-            return cls.from_dict(json.loads(raw.decode("utf-8")))
-        except UnicodeDecodeError as e:
-            problem = f"not UTF-8 text ({e})"
-        except json.JSONDecodeError as e:
-            problem = f"not JSON ({e})"
-        except (TypeError, ValueError, OverflowError, RecursionError) as e:
-            problem = str(e) or type(e).__name__  # also numbers JSON cannot hold
-        raise ValueError(
-            f"Cannot read sensitivity curves '{path}': {problem}. Write them with "
-            "`SensitivityResult.save` or `keras-filterprune sensitivity --json`."
-        )
+            return cls.from_dict(data)
+        except (TypeError, ValueError, OverflowError) as e:  # int too big for float
+            raise ValueError(
+                f"Cannot read sensitivity curves '{os.fspath(path)}': "
+                f"{str(e) or type(e).__name__}. Write them with {_WRITTEN_BY}."
+            ) from None
 
     def plot(self, **kwargs):
         """Score-vs-ratio curves, one per group (see `plot_sensitivity`).

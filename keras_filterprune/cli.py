@@ -208,7 +208,7 @@ def _cmd_prune(args) -> int:
         try:
             plan = PruningPlan.load(args.plan)
         except (OSError, ValueError) as e:
-            raise CommandError(f"cannot read plan '{args.plan}': {e}") from e
+            raise CommandError(str(e)) from e  # names the file
     else:
         kwargs: dict[str, Any] = {
             name: getattr(args, name)

@@ -16,12 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from keras_filterprune._files import check_writable, write_text
+from keras_filterprune._files import check_writable, parse_json, read_json, write_text
 
 __all__ = ["GroupPlan", "PruningPlan", "keep_mask"]
 
 _FORMAT = "keras_filterprune.PruningPlan/1"
 _FIELDS = ("format", "model_name", "meta", "groups")
+_WRITTEN_BY = "`PruningPlan.save`"
 
 
 def keep_mask(width: int, keep) -> np.ndarray:
@@ -220,16 +221,8 @@ class PruningPlan:
         return json.dumps(self.get_config(), **kwargs)
 
     @classmethod
-    def from_json(cls, text: str) -> PruningPlan:
-        if not isinstance(text, (str, bytes, bytearray)):
-            raise TypeError(
-                f"A pruning plan must be JSON text. Received: {type(text).__name__}"
-            )
-        try:
-            config = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-            raise ValueError(f"A pruning plan must be JSON: {e}") from e
-        return cls.from_config(config)
+    def from_json(cls, text: str | bytes) -> PruningPlan:
+        return cls.from_config(parse_json(text, "pruning plan", _WRITTEN_BY))
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes the plan as JSON, atomically: on any failure (a destination
@@ -260,19 +253,11 @@ class PruningPlan:
                 names the file and the offending field.
             FileNotFoundError: no such file.
         """
-        if not isinstance(path, (str, os.PathLike)):
-            raise TypeError(f"`path` must be a str or os.PathLike. Received: {path!r}")
-        path = os.fspath(path)
-        with open(path, "rb") as f:
-            data = f.read()
+        config = read_json(path, "pruning plan", _WRITTEN_BY)
         try:
-            return cls.from_json(data.decode("utf-8"))
-        except UnicodeDecodeError:
-            raise ValueError(
-                f"Cannot read pruning plan '{path}': not UTF-8 text (a plan must "
-                "be JSON, as written by PruningPlan.save)."
-            ) from None
+            return cls.from_config(config)
         except ValueError as e:
+            path = os.fspath(path)
             raise ValueError(f"Cannot read pruning plan '{path}': {e}") from e
 
 

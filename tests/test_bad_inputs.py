@@ -1343,7 +1343,7 @@ CLI = [
         "plan_is_model",
         ["prune", "{m}", "-o", "{t}/o.keras", "--plan", "{m}"],
         1,
-        "cannot read plan",
+        "Cannot read pruning plan",
     ),
     ("missing_model", ["profile", "{t}/none.keras"], 1, "does not exist"),
     ("garbage_model", ["profile", "{f}/garbage.keras"], 1, "cannot load model"),
@@ -1563,8 +1563,8 @@ def latency_files(tmp_path_factory, model):
 
 
 LATENCY_FILES = [
-    ("random.json", "not a latency table JSON.*is not UTF-8 text"),
-    ("half.json", "not a latency table JSON.*is not valid JSON"),
+    ("random.json", "Cannot read latency table .*: not UTF-8 text"),
+    ("half.json", "Cannot read latency table .*: not valid JSON"),
     ("inf.json", "model_ms: must be a finite positive number"),
     ("width.json", r"groups\[0\]: must be an int >= 1"),
     ("threads.json", r"settings\.num_threads: must be an int >= 1"),

@@ -279,7 +279,7 @@ def test_failures_in_process(files, tmp_path, capsys):
         ),
         (
             ["prune", model, "-o", str(tmp_path / "o.keras"), "--plan", model],
-            "cannot read plan",
+            "Cannot read pruning plan",
         ),
         (
             ["prune", model, "-o", str(tmp_path / "o.keras"), "--criterion", "apoz"],

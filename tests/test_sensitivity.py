@@ -366,7 +366,7 @@ def test_save_and_load(tmp_path):
     nan["curves"]["conv1"][1][1] = float("nan")  # json writes NaN, and reads it
     huge = path.read_text().replace('"baseline": ', '"baseline": 1' + "0" * 400, 1)
     for text, match in [
-        ("{not json", "not JSON"),
+        ("{not json", "not valid JSON"),
         (json.dumps([1, 2]), "Received: list"),
         (json.dumps(bad), r"data\['widths'\]"),
         (json.dumps(nan), r"data\['curves'\]\['conv1'\]` must hold finite"),

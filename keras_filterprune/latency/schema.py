@@ -9,7 +9,6 @@ checks are shared by `LatencyTable()`, `from_dict`, `load` and `check`.
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
 import re
@@ -29,7 +28,6 @@ __all__ = [
     "VERSION",
     "axis_width",
     "checked_fields",
-    "parse_json",
     "read_fields",
     "unit_count_difference",
     "unit_difference",
@@ -55,27 +53,6 @@ _MS_RANGE = (1e-9, 1e9)  # a nanosecond to eleven days
 
 class _Corrupt(ValueError):
     """`<field>: <problem>`; re-raised as a plain ValueError naming the table."""
-
-
-def parse_json(text: Any, source: str) -> Any:
-    """JSON `text` (str or UTF-8 bytes) from `source` (a quoted path or "the
-    text"), or a ValueError saying that it is not a latency table JSON."""
-    if not isinstance(text, (str, bytes, bytearray)):
-        raise TypeError(
-            f"A latency table must be JSON text. Received: {type(text).__name__}"
-        )
-    try:
-        if not isinstance(text, str):
-            text = bytes(text).decode("utf-8")
-        return json.loads(text)
-    except UnicodeDecodeError:
-        problem = "is not UTF-8 text"
-    except (json.JSONDecodeError, RecursionError) as e:
-        problem = f"is not valid JSON ({e})"
-    raise ValueError(
-        f"Not a latency table JSON: {source} {problem}. Latency tables are "
-        "written by `measure_latency_table(...).save(path)`."
-    )
 
 
 def checked_fields(data: Mapping, where: str) -> dict[str, Any]:

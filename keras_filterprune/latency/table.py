@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_filterprune._files import check_writable, write_text
+from keras_filterprune._files import check_writable, parse_json, read_json, write_text
 from keras_filterprune._validation import check_int, check_latency_target
 from keras_filterprune.latency.schema import (
     FIELDS,
@@ -34,7 +34,6 @@ from keras_filterprune.latency.schema import (
     VERSION,
     axis_width,
     checked_fields,
-    parse_json,
     read_fields,
     unit_count_difference,
     unit_difference,
@@ -42,6 +41,8 @@ from keras_filterprune.latency.schema import (
 from keras_filterprune.pruning_plan import PruningPlan, check_plan
 
 __all__ = ["LatencyTable", "parse_latency_target"]
+
+_WRITTEN_BY = "`measure_latency_table(...).save(path)`"
 
 
 def _snap(curve: Mapping[str, Any], width: float) -> float:
@@ -428,7 +429,7 @@ class LatencyTable:
                 latency table.
             TypeError: `text` is neither `str` nor bytes.
         """
-        return cls._read(parse_json(text, "the text"), "")
+        return cls._read(parse_json(text, "latency table", _WRITTEN_BY), "")
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes the table as JSON (atomically: no partial file on failure)."""
@@ -444,17 +445,8 @@ class LatencyTable:
             FileNotFoundError: no such file.
             TypeError: `path` is not a path.
         """
-        if not isinstance(path, (str, os.PathLike)):
-            raise TypeError(
-                "`path` must be a str or os.PathLike. Received: "
-                f"path of type {type(path).__name__}"
-            )
-        path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"No latency table at {path!r}.")
-        with open(path, "rb") as f:
-            data = f.read()
-        return cls._read(parse_json(data, f"'{path}'"), f" '{path}'")
+        data = read_json(path, "latency table", _WRITTEN_BY)
+        return cls._read(data, f" '{os.fspath(path)}'")
 
     def describe(self) -> dict[str, Any]:
         """The table's model latency and runtime settings (recorded in plans)."""
