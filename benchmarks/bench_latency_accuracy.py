@@ -14,7 +14,8 @@ that the timed model is the CNN alone), and each seed:
 1. a baseline is trained (`_common.train_baseline`);
 2. its latency table is measured once per net (`measure_latency_table`, LiteRT,
    `--threads` threads, adaptive timing: each time's 95 % interval recorded);
-3. for each target (0.5x and 0.3x of the unpruned latency) five plans, all with
+3. for each target (0.5x and 0.3x of the unpruned latency) six plans (or those
+   of `--plans`), all with
    `l1_norm` ranking the filters within each group:
    - `uniform`: the uniform ratio whose *predicted* latency meets the target
      (bisection on the table's prediction);
@@ -22,6 +23,8 @@ that the timed model is the CNN alone), and each seed:
      without a latency table; the planner solves for a uniform ratio);
    - `latency`: `target_latency` = the target (per-group widths from the table,
      priced by per-group-normalised L1 scores);
+   - `latency+floor`: the same with `max_ratio=0.75` (no group loses more than
+     three quarters of its channels);
    - `latency+taylor`: the same with `importance="taylor"` (the groups' widths
      priced by a first-order Taylor estimate of the loss from
      `--importance-examples` training examples);
@@ -62,7 +65,15 @@ NAME = "bench_latency_accuracy"
 MODELS = ("vgg", "resnet", "digits")
 DEFAULT_SEEDS = (0, 1, 2)
 TARGETS = (0.5, 0.3)
-PLANS = ("uniform", "macs", "latency", "latency+taylor", "latency+sensitivity")
+PLANS = (
+    "uniform",
+    "macs",
+    "latency",
+    "latency+floor",
+    "latency+taylor",
+    "latency+sensitivity",
+)
+FLOOR = 0.75  # latency+floor: `max_ratio`, no group loses more than 3/4
 BASELINE_EPOCHS = {"vgg": 6, "resnet": 6, "digits": 10}  # as the accuracy benchmarks
 CRITERION = "l1_norm"
 QUICK_STEPS = {"conv": {"in": 1, "out": 8}}  # --quick: no block-size probe
@@ -202,6 +213,7 @@ def plans_for(base, table, target: float, importance_data, curves, args):
             base, criterion=CRITERION, target_macs=percent, latency_table=table
         ),
         "latency": lambda: latency_plan(criterion=CRITERION),
+        "latency+floor": lambda: latency_plan(criterion=CRITERION, max_ratio=FLOOR),
         "latency+taylor": lambda: latency_plan(
             criterion=CRITERION, importance="taylor", data=importance_data
         ),
@@ -211,6 +223,8 @@ def plans_for(base, table, target: float, importance_data, curves, args):
     }
     plans = {}
     for name, make in makers.items():
+        if name not in args.plans:
+            continue
         try:
             plans[name] = make()
         except ValueError as e:
@@ -259,14 +273,16 @@ def run_seed(name, build, train, test, table_cache, fit, seed, args) -> list[dic
     table = table_cache[name]
     n = args.importance_examples
     importance_data = (train[0][:n], train[1][:n])
-    curves = sensitivity_analysis(
-        base,
-        data=importance_data,
-        criterion=CRITERION,
-        ratios=(0.25, 0.5, 0.75) if args.quick else None,
-        verbose=0,
-    )
-    common.log(f"{name} seed {seed}: sensitivity curves in {watch.lap():.0f} s")
+    curves = None
+    if "latency+sensitivity" in args.plans:
+        curves = sensitivity_analysis(
+            base,
+            data=importance_data,
+            criterion=CRITERION,
+            ratios=(0.25, 0.5, 0.75) if args.quick else None,
+            verbose=0,
+        )
+        common.log(f"{name} seed {seed}: sensitivity curves in {watch.lap():.0f} s")
     cells = []
     for target in args.targets:
         plans = plans_for(base, table, target, importance_data, curves, args)
@@ -335,6 +351,12 @@ def report(results: dict, descriptions: dict, seeds, fit: dict, watch, args) -> 
         "in one interleaved run, rounds of >= 20 ms until each median's 95 % "
         "interval is within ±2 % (or the time limit); `ci` is the larger "
         "relative half-width of that interval, over the seeds' runs",
+        f"Plans: {', '.join(args.plans)}"
+        + (
+            f" (`latency+floor`: `max_ratio={FLOOR}`)"
+            if FLOOR and "latency+floor" in args.plans
+            else ""
+        ),
         "Latency plans: "
         + (
             f"`calibrate_latency_plan` (at most {args.calibrate} timed plans, "
@@ -360,7 +382,7 @@ def report(results: dict, descriptions: dict, seeds, fit: dict, watch, args) -> 
                 for c in cells
                 if c["target"] == target and c["plan"] == "uniform"
             }
-            for plan in PLANS:
+            for plan in args.plans:
                 sel = [c for c in cells if c["target"] == target and c["plan"] == plan]
                 if not sel:
                     rows.append([f"{target:g}x", plan, "not reachable", *["-"] * 7])
@@ -425,6 +447,14 @@ def main(argv: list[str] | None = None) -> int:
         "sensitivity curves (1024)",
     )
     parser.add_argument(
+        "--plans",
+        nargs="+",
+        choices=PLANS,
+        default=list(PLANS),
+        help="the plans to compare ('uniform' is always included: the others "
+        "are reported against it)",
+    )
+    parser.add_argument(
         "--cache-dir", default=None, help="where the spoken digits are synthesised"
     )
     parser.add_argument(
@@ -435,6 +465,7 @@ def main(argv: list[str] | None = None) -> int:
         "0: the table's prediction only)",
     )
     args = parser.parse_args(argv)
+    args.plans = [p for p in PLANS if p == "uniform" or p in args.plans]
     watch = common.Stopwatch()
     common.configure(args.threads)
 

@@ -32,6 +32,16 @@ def _open_ratio(text: str) -> float:
     return value
 
 
+def _max_ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1]: {text}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -129,6 +139,7 @@ def _criterion_help() -> str:
 
 _TYPES = {
     "ratio": _ratio,
+    "max_ratio": _max_ratio,
     "budget": _budget,
     "latency": _latency,
     "importance": _importance,

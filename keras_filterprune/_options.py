@@ -26,6 +26,7 @@ from keras_filterprune._validation import (
     check_int,
     check_latency_target,
     check_layer_names,
+    check_number,
     check_per_layer,
     check_ratio,
 )
@@ -139,17 +140,17 @@ class PlanOptions:
         "decides how many channels each group keeps. `None`: the criterion's "
         "scores, normalised per group (comparable within a group only, so a "
         "budget drains the groups where a channel saves the most time, down to "
-        '`min_filters`). `"taylor"`: a first-order Taylor estimate of the loss '
-        "increase when a channel is removed, |Σ activation × gradient| over its "
-        "positions, averaged over the examples of `data` (a few batches of "
-        "`(x, y)`; the model compiled with a loss). A `SensitivityResult` of "
-        "this model (`sensitivity_analysis`, every prunable group; saved curves: "
-        "`SensitivityResult.load(path)`): each group's "
-        "measured score-vs-ratio curve, so a group is thinned only as far as its "
-        "own curve allows (measured, where Taylor is first-order). The last "
-        "two are comparable across groups, so time is saved where the model "
-        "suffers least; the criterion still chooses which channels of a group go. "
-        "Defaults to `None`.",
+        '`min_filters`; `max_ratio` bounds it). `"taylor"`: a first-order '
+        "Taylor estimate of the loss increase when a channel is removed, |Σ "
+        "activation × gradient| over its positions, averaged over the examples "
+        "of `data` (a few batches of `(x, y)`; the model compiled with a loss)."
+        " A `SensitivityResult` of this model (`sensitivity_analysis`, every "
+        "prunable group; saved curves: `SensitivityResult.load(path)`): each "
+        "group's measured score-vs-ratio curve, so a group is thinned only as "
+        "far as its own curve allows (measured, where Taylor is first-order). "
+        "The last two are comparable across groups, so time is saved where the "
+        "model suffers least; the criterion still chooses which channels of a "
+        "group go. Defaults to `None`.",
         cli=dict(type="importance", metavar="{taylor,CURVES.json}",
                  help="how a latency budget decides each group's width: "
                  "'taylor' (loss estimate from --data) or the curves of "
@@ -181,6 +182,20 @@ class PlanOptions:
         cli=dict(type="positive_int", metavar="N",
                  help="never keep fewer than N channels in a group"),
         scope=_BOTH,
+    )  # fmt: skip
+    max_ratio: float = _option(
+        1.0,
+        "`float` in (0, 1]. The largest fraction of a group's channels that a "
+        "budget (`target_macs`, `target_params`, `target_latency`) or "
+        "`global_ranking` may remove, as Torch-Pruning's `max_pruning_ratio`: "
+        "a floor under each group's width, so that a budget cannot hollow out "
+        "the layers where removing channels is cheapest (e.g. `0.75` keeps at "
+        "least a quarter of every group). `per_layer` ratios are taken as "
+        "given; a uniform `ratio` must not exceed it. Defaults to `1.0` (no "
+        "floor but `min_filters`).",
+        cli=dict(type="max_ratio", metavar="R", help="the largest fraction of a "
+                 "group's channels a budget or --global-ranking may remove "
+                 "(default 1.0: down to --min-filters)"),
     )  # fmt: skip
     global_ranking: bool = _option(
         False,
@@ -255,10 +270,14 @@ class PlanOptions:
             ),
             round_to=_check_round_to(values["round_to"], values["latency_table"]),
             min_filters=check_int(values["min_filters"], "min_filters", 1),
+            max_ratio=check_number(
+                values["max_ratio"], "max_ratio", low=0.0, high=1.0, low_open=True
+            ),
             global_ranking=check_bool(values["global_ranking"], "global_ranking"),
             greedy=check_bool(values["greedy"], "greedy"),
             prune_norms=check_bool(values["prune_norms"], "prune_norms"),
         )
+        _check_max_ratio(options)
         if options.greedy and criteria_lib.is_active(criterion):
             raise ValueError(
                 "`greedy=True` needs a passive criterion (kernel-based). "
@@ -360,6 +379,21 @@ def _check_importance(value: Any, values: dict[str, Any]) -> Any:
             "fraction, which `importance` cannot change."
         )
     return value
+
+
+def _check_max_ratio(options: PlanOptions) -> None:
+    """A uniform `ratio` above `max_ratio` contradicts it (a budget's or a
+    global ranking's widths are what `max_ratio` bounds)."""
+    if options.budgeted or options.global_ranking:
+        return
+    if options.ratio > options.max_ratio:
+        raise ValueError(
+            f"`ratio`={options.ratio:g} removes more of every group than "
+            f"`max_ratio`={options.max_ratio:g} allows. `max_ratio` bounds the "
+            "widths that a budget (`target_macs`, `target_params`, "
+            "`target_latency`) or `global_ranking=True` chooses; with a uniform "
+            "ratio, lower `ratio` instead."
+        )
 
 
 def _shown(value: Any) -> str:

@@ -67,6 +67,7 @@ def plan_pruning(
     group_reduction: str = "mean",
     round_to: int | str = 1,
     min_filters: int = 1,
+    max_ratio: float = 1.0,
     global_ranking: bool = False,
     greedy: bool = False,
     prune_norms: bool = False,
@@ -131,6 +132,7 @@ def plan_pruning(
         group_reduction=group_reduction,
         round_to=round_to,
         min_filters=min_filters,
+        max_ratio=max_ratio,
         global_ranking=global_ranking,
         greedy=greedy,
         prune_norms=prune_norms,
@@ -308,7 +310,7 @@ class _Planner:
             if group.id in self.frozen:
                 keep[group.id] = list(range(group.width))
                 continue
-            gr = self.per_group.get(group.id, r)
+            gr = self.per_group.get(group.id, min(r, o.max_ratio))
             n = _n_keep(group.width, gr, self.rounds[group.id], o.min_filters)
             keep[group.id] = self._choose(group.id, s, n)
             if o.greedy:
@@ -318,7 +320,7 @@ class _Planner:
         if o.global_ranking and r > 0:
             keep = _global_keep(
                 graph, self.frozen, all_scores, self.per_group, r, self.rounds,
-                o.min_filters,
+                o.min_filters, o.max_ratio,
             )  # fmt: skip
             keep = {g: self._choose(g, all_scores[g], len(k)) for g, k in keep.items()}
         return keep, all_scores
@@ -376,6 +378,8 @@ class _Planner:
         }
         if o.global_ranking:
             meta["global_ranking"] = True
+        if o.max_ratio < 1.0:
+            meta["max_ratio"] = o.max_ratio
         if o.importance is not None and target is not None:
             meta["importance"] = importance_name(o.importance)
         if self.table is not None:
@@ -483,7 +487,7 @@ class _Planner:
                     movable[g.id] = importance[g.id][candidates[order]]
         counts = latency_counts(
             self.table, target_ms, {g: len(k) for g, k in keep.items()}, movable,
-            self.rounds, self.options.min_filters,
+            self.rounds, {g: self._min_keep(g) for g in movable},
             ranked=importance is not None or curves is not None,
         )  # fmt: skip
         keep = {
@@ -491,6 +495,13 @@ class _Planner:
             for g, k in keep.items()
         }
         return keep, all_scores
+
+    def _min_keep(self, group_id: int) -> int:
+        """The fewest channels a budget may leave in a group (`min_filters`,
+        `max_ratio`, rounded up to a multiple of `round_to`)."""
+        o = self.options
+        width = self.graph.groups[group_id].width
+        return _n_keep(width, o.max_ratio, self.rounds[group_id], o.min_filters)
 
     def _importance(self, data, verbose) -> dict[int, np.ndarray]:
         """Group id → each channel's first-order Taylor estimate of the loss
@@ -537,7 +548,8 @@ class _Planner:
             raise ValueError(
                 f"`target_{target}`={goal:.4g} cannot be reached: even pruning 99% "
                 f"of every prunable group leaves {cost_at(hi):.4g} {target} (frozen "
-                "groups and non-prunable layers keep the rest)."
+                "groups, non-prunable layers, `min_filters` and `max_ratio` keep "
+                "the rest)."
             )
         lo = 0.0
         for _ in range(14):
@@ -676,7 +688,9 @@ def _top(scores: np.ndarray, n: int) -> list[int]:
     return sorted(int(i) for i in order[:n])
 
 
-def _global_keep(graph, frozen, all_scores, per_group_ratio, r, rounds, min_filters):
+def _global_keep(
+    graph, frozen, all_scores, per_group_ratio, r, rounds, min_filters, max_ratio
+):
     entries = []
     keep = {}
     for group in graph.groups:
@@ -704,6 +718,7 @@ def _global_keep(graph, frozen, all_scores, per_group_ratio, r, rounds, min_filt
             continue
         s = all_scores[group.id]
         n = group.width - len(removed.get(group.id, ()))
-        n = _n_keep(group.width, 1.0 - n / group.width, rounds[group.id], min_filters)
+        ratio = min(1.0 - n / group.width, max_ratio)
+        n = _n_keep(group.width, ratio, rounds[group.id], min_filters)
         keep[group.id] = _top(s, n)
     return keep

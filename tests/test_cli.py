@@ -239,6 +239,8 @@ def test_version_and_help_in_process(capsys):
         (["prune", "M", "-o", "o.keras", "--per-layer", "conv1"], "LAYER=RATIO"),
         (["prune", "M", "-o", "o.keras", "--target-macs", "lots"], "not a count"),
         (["prune", "M", "-o", "o.keras", "--round-to", "0"], "must be >= 1"),
+        (["prune", "M", "-o", "o.keras", "--max-ratio", "0"], "must be in (0, 1]"),
+        (["prune", "M", "-o", "o.keras", "--max-ratio", "x"], "not a number"),
         (
             ["prune", "M", "-o", "o.keras", "--target-macs", "1M",
              "--target-params", "1k"],

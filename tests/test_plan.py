@@ -11,6 +11,7 @@ import pytest
 
 from keras_filterprune import (
     FilterPruneWarning,
+    PruningCallback,
     PruningPlan,
     apply_plan,
     count_macs,
@@ -981,3 +982,85 @@ def test_sensitivity_importance_is_checked_at_the_boundary():
     empty = dataclasses.replace(good, curves={"b": points})  # groups still name a
     with pytest.raises(ValueError, match=r"no curve for the group of \['a'\]"):
         plan_pruning(model, importance=empty, **budget)
+
+
+def _chain_and_branch_model():
+    """`a` feeds `c`, `b` does not: removing a channel of `a` saves time in two
+    layers, so a budget priced by per-group-normalised scores drains `a`. One
+    filter of `a` is 100x the others: a global ranking drains `a` too."""
+    inputs = keras.Input((8, 8, 3))
+    a = keras.layers.Conv2D(32, 3, padding="same", name="a")(inputs)
+    c = keras.layers.Conv2D(32, 3, padding="same", name="c")(a)
+    b = keras.layers.Conv2D(32, 3, padding="same", name="b")(inputs)
+    pooled = [keras.layers.GlobalAveragePooling2D()(t) for t in (c, b)]
+    x = keras.layers.Concatenate()(pooled)
+    model = keras.Model(inputs, keras.layers.Dense(4, name="head")(x))
+    kernel, bias = model.get_layer("a").get_weights()
+    kernel[..., 0] *= 100
+    model.get_layer("a").set_weights([kernel, bias])
+    return model
+
+
+def test_max_ratio_keeps_a_floor_under_a_latency_budget():
+    """The default pricing drains the group whose channels save the most time
+    down to `min_filters`; `max_ratio` bounds every group's loss, and the budget
+    is still met by the others."""
+    from tests.test_latency import synthetic_table
+
+    model = _chain_and_branch_model()
+    table = synthetic_table(model, out_step=1)
+    budget = dict(criterion="l1_norm", target_latency="40%", latency_table=table)
+    drained = plan_pruning(model, **budget)
+    assert len(drained.kept_filters("a")) < 8  # hollowed
+    plan = plan_pruning(model, max_ratio=0.75, **budget)
+    assert min(len(plan.kept_filters(p)) for p in "abc") >= 8  # a quarter of 32
+    assert plan.meta["predicted_latency_ms"] <= 0.4 * table.model_ms + 1e-9
+    assert plan.meta["max_ratio"] == 0.75
+    assert "max_ratio" not in drained.meta
+    # The floor is rounded up to `round_to`, and one that leaves no room for the
+    # budget says so.
+    rounded = plan_pruning(model, max_ratio=0.8, round_to=8, **budget)
+    assert min(len(rounded.kept_filters(p)) for p in "abc") >= 8  # ceil(6.4) -> 8
+    with pytest.raises(ValueError, match="cannot be reached.*`max_ratio`"):
+        plan_pruning(model, max_ratio=0.2, **budget)
+    # The callback takes the option under the same name.
+    callback = PruningCallback(epochs=[0], max_ratio=0.75, **budget)
+    assert callback.get_config()["max_ratio"] == 0.75
+
+
+def test_max_ratio_bounds_global_ranking_and_its_mac_budget():
+    model = _chain_and_branch_model()
+    unbounded = plan_pruning(model, 0.5, "l1_norm", global_ranking=True)
+    assert len(unbounded.kept_filters("a")) < 8  # its normalised scores are low
+    plan = plan_pruning(model, 0.5, "l1_norm", global_ranking=True, max_ratio=0.6)
+    assert len(plan.kept_filters("a")) == math.ceil(0.4 * 32)
+    macs = plan_pruning(
+        model, criterion="l1_norm", global_ranking=True, max_ratio=0.6,
+        target_macs="70%",
+    )  # fmt: skip
+    assert len(macs.kept_filters("a")) >= math.ceil(0.4 * 32)
+    assert macs.meta["macs"][1] <= 0.7 * macs.meta["macs"][0]
+    # `per_layer` ratios are taken as given.
+    given = plan_pruning(
+        model, 0.5, "l1_norm", global_ranking=True, max_ratio=0.6,
+        per_layer={"a": 0.9},
+    )  # fmt: skip
+    assert len(given.kept_filters("a")) == math.ceil(0.1 * 32)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"max_ratio": 0.0}, ValueError, r"`max_ratio` must be in \(0, 1\]"),
+        ({"max_ratio": 1.5}, ValueError, r"`max_ratio` must be in \(0, 1\]"),
+        ({"max_ratio": float("nan")}, ValueError, r"`max_ratio` must be in"),
+        ({"max_ratio": "0.5"}, TypeError, "`max_ratio` must be a number"),
+        ({"max_ratio": True}, TypeError, "`max_ratio` must be a number"),
+        ({"ratio": 0.8, "max_ratio": 0.5}, ValueError, "lower `ratio` instead"),
+    ],
+)
+def test_max_ratio_is_checked_at_the_boundary(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        plan_pruning(_two_branch_model(), **kwargs)
+    with pytest.raises(error, match=match):
+        PruningCallback(**kwargs)

@@ -97,7 +97,7 @@ def latency_counts(
     start: Mapping[int, int],
     movable: Mapping[int, np.ndarray],
     steps: Mapping[int, int],
-    min_filters: int,
+    floors: Mapping[int, int],
     *,
     ranked: bool = False,
 ) -> dict[int, int]:
@@ -112,7 +112,8 @@ def latency_counts(
             each channel's cost of removal (e.g. its Taylor estimate of the loss
             increase) in the order channels are kept (the last goes first).
         steps: Group id → multiple of channels to keep.
-        min_filters: Never keep fewer channels in a group.
+        floors: Group id → never keep fewer channels (`min_filters` and
+            `max_ratio`, rounded to the group's step).
         ranked: `movable` is in keeping order already (not sorted by value).
 
     Raises:
@@ -136,9 +137,7 @@ def latency_counts(
         g: steps[g] * _ceil(_ceil(table.groups[g], MAX_MOVES_PER_GROUP), steps[g])
         for g in movable
     }
-    floor = {
-        g: min(counts[g], _ceil(min_filters, steps[g]) * steps[g]) for g in movable
-    }
+    floor = {g: min(counts[g], floors[g]) for g in movable}
 
     def move(g: int) -> tuple[float, int, dict[int, float]] | None:
         """(score per ms saved, new width, new unit latencies) of group g's next
@@ -166,8 +165,8 @@ def latency_counts(
                 f"`target_latency`={target_ms:.4g} ms cannot be reached: pruning "
                 f"every prunable group down to its minimum is predicted at "
                 f"{reached:.4g} ms (frozen and excluded groups, `per_layer` "
-                "ratios, `min_filters` and the layers the table does not time "
-                "keep the rest)."
+                "ratios, `min_filters`, `max_ratio` and the layers the table does "
+                "not time keep the rest)."
             )
         _, g = min(candidates)
         _, counts[g], changed = moves[g]
