@@ -188,6 +188,8 @@ def parse_json(text: Any, what: str, written_by: str, where: str = "") -> Any:
         problem = f"not valid JSON ({e})"
     except RecursionError:
         problem = "not valid JSON (nested too deeply to parse)"
+    except ValueError as e:  # e.g. an integer of more digits than Python converts
+        problem = f"not valid JSON ({e})"
     raise ValueError(
         f"Cannot read {what}{where}: {problem}; it must be JSON, as written by "
         f"{written_by}."

@@ -185,17 +185,17 @@ class PlanOptions:
     )  # fmt: skip
     max_ratio: float = _option(
         1.0,
-        "`float` in (0, 1]. The largest fraction of a group's channels that a "
-        "budget (`target_macs`, `target_params`, `target_latency`) or "
-        "`global_ranking` may remove, as Torch-Pruning's `max_pruning_ratio`: "
-        "a floor under each group's width, so that a budget cannot hollow out "
-        "the layers where removing channels is cheapest (e.g. `0.75` keeps at "
-        "least a quarter of every group). `per_layer` ratios are taken as "
-        "given; a uniform `ratio` must not exceed it. Defaults to `1.0` (no "
-        "floor but `min_filters`).",
+        "`float` in (0, 1]. The largest fraction of a group's channels that may "
+        "be removed, whatever decides the group's width (a budget, "
+        "`global_ranking`, `ratio` or a schedule's ratio), as Torch-Pruning's "
+        "`max_pruning_ratio`: a floor under each group's width, so that a "
+        "budget cannot hollow out the layers where removing channels is "
+        "cheapest (e.g. `0.75` keeps at least a quarter of every group). "
+        "`per_layer` ratios are taken as given. Defaults to `1.0` (no floor "
+        "but `min_filters`).",
         cli=dict(type="max_ratio", metavar="R", help="the largest fraction of a "
-                 "group's channels a budget or --global-ranking may remove "
-                 "(default 1.0: down to --min-filters)"),
+                 "group's channels that may be removed, whatever decides its "
+                 "width (default 1.0: down to --min-filters)"),
     )  # fmt: skip
     global_ranking: bool = _option(
         False,
@@ -277,7 +277,6 @@ class PlanOptions:
             greedy=check_bool(values["greedy"], "greedy"),
             prune_norms=check_bool(values["prune_norms"], "prune_norms"),
         )
-        _check_max_ratio(options)
         if options.greedy and criteria_lib.is_active(criterion):
             raise ValueError(
                 "`greedy=True` needs a passive criterion (kernel-based). "
@@ -297,7 +296,7 @@ class PlanOptions:
 
         table, target_ms = self.latency
         if target_ms is not None:
-            check_reachable(table, target_ms, self.min_filters)
+            check_reachable(table, target_ms, self.min_filters, self.max_ratio)
 
     @functools.cached_property
     def latency(self) -> tuple[Any, float | None]:
@@ -379,21 +378,6 @@ def _check_importance(value: Any, values: dict[str, Any]) -> Any:
             "fraction, which `importance` cannot change."
         )
     return value
-
-
-def _check_max_ratio(options: PlanOptions) -> None:
-    """A uniform `ratio` above `max_ratio` contradicts it (a budget's or a
-    global ranking's widths are what `max_ratio` bounds)."""
-    if options.budgeted or options.global_ranking:
-        return
-    if options.ratio > options.max_ratio:
-        raise ValueError(
-            f"`ratio`={options.ratio:g} removes more of every group than "
-            f"`max_ratio`={options.max_ratio:g} allows. `max_ratio` bounds the "
-            "widths that a budget (`target_macs`, `target_params`, "
-            "`target_latency`) or `global_ranking=True` chooses; with a uniform "
-            "ratio, lower `ratio` instead."
-        )
 
 
 def _shown(value: Any) -> str:

@@ -375,7 +375,10 @@ class PruningCallback(keras.callbacks.Callback):
             self._recalibrate() if hold and self.calibration_data is not None else 0
         )
         kept = [len(g.keep) for g in plan.groups]
-        ratio = float(plan.meta.get("ratio", ratio)) if budgeted else float(ratio)
+        if budgeted:
+            ratio = float(plan.meta.get("ratio", ratio))
+        else:  # the ratio applied: a schedule's, capped by `max_ratio`
+            ratio = min(float(ratio), self.max_ratio)
         event = dict(epoch=int(epoch), step=int(step), ratio=ratio, kept=kept)
         self.history.append({**event, "macs": macs, "macs_ratio": self._macs_ratio})
         cut = sum(len(g.keep) < g.width for g in plan.groups)

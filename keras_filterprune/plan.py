@@ -357,6 +357,7 @@ class _Planner:
             if target is not None:
                 ratio = self._solve_ratio(*target, scores, share)
             elif ratio > 0:
+                ratio = min(ratio, o.max_ratio)  # what every group loses
                 self._check_removable()
             keep, all_scores = self.decide(ratio, scores)
         groups = [
@@ -546,10 +547,10 @@ class _Planner:
         hi = 0.99
         if cost_at(hi) > goal:
             raise ValueError(
-                f"`target_{target}`={goal:.4g} cannot be reached: even pruning 99% "
-                f"of every prunable group leaves {cost_at(hi):.4g} {target} (frozen "
-                "groups, non-prunable layers, `min_filters` and `max_ratio` keep "
-                "the rest)."
+                f"`target_{target}`={goal:.4g} cannot be reached: pruning every "
+                "prunable group as far as `min_filters` and `max_ratio` allow "
+                f"(99% at most) leaves {cost_at(hi):.4g} {target} (frozen groups "
+                "and non-prunable layers keep the rest)."
             )
         lo = 0.0
         for _ in range(14):

@@ -25,8 +25,9 @@ def test_read_json_returns_the_document(tmp_path):
         (b"{not json", "not valid JSON (Expecting property name"),
         (b"", "not valid JSON (Expecting value"),
         (b"[" * 100_000, "not valid JSON (nested too deeply to parse)"),
+        (b"[" + b"1" * 5000 + b"]", "not valid JSON (Exceeds the limit"),
     ],
-    ids=["binary", "garbage", "empty", "deep"],
+    ids=["binary", "garbage", "empty", "deep", "long_integer"],
 )
 def test_bad_content_is_a_value_error_naming_the_file(tmp_path, content, problem):
     path = tmp_path / "p.json"

@@ -1019,10 +1019,14 @@ def test_max_ratio_keeps_a_floor_under_a_latency_budget():
     assert "max_ratio" not in drained.meta
     # The floor is rounded up to `round_to`, and one that leaves no room for the
     # budget says so.
-    rounded = plan_pruning(model, max_ratio=0.8, round_to=8, **budget)
-    assert min(len(rounded.kept_filters(p)) for p in "abc") >= 8  # ceil(6.4) -> 8
-    with pytest.raises(ValueError, match="cannot be reached.*`max_ratio`"):
+    rounded = plan_pruning(model, max_ratio=0.7, round_to=8, **budget)
+    assert min(len(rounded.kept_filters(p)) for p in "abc") >= 16  # 9.6 -> 16
+    # Refused before any scoring, from the table's bound with the floor.
+    assert table.min_latency_ms(1, 0.2) > 0.4 * table.model_ms > table.min_latency_ms()
+    with pytest.raises(ValueError, match="with this latency table.*`max_ratio`=0.2"):
         plan_pruning(model, max_ratio=0.2, **budget)
+    with pytest.raises(ValueError, match=r"`max_ratio` must be in \(0, 1\]"):
+        table.min_latency_ms(1, 0)
     # The callback takes the option under the same name.
     callback = PruningCallback(epochs=[0], max_ratio=0.75, **budget)
     assert callback.get_config()["max_ratio"] == 0.75
@@ -1056,7 +1060,6 @@ def test_max_ratio_bounds_global_ranking_and_its_mac_budget():
         ({"max_ratio": float("nan")}, ValueError, r"`max_ratio` must be in"),
         ({"max_ratio": "0.5"}, TypeError, "`max_ratio` must be a number"),
         ({"max_ratio": True}, TypeError, "`max_ratio` must be a number"),
-        ({"ratio": 0.8, "max_ratio": 0.5}, ValueError, "lower `ratio` instead"),
     ],
 )
 def test_max_ratio_is_checked_at_the_boundary(kwargs, error, match):
@@ -1064,3 +1067,26 @@ def test_max_ratio_is_checked_at_the_boundary(kwargs, error, match):
         plan_pruning(_two_branch_model(), **kwargs)
     with pytest.raises(error, match=match):
         PruningCallback(**kwargs)
+
+
+def test_max_ratio_caps_a_uniform_ratio_and_a_schedule():
+    """Whatever decides a group's width, it loses at most `max_ratio`: a uniform
+    ratio above it is capped (and the plan says the ratio it applied), and so is
+    every ratio of a callback's schedule."""
+    from keras_filterprune import ConstantRatio
+
+    model = _chain_and_branch_model()
+    plan = plan_pruning(model, 0.8, "l1_norm", max_ratio=0.5)
+    assert {len(plan.kept_filters(p)) for p in "abc"} == {16}
+    assert plan.meta["ratio"] == 0.5
+    assert _kept(plan) == _kept(plan_pruning(model, 0.5, "l1_norm"))
+    # A schedule ending above `max_ratio` is legal, its ratios capped in fit.
+    callback = PruningCallback(
+        "l1_norm", schedule=ConstantRatio(0.9), max_ratio=0.4, mode="hard"
+    )
+    x = np.random.default_rng(0).normal(size=(8, 8, 8, 3)).astype("float32")
+    y = np.zeros((8,), "int32")
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])
+    assert min(len(callback.plan.kept_filters(p)) for p in "abc") >= 20  # 0.6 * 32
+    assert callback.history[-1]["ratio"] == 0.4

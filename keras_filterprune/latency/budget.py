@@ -72,20 +72,24 @@ def check_latency_args(
     return table, parse_latency_target(target_latency, table)
 
 
-def check_reachable(table: LatencyTable, target_ms: float, min_filters: int) -> None:
+def check_reachable(
+    table: LatencyTable, target_ms: float, min_filters: int, max_ratio: float = 1.0
+) -> None:
     """Raises a ValueError saying the lowest latency the table predicts when
-    `target_ms` is below it (every channel group down to `min_filters`).
+    `target_ms` is below it (every channel group down to `min_filters`, or to
+    the fraction `max_ratio` leaves).
 
     A property of the table alone: where the model is known, check that the
     table fits it first (`LatencyTable.check_graph`), or a table of another
     model is reported as an unreachable target.
     """
-    lowest = table.min_latency_ms(min_filters)
+    lowest = table.min_latency_ms(min_filters, max_ratio)
     if target_ms < lowest * (1 - 1e-9):
         raise ValueError(
             f"`target_latency`={target_ms:.4g} ms cannot be reached with this "
             "latency table: with every channel group down to `min_filters`="
-            f"{min_filters} channels, the model is predicted at "
+            f"{min_filters} channels (and `max_ratio`={max_ratio:g} of it removed at "
+            f"most), the model is predicted at "
             f"{lowest:.4g} ms at best ({lowest / table.model_ms:.1%} of the "
             f"unpruned {table.model_ms:.4g} ms)."
         )

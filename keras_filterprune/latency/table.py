@@ -27,7 +27,11 @@ from typing import Any
 import numpy as np
 
 from keras_filterprune._files import check_writable, parse_json, read_json, write_text
-from keras_filterprune._validation import check_int, check_latency_target
+from keras_filterprune._validation import (
+    check_int,
+    check_latency_target,
+    check_number,
+)
 from keras_filterprune.latency.schema import (
     FIELDS,
     FORMAT,
@@ -186,20 +190,27 @@ class LatencyTable:
             return self.model_ms
         return self.model_ms * self._sum(full) / self.full_units_ms
 
-    def min_latency_ms(self, min_filters: int = 1) -> float:
+    def min_latency_ms(self, min_filters: int = 1, max_ratio: float = 1.0) -> float:
         """The lowest latency (ms) the table predicts at any widths that keep at
-        least `min_filters` channels of each group (all of a narrower one).
+        least `min_filters` channels of each group (all of a narrower one), and
+        remove at most `max_ratio` of it.
 
         A bound: frozen and excluded groups and rounding keep more channels, so
         a plan may predict more; none predicts less (a measured curve that is
         not monotonic counts at its lowest point).
 
         Raises:
-            TypeError, ValueError: `min_filters` is not an int >= 1 (as in
-                `plan_pruning`).
+            TypeError, ValueError: `min_filters` is not an int >= 1, or
+                `max_ratio` not a number in (0, 1] (as in `plan_pruning`).
         """
         min_filters = check_int(min_filters, "min_filters", 1)
-        least = {g: min(w, min_filters) for g, w in self.groups.items()}
+        max_ratio = check_number(
+            max_ratio, "max_ratio", low=0.0, high=1.0, low_open=True
+        )
+        least = {
+            g: min(w, max(min_filters, math.ceil((1.0 - max_ratio) * w - 1e-9)))
+            for g, w in self.groups.items()
+        }
         total = 0.0
         for unit in self.units:
             ms = unit["full_ms"]
