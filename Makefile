@@ -7,13 +7,13 @@ EXTRAS ?= audio,litert,tfmot,plot,hub,jax,dev,docs
 STAMP := $(VENV)/.installed-$(shell echo "$(EXTRAS)" | tr ',' '-')
 PYTEST_ARGS ?=
 # The core suite again on the JAX and PyTorch backends: tracing, surgery oracle,
-# criteria, planner, PruningCallback, recovery, sensitivity, profile and export
-# (TensorFlow-only cases skip themselves).
+# criteria, planner, PruningCallback, recovery, distillation, sensitivity, profile
+# and export (TensorFlow-only cases skip themselves).
 BACKEND_TESTS := tests/test_walk.py tests/test_graph.py tests/test_handlers.py tests/test_inner.py \
 	tests/test_surgery.py tests/test_criteria.py tests/test_scoring.py \
 	tests/test_plan.py tests/test_callbacks.py tests/test_latency.py \
-	tests/test_recovery.py tests/test_sensitivity.py tests/test_profile.py \
-	tests/test_export.py
+	tests/test_recovery.py tests/test_distillation.py tests/test_sensitivity.py \
+	tests/test_profile.py tests/test_export.py
 # PyTorch's CPU build (~200 MB; the default Linux wheel on PyPI is a CUDA build of
 # several GB). Installed into .venv by `make test` only.
 TORCH ?= torch==2.13.0

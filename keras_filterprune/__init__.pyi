@@ -36,6 +36,7 @@ from . import (
 )
 from ._version import __version__ as __version__
 from .callbacks import PruningCallback as PruningCallback
+from .distillation import Distiller as Distiller
 from .exceptions import FilterPruneWarning as FilterPruneWarning
 from .export import export_tflite as export_tflite
 from .masking import mask_model as mask_model
@@ -43,7 +44,6 @@ from .plan import plan_pruning as plan_pruning
 from .profile import count_macs as count_macs
 from .profile import profile_model as profile_model
 from .pruning_plan import PruningPlan as PruningPlan
-from .recovery import Distiller as Distiller
 from .recovery import recalibrate_batchnorm as recalibrate_batchnorm
 from .scoring import score_filters as score_filters
 from .sensitivity import sensitivity_analysis as sensitivity_analysis

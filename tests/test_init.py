@@ -9,6 +9,7 @@ def test_every_public_name_resolves():
         assert getattr(kfp, name) is not None, name
     assert set(kfp.__all__) <= set(dir(kfp))
     assert kfp.recalibrate_batchnorm.__module__ == "keras_filterprune.recovery"
+    assert kfp.Distiller.__module__ == "keras_filterprune.distillation"
     try:
         kfp.not_a_name  # noqa: B018
     except AttributeError as e:
