@@ -78,6 +78,26 @@ def _describe(structure: Any) -> str:
     return str(keras.tree.map_structure(shape, structure))
 
 
+def _same_structure(student: Any, teacher: Any) -> bool:
+    """Whether two (unwrapped) structures of tensors match: the same kind (dict
+    or not), keys and count, and shapes after the batch axis (`None` matches
+    any size)."""
+    s_flat, t_flat = keras.tree.flatten(student), keras.tree.flatten(teacher)
+    if isinstance(student, dict) != isinstance(teacher, dict):
+        return False
+    if len(s_flat) != len(t_flat):
+        return False
+    if isinstance(student, dict) and sorted(student) != sorted(teacher):
+        return False
+    for s, t in zip(s_flat, t_flat):
+        s_shape, t_shape = tuple(s.shape)[1:], tuple(t.shape)[1:]
+        if len(s_shape) != len(t_shape) or not all(
+            a is None or b is None or a == b for a, b in zip(s_shape, t_shape)
+        ):
+            return False
+    return True
+
+
 def _paired_outputs(student: Any, teacher: Any) -> list[tuple[str, Any, Any]]:
     """`(label, student output, teacher output)` per output, in flattened order.
 
@@ -86,17 +106,7 @@ def _paired_outputs(student: Any, teacher: Any) -> list[tuple[str, Any, Any]]:
     """
     student, teacher = _unwrap(student), _unwrap(teacher)
     s_flat, t_flat = keras.tree.flatten(student), keras.tree.flatten(teacher)
-    same = isinstance(student, dict) == isinstance(teacher, dict)
-    same = same and len(s_flat) == len(t_flat)
-    if same and isinstance(student, dict):
-        same = sorted(student) == sorted(teacher)
-    for s, t in zip(s_flat, t_flat) if same else ():
-        s_shape, t_shape = tuple(s.shape)[1:], tuple(t.shape)[1:]
-        same = same and len(s_shape) == len(t_shape)
-        same = same and all(
-            a is None or b is None or a == b for a, b in zip(s_shape, t_shape)
-        )
-    if not same:
+    if not _same_structure(student, teacher):
         raise ValueError(
             "`student` and `teacher` must have the same outputs (structure, keys "
             "and shapes after the batch axis) to be distilled. Received: student "
@@ -118,18 +128,7 @@ def _check_same_inputs(student: keras.Model, teacher: keras.Model) -> None:
     if s_in is None or t_in is None:
         return
     s_in, t_in = _unwrap(s_in), _unwrap(t_in)
-    s_flat, t_flat = keras.tree.flatten(s_in), keras.tree.flatten(t_in)
-    same = isinstance(s_in, dict) == isinstance(t_in, dict)
-    same = same and len(s_flat) == len(t_flat)
-    if same and isinstance(s_in, dict):
-        same = sorted(s_in) == sorted(t_in)
-    for s, t in zip(s_flat, t_flat) if same else ():
-        s_shape, t_shape = tuple(s.shape)[1:], tuple(t.shape)[1:]
-        same = same and len(s_shape) == len(t_shape)
-        same = same and all(
-            a is None or b is None or a == b for a, b in zip(s_shape, t_shape)
-        )
-    if not same:
+    if not _same_structure(s_in, t_in):
         raise ValueError(
             "`student` and `teacher` must take the same inputs (the teacher sees "
             "every batch the student trains on). Received: student inputs "
