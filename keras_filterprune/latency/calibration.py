@@ -33,6 +33,10 @@ def _clip(factor: float) -> float:
     return min(2.0, max(0.5, factor))
 
 
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
 def _spread(timing) -> float | None:
     """The relative half-width of a timing's interval (None without one)."""
     rel = timing.relative_ci()
@@ -47,6 +51,7 @@ def calibrate_latency_plan(
     *,
     iterations: int = 3,
     tolerance: float = 0.05,
+    confirmations: int = 1,
     rounds: int = 7,
     verbose: int = 1,
     min_round_ms: float = 20.0,
@@ -67,10 +72,15 @@ def calibrate_latency_plan(
     `r · predicted / measured`: the table's error on the last plan is taken to
     hold near it (each factor limited to [0.5, 2], so one noisy timing cannot send
     the search away; a plan timed before is not timed again, and the correction
-    is applied once more so that coarse tables still move). The plan whose
-    measured ratio is closest to the request is returned. Run it where the table
-    was measured, with nothing else running: it converts and times up to
-    `iterations` pruned models (seconds to a minute each).
+    is applied once more so that coarse tables still move). A plan measured
+    within `tolerance` is timed `confirmations` more times, each with new
+    interpreters, before it is accepted, and its ratio is the mean of its
+    timings: of several noisy candidates, the one that measured closest to the
+    request was likely measured too favourably, and a separate timing of it
+    alone would miss. The plan whose mean measured ratio is closest to the
+    request is returned. Run it where the table was measured, with nothing else
+    running: it converts up to `iterations` pruned models and times them (seconds
+    to a minute each).
 
     Args:
         model: A built Functional or Sequential `keras.Model` (only read).
@@ -81,6 +91,9 @@ def calibrate_latency_plan(
         iterations: `int`. Pruned models to time at most. Defaults to `3`.
         tolerance: `float`. Accepted relative error of the measured ratio, e.g.
             `0.05` for ±5 %. Defaults to `0.05`.
+        confirmations: `int`. Separate timings of a plan that measured within
+            `tolerance`, before it is accepted (`0`: accept on one timing).
+            Defaults to `1`.
         rounds: `int`. Timing rounds per iteration, at least. Defaults to `7`.
         verbose: `int`. `1` prints one line per iteration. Defaults to `1`.
         min_round_ms: `float`. Milliseconds each timing round lasts, at least
@@ -95,13 +108,15 @@ def calibrate_latency_plan(
             `data`, `exclude`, `per_layer`, `round_to`, …).
 
     Returns:
-        A `PruningPlan`. Its `meta` adds `measured_latency_ratio`,
-        `measured_latency_ms` (the pruned model, this run), `measured_base_ms`
-        (the unpruned model, this run), `measured_latency_ci` (the relative
-        half-widths of the 95 % intervals of those two medians, `[pruned,
-        unpruned]`) and `latency_iterations` (requested, predicted and measured
-        ratio of every planner call; `timed` is false when the plan repeated an
-        earlier one, whose measurement is reused).
+        A `PruningPlan`. Its `meta` adds `measured_latency_ratio` (the mean of
+        `measured_latency_ratios`, one per timing of this plan),
+        `measured_latency_ms` (the pruned model, mean of its timings),
+        `measured_base_ms` (the unpruned model, timed with it),
+        `measured_latency_ci` (the widest relative half-widths of the 95 %
+        intervals of those medians, `[pruned, unpruned]`) and
+        `latency_iterations` (requested, predicted and measured ratio of every
+        planner call; `timed` is false when the plan repeated an earlier one,
+        whose measurements are reused; `timings` counts them).
 
     Raises:
         ValueError: bad arguments, a corrupt `latency_table` ("Corrupt latency
@@ -140,6 +155,7 @@ def calibrate_latency_plan(
 
     iterations = check_int(iterations, "iterations", 1)
     rounds = check_int(rounds, "rounds", 1)
+    confirmations = check_int(confirmations, "confirmations", 0)
     check_adaptive_args(min_round_ms, target_ci, max_seconds)
     if (
         isinstance(tolerance, bool)
@@ -177,6 +193,33 @@ def calibrate_latency_plan(
     quantization = latency_table.settings.get("quantization")
     base = None  # converted after the first plan: bad options fail fast
 
+    def time_plan(entry: dict) -> float:
+        """Times `entry`'s model next to the unpruned one with new interpreters;
+        returns the mean of its measured ratios so far."""
+        timed = lm.time_flatbuffers(
+            [base, entry["flatbuffer"]],
+            threads,
+            rounds,
+            10,
+            min_round_ms=min_round_ms,
+            target_ci=target_ci,
+            max_seconds=max_seconds,
+            drop_converged=False,  # a ratio: both timed in the same rounds
+        )
+        base_ms, pruned_ms = (t.ci()[0] * 1e3 for t in timed)
+        entry["ratios"].append(pruned_ms / base_ms)
+        entry["pruned_ms"].append(pruned_ms)
+        entry["base_ms"].append(base_ms)
+        spreads = [_spread(timed[1]), _spread(timed[0])]
+        entry["spreads"] = [  # the widest of its timings
+            None if a is None or b is None else max(a, b)
+            for a, b in zip(entry.get("spreads", spreads), spreads)
+        ]
+        return _mean(entry["ratios"])
+
+    def within(ratio: float) -> bool:
+        return abs(ratio / requested - 1) <= tolerance
+
     ask, tried, seen = requested, [], {}
     asked = {round(ask, 6)}
     for _ in range(4 * iterations):  # planner calls; a repeated plan is not timed
@@ -193,26 +236,25 @@ def calibrate_latency_plan(
             break  # a corrected target below what the table can reach
         widths = tuple(len(g.keep) for g in plan.groups)
         repeat = widths in seen
-        if repeat:  # the table's steps are coarser than the correction
-            measured = seen[widths][1]
-        else:
+        if not repeat:
             pruned = apply_plan(model, plan)
             if base is None:
                 base = lm.convert(model, quantization)
-            timed = lm.time_flatbuffers(
-                [base, lm.convert(pruned, quantization)],
-                threads,
-                rounds,
-                10,
-                min_round_ms=min_round_ms,
-                target_ci=target_ci,
-                max_seconds=max_seconds,
-                drop_converged=False,  # a ratio: both timed in the same rounds
-            )
-            base_ms, pruned_ms = (t.ci()[0] * 1e3 for t in timed)
-            spreads = [_spread(timed[1]), _spread(timed[0])]
-            measured = pruned_ms / base_ms
-            seen[widths] = (plan, measured, pruned_ms, base_ms, spreads)
+            seen[widths] = {
+                "plan": plan,
+                "flatbuffer": lm.convert(pruned, quantization),
+                "ratios": [],
+                "pruned_ms": [],
+                "base_ms": [],
+            }
+            time_plan(seen[widths])
+        entry = seen[widths]
+        measured = _mean(entry["ratios"])
+        # A plan is accepted on more than the timing that made it look right: of
+        # several noisy candidates, the one measured closest to the target is
+        # likely measured too favourably (NetAdapt's proposals meet the same).
+        while within(measured) and len(entry["ratios"]) <= confirmations:
+            measured = time_plan(entry)
         predicted = latency_table.latency_ms(plan) / latency_table.model_ms
         tried.append(
             {
@@ -220,15 +262,17 @@ def calibrate_latency_plan(
                 "predicted": round(predicted, 6),
                 "measured": round(measured, 6),
                 "timed": not repeat,
+                "timings": len(entry["ratios"]),
             }
         )
         if verbose and not repeat:
             say(
                 f"calibrate_latency_plan: asked {ask:.3f}, predicted "
                 f"{predicted:.3f}, measured {measured:.3f} of the unpruned "
-                f"latency (target {requested:.3f})"
+                f"latency (target {requested:.3f}; "
+                f"{len(entry['ratios'])} timing(s))"
             )
-        if abs(measured / requested - 1) <= tolerance or len(seen) >= iterations:
+        if within(measured) or len(seen) >= iterations:
             break
         # The table's error on this plan, `measured / predicted`, is assumed to
         # hold near it; a plan seen before means the correction did not move the
@@ -243,14 +287,14 @@ def calibrate_latency_plan(
             break  # a cycle: nothing new to learn
         ask = new_ask
         asked.add(ask)
-    plan, measured, pruned_ms, base_ms, spreads = min(
-        seen.values(), key=lambda item: abs(item[1] / requested - 1)
-    )
+    best = min(seen.values(), key=lambda e: abs(_mean(e["ratios"]) / requested - 1))
+    plan = best["plan"]
     plan.meta.update(
-        measured_latency_ratio=round(measured, 6),
-        measured_latency_ms=round(pruned_ms, 6),
-        measured_base_ms=round(base_ms, 6),
-        measured_latency_ci=spreads,
+        measured_latency_ratio=round(_mean(best["ratios"]), 6),
+        measured_latency_ratios=[round(r, 6) for r in best["ratios"]],
+        measured_latency_ms=round(_mean(best["pruned_ms"]), 6),
+        measured_base_ms=round(_mean(best["base_ms"]), 6),
+        measured_latency_ci=best["spreads"],
         latency_iterations=tried,
     )
     return plan
