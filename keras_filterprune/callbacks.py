@@ -24,8 +24,13 @@ from keras_filterprune._options import PlanOptions, document_options, option_nam
 from keras_filterprune._training import compile_like
 from keras_filterprune.exceptions import FilterPruneWarning
 from keras_filterprune.graph import graph_of
-from keras_filterprune.masking import VariableMasks, graph_masks, hold_masks
-from keras_filterprune.plan import PruningPlan, plan_with, recover_plan
+from keras_filterprune.masking import (
+    VariableMasks,
+    graph_masks,
+    hold_masks,
+    recover_plan,
+)
+from keras_filterprune.plan import PruningPlan, plan_with
 from keras_filterprune.recovery import recalibrate_batchnorm
 from keras_filterprune.surgery import apply_plan
 

@@ -3,13 +3,14 @@
 `weight_masks` and `mask_model` zero what `apply_plan` would remove (the masked
 model computes exactly what the pruned one does); `VariableMasks` keeps the model's
 variables, and the optimizer slots that track them, masked while `fit` runs
-(`PruningCallback` in hard mode).
+(`PruningCallback` in hard mode); `recover_plan` reads such a model's plan back
+from its zeroed weights.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import keras
 import numpy as np
@@ -20,9 +21,17 @@ from keras_filterprune._rebuild import check_rebuildable, rebuild, set_weights
 from keras_filterprune.exceptions import FilterPruneWarning
 from keras_filterprune.graph import ChannelGraph, graph_of
 from keras_filterprune.handlers import get_handler
-from keras_filterprune.pruning_plan import PruningPlan, check_plan
+from keras_filterprune.pruning_plan import GroupPlan, PruningPlan, check_plan
+from keras_filterprune.scoring import sliced_kernel
 
-__all__ = ["hold_masks", "weight_masks", "mask_model", "layer_masks", "VariableMasks"]
+__all__ = [
+    "hold_masks",
+    "weight_masks",
+    "mask_model",
+    "layer_masks",
+    "recover_plan",
+    "VariableMasks",
+]
 
 
 def layer_masks(graph: ChannelGraph, flags: np.ndarray) -> dict[str, tuple]:
@@ -289,3 +298,61 @@ def hold_masks(model, held: VariableMasks | None, masks: VariableMasks | None):
     if model is not None:
         model.make_train_function(force=True)
     return masks
+
+
+@graph_argument_removed
+def recover_plan(
+    model: keras.Model,
+    *,
+    exclude: Iterable[str] | None = None,
+) -> PruningPlan | None:
+    """The plan whose removed filters are exactly zero in `model`.
+
+    Hard-mode pruning resumed from a checkpoint (`BackupAndRestore`) finds its
+    plan again this way. A filter counts as removed only if every weight the
+    plan's masks would zero is exactly zero (kernel, bias, BatchNorm beta, …).
+
+    Args:
+        model: A model trained with hard-mode masks.
+        exclude: Layer names whose groups stay whole.
+
+    Returns:
+        A `PruningPlan`, or `None` when no filter is zero.
+    """
+    graph = graph_of(model)
+    frozen = {g.id: g.frozen for g in graph.groups if g.frozen}
+    for g, reason in graph.exclusions(exclude).items():
+        frozen.setdefault(g, reason)
+    groups, removed = [], 0
+    for g in graph.groups:
+        keep = list(range(g.width))
+        if g.id not in frozen:
+            zero = np.ones(g.width, dtype=bool)
+            for path, channels in g.producers.items():
+                kernel = sliced_kernel(graph, path)
+                flat = kernel.reshape(-1, kernel.shape[-1])
+                zero[np.asarray(channels)[np.any(flat != 0, axis=0)]] = False
+            keep = [c for c in range(g.width) if not zero[c]] or [0]
+        removed += g.width - len(keep)
+        groups.append(
+            GroupPlan(
+                id=g.id,
+                width=g.width,
+                producers={p: c.tolist() for p, c in g.producers.items()},
+                members=list(g.members),
+                keep=keep,
+                frozen=frozen.get(g.id),
+            )
+        )
+    if not removed:
+        return None
+    plan = PruningPlan(groups, model.name, {"recovered": True})
+    # Only trust it if every masked weight is zero (bias, BN beta, … included).
+    for path, masks in graph_masks(graph, plan.keep_flags(graph)).items():
+        for variable, mask in zip(graph.walk.layers[path].weights, masks):
+            if mask is None:
+                continue
+            value = keras.ops.convert_to_numpy(variable)
+            if np.any(value * (1 - mask) != 0):
+                return None
+    return plan

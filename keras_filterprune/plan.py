@@ -1,9 +1,10 @@
 """The planner: how many channels of each group to keep, and which.
 
 The graph finds the groups, the planner decides, and `keras_filterprune.surgery`
-only executes a plan. Planning within a previous plan (iterative pruning), plans
-recovered from zeroed weights and MAC estimates of a plan live here too, so the
-callback only schedules.
+only executes a plan. Planning within a previous plan (iterative pruning) and MAC
+estimates of a plan live here too, so the callback only schedules;
+`recover_plan` (a plan found again from zeroed weights) is `masking`'s and is
+re-exported here.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from keras_filterprune.exceptions import FilterPruneWarning
 from keras_filterprune.graph import ChannelGraph, graph_of
 from keras_filterprune.latency.budget import latency_counts
 from keras_filterprune.latency.table import LatencyTable
-from keras_filterprune.masking import graph_masks
+from keras_filterprune.masking import recover_plan
 from keras_filterprune.pruning_plan import (
     GroupPlan,
     PruningPlan,
@@ -575,66 +576,8 @@ def _criterion_fn(criterion):
 
 
 # ---------------------------------------------------------------------------
-# Plans recovered from zeros, MAC estimates
+# MAC estimates
 # ---------------------------------------------------------------------------
-
-
-@graph_argument_removed
-def recover_plan(
-    model: keras.Model,
-    *,
-    exclude: Iterable[str] | None = None,
-) -> PruningPlan | None:
-    """The plan whose removed filters are exactly zero in `model`.
-
-    Hard-mode pruning resumed from a checkpoint (`BackupAndRestore`) finds its
-    plan again this way. A filter counts as removed only if every weight the
-    plan's masks would zero is exactly zero (kernel, bias, BatchNorm beta, …).
-
-    Args:
-        model: A model trained with hard-mode masks.
-        exclude: Layer names whose groups stay whole.
-
-    Returns:
-        A `PruningPlan`, or `None` when no filter is zero.
-    """
-    graph = graph_of(model)
-    frozen = {g.id: g.frozen for g in graph.groups if g.frozen}
-    for g, reason in graph.exclusions(exclude).items():
-        frozen.setdefault(g, reason)
-    groups, removed = [], 0
-    for g in graph.groups:
-        keep = list(range(g.width))
-        if g.id not in frozen:
-            zero = np.ones(g.width, dtype=bool)
-            for path, channels in g.producers.items():
-                kernel = sliced_kernel(graph, path)
-                flat = kernel.reshape(-1, kernel.shape[-1])
-                zero[np.asarray(channels)[np.any(flat != 0, axis=0)]] = False
-            keep = [c for c in range(g.width) if not zero[c]] or [0]
-        removed += g.width - len(keep)
-        groups.append(
-            GroupPlan(
-                id=g.id,
-                width=g.width,
-                producers={p: c.tolist() for p, c in g.producers.items()},
-                members=list(g.members),
-                keep=keep,
-                frozen=frozen.get(g.id),
-            )
-        )
-    if not removed:
-        return None
-    plan = PruningPlan(groups, model.name, {"recovered": True})
-    # Only trust it if every masked weight is zero (bias, BN beta, … included).
-    for path, masks in graph_masks(graph, plan.keep_flags(graph)).items():
-        for variable, mask in zip(graph.walk.layers[path].weights, masks):
-            if mask is None:
-                continue
-            value = keras.ops.convert_to_numpy(variable)
-            if np.any(value * (1 - mask) != 0):
-                return None
-    return plan
 
 
 @graph_argument_removed
