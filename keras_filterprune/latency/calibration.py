@@ -110,10 +110,11 @@ def calibrate_latency_plan(
     Returns:
         A `PruningPlan`. Its `meta` adds `measured_latency_ratio` (the mean of
         `measured_latency_ratios`, one per timing of this plan),
-        `measured_latency_ms` (the pruned model, mean of its timings),
-        `measured_base_ms` (the unpruned model, timed with it),
-        `measured_latency_ci` (the widest relative half-widths of the 95 %
-        intervals of those medians, `[pruned, unpruned]`) and
+        `measured_latency_ms` and `measured_base_ms` (the pruned and the
+        unpruned model, means over those timings; their quotient need not equal
+        the mean ratio), `measured_latency_ci` (the widest relative half-widths
+        of the 95 % intervals of those medians, `[pruned, unpruned]`; `None`
+        where a timing had no interval) and
         `latency_iterations` (requested, predicted and measured ratio of every
         planner call; `timed` is false when the plan repeated an earlier one,
         whose measurements are reused; `timings` counts them).
